@@ -8,6 +8,7 @@ embeds migrator can catch one type. Errors that are about a bad value also deriv
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "GeometryError",
     "InvalidLayout",
     "LayoutSyntaxError",
@@ -23,6 +24,15 @@ class MigratorError(Exception):
 
 class GeometryError(MigratorError, ValueError):
     """A geometry table (built-in, user-supplied or read from NVML) is inconsistent."""
+
+
+class ConfigError(MigratorError, ValueError):
+    """A scenario, model table or trace is invalid; the message names the field and,
+    where there is a fixed set, the allowed values. ``field`` is the dotted path."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownGPU(MigratorError, LookupError):
