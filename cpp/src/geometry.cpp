@@ -22,7 +22,7 @@ std::uint64_t mask_of(int start, int size) {
 }
 
 [[noreturn]] void bad(const std::string& where, const std::string& what) {
-    throw std::invalid_argument(where + ": " + what);
+    throw std::invalid_argument(where.empty() ? what : where + ": " + what);
 }
 
 void check_profile(const Profile& p, int memory_slices, int compute_slices) {
@@ -34,8 +34,12 @@ void check_profile(const Profile& p, int memory_slices, int compute_slices) {
         bad(where, "memory_slices must be in 1.." + std::to_string(memory_slices));
     if (p.max_count < 1) bad(where, "max_count must be at least 1");
     if (p.placements.empty()) bad(where, "placements must not be empty");
+    if (p.memory_mib < 0) bad(where, "memory_mib must not be negative");
     for (const auto& pl : p.placements) {
-        if (pl.size < 1 || pl.start < 0 || pl.start + pl.size > memory_slices)
+        if (pl.size != p.memory_slices)
+            bad(where, "placement (" + std::to_string(pl.start) + ", " + std::to_string(pl.size) +
+                           ") has a size other than memory_slices " + std::to_string(p.memory_slices));
+        if (pl.start < 0 || pl.start + pl.size > memory_slices)
             bad(where, "placement (" + std::to_string(pl.start) + ", " + std::to_string(pl.size) +
                            ") lies outside memory slices 0.." + std::to_string(memory_slices - 1));
     }
@@ -52,15 +56,15 @@ Geometry::Geometry(std::string name, int memory_slices, int compute_slices,
       compute_slices_(compute_slices),
       profiles_(std::move(profiles)),
       engine_totals_(engine_totals) {
-    if (memory_slices_ < 1 || memory_slices_ > 64) bad(name_, "memory_slices must be in 1..64");
-    if (compute_slices_ < 1) bad(name_, "compute_slices must be at least 1");
-    if (profiles_.empty()) bad(name_, "profiles must not be empty");
+    if (memory_slices_ < 1 || memory_slices_ > 64) bad("", "memory_slices must be in 1..64");
+    if (compute_slices_ < 1) bad("", "compute_slices must be at least 1");
+    if (profiles_.empty()) bad("", "profiles must not be empty");
     for (int e : engine_totals_)
-        if (e < 0) bad(name_, "engine totals must not be negative");
+        if (e < 0) bad("", "engine totals must not be negative");
     std::unordered_set<std::string> names;
     for (const auto& p : profiles_) {
         check_profile(p, memory_slices_, compute_slices_);
-        if (!names.insert(p.name).second) bad(name_, "profile " + p.name + " appears twice");
+        if (!names.insert(p.name).second) bad("", "profile " + p.name + " appears twice");
     }
     for (int i = 0; i < static_cast<int>(profiles_.size()); ++i) {
         for (const auto& pl : profiles_[i].placements)
@@ -119,14 +123,15 @@ Geometry::Usage Geometry::usage_of(const std::vector<int>& layout) const {
 
 Violation Geometry::check(const std::vector<int>& layout) const {
     for (int slot : layout) check_slot_index(slot);
+    // Rule by rule over the whole layout, so the reported rule is the first in order.
     const int n = static_cast<int>(layout.size());
-    for (int i = 0; i < n; ++i) {
-        for (int j = i + 1; j < n; ++j) {
+    for (int i = 0; i < n; ++i)
+        for (int j = i + 1; j < n; ++j)
             if (layout[i] == layout[j]) return {Rule::duplicate, i, j, 2, 1};
+    for (int i = 0; i < n; ++i)
+        for (int j = i + 1; j < n; ++j)
             if (slots_[layout[i]].memory_mask & slots_[layout[j]].memory_mask)
                 return {Rule::memory_overlap, i, j, 0, 0};
-        }
-    }
     const Usage usage = usage_of(layout);
     for (int p = 0; p < static_cast<int>(profiles_.size()); ++p) {
         if (usage.counts[p] > profiles_[p].max_count)

@@ -95,9 +95,12 @@ def read_nvml_table(handle: Any, nvml: Any = None) -> dict[str, Any]:
     nvml = nvml if nvml is not None else default_nvml()
     try:
         device_name = _text(nvml.nvmlDeviceGetName(handle))
+    except nvml.NVMLError as exc:
+        raise NVMLUnavailable(f"cannot read the device: nvmlDeviceGetName: {exc}") from exc
+    try:
         memory_mib = int(nvml.nvmlDeviceGetMemoryInfo(handle).total) // (1024 * 1024)
     except nvml.NVMLError as exc:
-        raise NVMLUnavailable(f"cannot read the device: {exc}") from exc
+        raise NVMLUnavailable(f"cannot read {device_name}: nvmlDeviceGetMemoryInfo: {exc}") from exc
     rows = []
     seen: set[int] = set()
     for index in range(int(nvml.NVML_GPU_INSTANCE_PROFILE_COUNT)):

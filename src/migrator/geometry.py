@@ -110,8 +110,8 @@ class Transition:
 def _profile_key(name: str) -> str:
     text = name.strip().lower()
     if text.startswith("mig "):
-        text = text[4:]
-    return text.replace(" ", "")
+        text = text[4:].lstrip()
+    return text
 
 
 class Geometry:
@@ -256,9 +256,10 @@ class Geometry:
 
         Checks only that every placement exists on this GPU, not that they fit together.
         """
+        layout = as_layout(layout)
+        profiles = [self.profile(p.profile) for p in layout]  # unknown names first
         placements = []
-        for placement in as_layout(layout):
-            profile = self.profile(placement.profile)
+        for placement, profile in zip(layout, profiles):
             if placement.start not in profile.starts:
                 raise InvalidLayout(
                     f"{placement}: {profile.name} cannot start at memory slice "
@@ -493,6 +494,13 @@ def _check_fields(table: Any, schema: Mapping[str, tuple[Any, bool]], where: str
             raise GeometryError(f"{where}: field {key!r} must be {names}, got {value!r}")
 
 
+def _strings(table: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    values = table.get(key, ())
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        raise GeometryError(f"{where}: field {key!r} must be a list of non-empty strings, got {values!r}")
+    return tuple(values)
+
+
 def _engines_from(table: Any, where: str) -> Engines:
     _check_fields(table, _ENGINE_FIELDS, f"{where}.engines")
     return Engines(**table)
@@ -524,7 +532,7 @@ def _profile_from(table: Any, where: str) -> Profile:
         placements=_placements_from(table["placements"], where),
         engines=_engines_from(table.get("engines", {}), where),
         id=table.get("id"),
-        aliases=tuple(table.get("aliases", ())),
+        aliases=_strings(table, "aliases", where),
     )
 
 
@@ -534,6 +542,8 @@ def _from_table(cls: type[Geometry], table: Mapping[str, Any], origin: str) -> G
         _profile_from(row, f"{origin}: profiles[{i}]") for i, row in enumerate(table["profiles"])
     ]
     engines = table.get("engines")
+    if table.get("memory_mib") is not None and table["memory_mib"] <= 0:
+        raise GeometryError(f"{origin}: field 'memory_mib' must be positive, got {table['memory_mib']!r}")
     return cls(
         name=table["name"],
         memory_slices=table["memory_slices"],
@@ -542,7 +552,7 @@ def _from_table(cls: type[Geometry], table: Mapping[str, Any], origin: str) -> G
         engines=None if engines is None else _engines_from(engines, origin),
         memory_mib=table.get("memory_mib"),
         description=table.get("description", ""),
-        device_names=table.get("device_names", ()),
-        aliases=table.get("aliases", ()),
+        device_names=_strings(table, "device_names", origin),
+        aliases=_strings(table, "aliases", origin),
         source=table.get("source", ""),
     )

@@ -16,7 +16,9 @@ from .errors import LayoutSyntaxError
 
 __all__ = ["Layout", "LayoutLike", "Placement"]
 
-_START = re.compile(r"\d+")
+_START = re.compile(r"[0-9]+")
+# A profile name as NVML prints it, optionally after "MIG ": 3g.40gb, 1g.24gb+me.all, 1g.24gb-me.
+_PROFILE = re.compile(r"(?:MIG\s+)?[A-Za-z0-9][A-Za-z0-9.+\-]*", re.IGNORECASE)
 _EXAMPLE = "expected PROFILE@START, e.g. 3g.40gb@4"
 
 
@@ -38,16 +40,22 @@ class Placement:
     def parse(cls, token: str) -> Placement:
         """Parse ``"3g.40gb@4"``; raise :class:`LayoutSyntaxError` naming the token."""
         text = token.strip()
-        profile, sep, start = text.rpartition("@")
+        profile, sep, start = text.partition("@")
         profile = profile.strip()
         start = start.strip()
         if not sep or not profile:
-            raise LayoutSyntaxError(f"bad layout token {token.strip()!r}: {_EXAMPLE}", token)
+            raise LayoutSyntaxError(f"bad layout token {text!r}: {_EXAMPLE}", text)
+        if not _PROFILE.fullmatch(profile):
+            raise LayoutSyntaxError(
+                f"bad layout token {text!r}: {profile!r} is not a profile name "
+                f"(placements are separated by commas); {_EXAMPLE}",
+                text,
+            )
         if not _START.fullmatch(start):
             raise LayoutSyntaxError(
-                f"bad layout token {token.strip()!r}: start {start!r} is not a "
+                f"bad layout token {text!r}: start {start!r} is not a "
                 f"non-negative integer; {_EXAMPLE}",
-                token,
+                text,
             )
         return cls(profile=profile, start=int(start))
 
