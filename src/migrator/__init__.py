@@ -15,6 +15,19 @@ except ImportError as exc:  # pragma: no cover - only without a build
 from . import errors
 from .geometry import Engines, Geometry, Profile, Transition, known_gpus
 from .layout import Layout, Placement
+from .tenant import Tenant
+
+# Submodules that pull in numba load on first use, so `migrator --help` stays quick.
+_LAZY_MODULES = ("forecast", "goodput", "models", "traces")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 try:
     __version__ = version("migrator")
@@ -27,8 +40,13 @@ __all__ = [
     "Layout",
     "Placement",
     "Profile",
+    "Tenant",
     "Transition",
     "__version__",
     "errors",
+    "forecast",
+    "goodput",
     "known_gpus",
+    "models",
+    "traces",
 ]
