@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 import migrator
 from migrator import _kernels, _reference
 from migrator.errors import ConfigError
-from migrator.goodput import Instance, allocation_rates, score, slo_capacity, slo_capacity_from_service
+from migrator.goodput import (
+    Instance,
+    allocation_rates,
+    operating_batch,
+    score,
+    slo_capacity,
+    slo_capacity_from_service,
+)
 from migrator.layout import Placement
 from migrator.models import builtin_models
 
@@ -85,22 +92,38 @@ def test_kingman_bound_holds_for_fixed_batches():
 # -- SLO capacity --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("slo_ms", [5.0, 10.0, 20.0, 50.0])
-def test_capacity_is_safe_for_a_greedy_batching_server(slo_ms):
+def greedy_p99_ms(rate: float, max_batch: int, n: int, seed: int = 5) -> float:
+    arrivals = poisson_arrivals(rate, n, seed)
+    latency = _kernels.simulate_dynamic_batches(arrivals, SIZES, SERVICE_MS / 1000, max_batch)
+    return float(np.quantile(latency, 0.99) * 1000)
+
+
+@pytest.mark.parametrize("slo_ms", [5.0, 10.0, 20.0, 50.0, 100.0])
+def test_capacity_is_safe_for_a_greedy_server_at_the_operating_batch(slo_ms):
+    # The model is exact for batches of 1 (M/D/1) and a bound for larger ones, so the
+    # simulated p99 at capacity may reach the SLO itself: allow its sampling error (2e6
+    # requests at high load put the empirical p99 within about 2 %).
     cap = slo_capacity_from_service(SIZES, SERVICE_MS, slo_ms)
-    latency = _kernels.simulate_dynamic_batches(poisson_arrivals(cap, 800_000, seed=5), SIZES, SERVICE_MS / 1000)
+    batch = operating_batch(SIZES, SERVICE_MS, cap)
     assert cap > 0
-    assert np.quantile(latency, 0.99) * 1000 <= slo_ms
+    assert greedy_p99_ms(cap, batch, 2_000_000) <= slo_ms * 1.02
 
 
 def _simulated_capacity(slo_ms: float) -> float:
-    """Bisection on the rate with request-level simulation (common random numbers)."""
+    """Bisection on the rate of the best greedy server (any max batch), common random numbers."""
     unit = np.cumsum(np.random.default_rng(9).exponential(1.0, 300_000))
+
+    def ok(rate: float) -> bool:
+        return any(
+            np.quantile(_kernels.simulate_dynamic_batches(unit / rate, SIZES, SERVICE_MS / 1000, b), 0.99)
+            * 1000 <= slo_ms
+            for b in SIZES
+        )
+
     lo, hi = 1.0, SIZES[-1] / SERVICE_MS[-1] * 1000
-    for _ in range(30):
+    for _ in range(25):
         mid = 0.5 * (lo + hi)
-        p99 = np.quantile(_kernels.simulate_dynamic_batches(unit / mid, SIZES, SERVICE_MS / 1000), 0.99)
-        lo, hi = (mid, hi) if p99 * 1000 <= slo_ms else (lo, mid)
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
     return lo
 
 
@@ -108,7 +131,25 @@ def _simulated_capacity(slo_ms: float) -> float:
 def test_capacity_is_close_to_simulation_when_the_slo_allows_batching(slo_ms):
     # With room for full batches the bound is tight; see docs/goodput.md for tight SLOs.
     ratio = slo_capacity_from_service(SIZES, SERVICE_MS, slo_ms) / _simulated_capacity(slo_ms)
-    assert 0.85 <= ratio <= 1.02  # the simulated capacity itself is a 300k-request estimate
+    assert 0.8 <= ratio <= 1.02  # the simulated capacity itself is a 300k-request estimate
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gpu", ["A100-40GB", "H100-80GB"])
+def test_capacity_is_safe_for_every_built_in_model_and_profile(gpu):
+    for name, model in builtin_models().items():
+        sizes = np.asarray(model.batch_sizes)
+        for profile in _profiles_by_size(gpu):
+            service = model.inference_ms(gpu, profile)
+            for slo in (20.0, 50.0, 100.0, 200.0):
+                cap = slo_capacity(name, profile, slo, gpu=gpu)
+                if cap == 0.0:
+                    continue
+                batch = operating_batch(sizes, service, cap)
+                latency = _kernels.simulate_dynamic_batches(
+                    poisson_arrivals(cap, 2_000_000, 1), sizes, service / 1000, batch
+                )
+                assert np.quantile(latency, 0.99) * 1000 <= slo * 1.02, (name, profile, slo)
 
 
 def test_capacity_is_zero_when_one_request_misses_the_slo():

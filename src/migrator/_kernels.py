@@ -216,38 +216,57 @@ def _best_latency(lam: float, batch_sizes: np.ndarray, service_s: np.ndarray, pe
 
 
 @_jit
+def best_batch(lam: float, batch_sizes: np.ndarray, service_s: np.ndarray, percentile: float) -> int:
+    """The batch size with the lowest latency bound at rate lam."""
+    best = np.inf
+    choice = batch_sizes[0]
+    for k in range(batch_sizes.shape[0]):
+        latency = batch_latency_bound(lam, batch_sizes[k], service_s[k], percentile)
+        if latency < best:
+            best = latency
+            choice = batch_sizes[k]
+    return choice
+
+
+@_jit
 def slo_capacity_kernel(
     batch_sizes: np.ndarray, service_s: np.ndarray, slo_s: float, percentile: float
 ) -> float:
-    """Highest arrival rate (req/s) up to which every rate meets the SLO percentile.
+    """Highest arrival rate (req/s) at which some batch size meets the SLO percentile.
 
     batch_sizes: int64 (k,), service_s: float64 (k,) time of one batch of each size.
-    Some batch size must meet the SLO at every rate below the capacity; the scan uses a
-    geometric grid up to the largest throughput, then bisects the first failure.
+    A fixed-size policy can fail at a moderate rate and succeed at a higher one (batches
+    fill faster); a server that batches whatever is queued adapts its batch size to the
+    load and its latency only grows with the rate, so the highest feasible rate is its
+    capacity (checked by request-level simulation in the tests). The scan runs down a
+    geometric grid from the largest throughput and bisects the last step.
     """
     peak = 0.0
     for k in range(batch_sizes.shape[0]):
         peak = max(peak, batch_sizes[k] / service_s[k])
-    if peak <= 0.0 or _best_latency(peak * 1e-9, batch_sizes, service_s, percentile) > slo_s:
+    floor = peak * 1e-9
+    if peak <= 0.0 or _best_latency(floor, batch_sizes, service_s, percentile) > slo_s:
         return 0.0
     n = 512
     low = peak * 1e-6
     ratio = (1.0 - 1e-9) / 1e-6
-    last_ok = low
-    for i in range(1, n + 1):
+    lo = floor
+    hi = low * ratio ** (1 / n)
+    for i in range(n, 0, -1):
         lam = low * ratio ** (i / n)
         if _best_latency(lam, batch_sizes, service_s, percentile) <= slo_s:
-            last_ok = lam
-            continue
-        lo, hi = last_ok, lam
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            if _best_latency(mid, batch_sizes, service_s, percentile) <= slo_s:
-                lo = mid
-            else:
-                hi = mid
-        return lo
-    return last_ok
+            if i == n:
+                return lam
+            lo = lam
+            hi = low * ratio ** ((i + 1) / n)
+            break
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if _best_latency(mid, batch_sizes, service_s, percentile) <= slo_s:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 @_jit
@@ -267,26 +286,34 @@ def simulate_fixed_batches(arrivals_s: np.ndarray, b: int, d: float) -> np.ndarr
 
 
 @_jit
+def service_time(batch_sizes: np.ndarray, service_s: np.ndarray, k: int) -> float:
+    """Time of a batch of k, interpolated linearly between profiled batch sizes."""
+    if k <= batch_sizes[0]:
+        return service_s[0]
+    for j in range(1, batch_sizes.shape[0]):
+        if k <= batch_sizes[j]:
+            w = (k - batch_sizes[j - 1]) / (batch_sizes[j] - batch_sizes[j - 1])
+            return service_s[j - 1] + w * (service_s[j] - service_s[j - 1])
+    return service_s[batch_sizes.shape[0] - 1]
+
+
+@_jit
 def simulate_dynamic_batches(
-    arrivals_s: np.ndarray, batch_sizes: np.ndarray, service_s: np.ndarray
+    arrivals_s: np.ndarray, batch_sizes: np.ndarray, service_s: np.ndarray, max_batch: int
 ) -> np.ndarray:
     """Request-level replay of a greedy batching server: whenever it is free it takes
-    every queued request up to the largest batch size; a batch of k runs as long as the
-    smallest profiled batch size >= k. Returns each request's latency (s)."""
+    every queued request up to max_batch, and a batch of k runs for the service time
+    interpolated at k. Returns each request's latency (s)."""
     n = arrivals_s.shape[0]
     latency = np.empty(n)
-    max_b = batch_sizes[batch_sizes.shape[0] - 1]
     free_at = 0.0
     i = 0
     while i < n:
         start = max(free_at, arrivals_s[i])
         j = i
-        while j < n and j - i < max_b and arrivals_s[j] <= start:
+        while j < n and j - i < max_batch and arrivals_s[j] <= start:
             j += 1
-        k = 0
-        while batch_sizes[k] < j - i:
-            k += 1
-        done = start + service_s[k]
+        done = start + service_time(batch_sizes, service_s, j - i)
         for r in range(i, j):
             latency[r] = done - arrivals_s[r]
         free_at = done

@@ -109,7 +109,7 @@ def batch_latency_bound(lam: float, b: int, d: float, percentile: float) -> floa
 
 
 def slo_capacity(batch_sizes: np.ndarray, service_s: np.ndarray, slo_s: float, percentile: float) -> float:
-    """Same definition as the kernel, found by a dense scan and bisection."""
+    """Same definition as the kernel: the highest feasible rate, scanning the grid upwards."""
 
     def ok(lam: float) -> bool:
         return min(batch_latency_bound(lam, int(b), float(d), percentile) for b, d in zip(batch_sizes, service_s)) <= slo_s
@@ -118,17 +118,16 @@ def slo_capacity(batch_sizes: np.ndarray, service_s: np.ndarray, slo_s: float, p
     if not ok(peak * 1e-9):
         return 0.0
     low = peak * 1e-6
-    grid = [low * ((1.0 - 1e-9) / 1e-6) ** (i / 512) for i in range(1, 513)]
-    last = low
-    for lam in grid:
-        if not ok(float(lam)):
-            lo, hi = last, float(lam)
-            for _ in range(60):
-                mid = 0.5 * (lo + hi)
-                lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-            return lo
-        last = float(lam)
-    return last
+    grid = [peak * 1e-9] + [low * ((1.0 - 1e-9) / 1e-6) ** (i / 512) for i in range(1, 513)]
+    feasible = [i for i, lam in enumerate(grid) if ok(lam)]
+    top = feasible[-1]
+    if top == len(grid) - 1:
+        return grid[top]
+    lo, hi = grid[top], grid[top + 1]
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
 
 
 def score(arrivals, capacity, retrain, acc_before, acc_after, work, window_slots, t0, queue, progress, done):

@@ -22,6 +22,7 @@ from .tenant import Tenant
 
 __all__ = [
     "Instance",
+    "operating_batch",
     "ScoreResult",
     "allocation_rates",
     "score",
@@ -56,6 +57,21 @@ def slo_capacity_from_service(
         raise ConfigError(f"percentile must be in (50, 100), got {percentile!r}", field="percentile")
     return float(
         _kernels.slo_capacity_kernel(sizes, service / 1000.0, slo_ms / 1000.0, percentile / 100.0)
+    )
+
+
+def operating_batch(
+    batch_sizes: Sequence[int], service_ms: Sequence[float], rate_rps: float, percentile: float = 99.0
+) -> int:
+    """The batch size the capacity model runs at ``rate_rps``: configure the serving
+    system's maximum batch size to it (larger batches only pad and slow the server)."""
+    return int(
+        _kernels.best_batch(
+            float(rate_rps),
+            np.asarray(batch_sizes, dtype=np.int64),
+            np.asarray(service_ms, dtype=np.float64) / 1000.0,
+            percentile / 100.0,
+        )
     )
 
 
