@@ -29,7 +29,7 @@ def reference_of(gpu: str) -> Reference:
 def test_enumerate_reference(benchmark, timings, gpu: str) -> None:
     layouts = benchmark(reference_of(gpu).layouts)
     assert layouts == set(Geometry.for_gpu(gpu).layouts())
-    timings.record(gpu, "reference", benchmark)
+    timings.record(f"enumerate {gpu}", "reference", benchmark)
 
 
 @pytest.mark.parametrize("gpu", GPUS)
@@ -37,4 +37,4 @@ def test_enumerate_cpp(benchmark, timings, gpu: str) -> None:
     layouts = benchmark(Geometry.for_gpu(gpu).layouts)
     assert len(layouts) == len(set(layouts)), "a layout is listed twice"
     assert set(layouts) == reference_of(gpu).layouts()
-    timings.record(gpu, "cpp", benchmark)
+    timings.record(f"enumerate {gpu}", "fast", benchmark)

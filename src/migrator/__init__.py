@@ -15,6 +15,8 @@ except ImportError as exc:  # pragma: no cover - only without a build
 from . import errors
 from .geometry import Engines, Geometry, Profile, Transition, known_gpus
 from .layout import Layout, Placement
+from .scenario import GpuSpec, Scenario
+from .settings import PlannerConfig
 from .tenant import Tenant
 
 # Submodules that pull in numba load on first use, so `migrator --help` stays quick.
@@ -37,9 +39,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "Engines",
     "Geometry",
+    "GpuSpec",
     "Layout",
     "Placement",
+    "PlannerConfig",
     "Profile",
+    "Scenario",
     "Tenant",
     "Transition",
     "__version__",
