@@ -1,8 +1,10 @@
 // The only file that includes pybind11: one bind_<area>(m) per C++ area.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include "migrator/geometry.hpp"
+#include "migrator/ilp_builder.hpp"
 
 namespace py = pybind11;
 using namespace migrator;
@@ -90,9 +92,98 @@ void bind_geometry(py::module_& m) {
         .def("format", &Geometry::format, py::arg("layout"));
 }
 
+template <typename T>
+using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+template <typename T>
+std::vector<T> to_vector(const Array<T>& a) {
+    return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+template <typename T>
+py::array_t<T> to_numpy(std::vector<T> v) {
+    auto* heap = new std::vector<T>(std::move(v));
+    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>(static_cast<py::ssize_t>(heap->size()), heap->data(), owner);
+}
+
+GpuInput make_gpu(const Array<std::uint64_t>& memory_mask, const Array<int>& compute,
+                  const Array<int>& profile, const Array<int>& engines, const Array<int>& max_count,
+                  int compute_slices, const Array<int>& engine_totals, const Array<double>& capacity,
+                  const Array<double>& speed, const Array<int>& current) {
+    GpuInput g;
+    g.memory_mask = to_vector(memory_mask);
+    g.compute = to_vector(compute);
+    g.profile = to_vector(profile);
+    const auto flat = to_vector(engines);
+    if (flat.size() != 4 * g.memory_mask.size()) throw std::invalid_argument("engines must be placements x 4");
+    for (std::size_t q = 0; q < g.memory_mask.size(); ++q)
+        g.engines.push_back({flat[4 * q], flat[4 * q + 1], flat[4 * q + 2], flat[4 * q + 3]});
+    g.max_count = to_vector(max_count);
+    g.compute_slices = compute_slices;
+    const auto totals = to_vector(engine_totals);
+    if (totals.size() != 4) throw std::invalid_argument("engine_totals must have 4 entries");
+    std::copy(totals.begin(), totals.end(), g.engine_totals.begin());
+    g.capacity = to_vector(capacity);
+    g.speed = to_vector(speed);
+    g.current = to_vector(current);
+    return g;
+}
+
+void bind_ilp(py::module_& m) {
+    py::class_<GpuInput>(m, "GpuInput", "One GPU's placements and what an instance at each earns.")
+        .def(py::init(&make_gpu), py::arg("memory_mask"), py::arg("compute"), py::arg("profile"),
+             py::arg("engines"), py::arg("max_count"), py::arg("compute_slices"),
+             py::arg("engine_totals"), py::arg("capacity"), py::arg("speed"), py::arg("current"));
+
+    py::class_<ModelArrays>(m, "ModelArrays", "The planning program as HiGHS arrays (CSC).")
+        .def_property_readonly("col_cost", [](const ModelArrays& a) { return to_numpy(a.col_cost); })
+        .def_property_readonly("col_lower", [](const ModelArrays& a) { return to_numpy(a.col_lower); })
+        .def_property_readonly("col_upper", [](const ModelArrays& a) { return to_numpy(a.col_upper); })
+        .def_property_readonly("integrality", [](const ModelArrays& a) { return to_numpy(a.integrality); })
+        .def_property_readonly("a_start", [](const ModelArrays& a) { return to_numpy(a.a_start); })
+        .def_property_readonly("a_index", [](const ModelArrays& a) { return to_numpy(a.a_index); })
+        .def_property_readonly("a_value", [](const ModelArrays& a) { return to_numpy(a.a_value); })
+        .def_property_readonly("row_lower", [](const ModelArrays& a) { return to_numpy(a.row_lower); })
+        .def_property_readonly("row_upper", [](const ModelArrays& a) { return to_numpy(a.row_upper); })
+        .def_property_readonly("z_column", [](const ModelArrays& a) { return to_numpy(a.z_column); })
+        .def_property_readonly("z_offset", [](const ModelArrays& a) { return to_numpy(a.z_offset); })
+        .def_readonly("n_integers", &ModelArrays::n_integers);
+
+    m.def(
+        "build_plan_model",
+        [](int n_tenants, double slot_s, const Array<int>& periods, double setup_s, double penalty,
+           const Array<double>& arrivals, const Array<double>& acc_before, const Array<double>& acc_after,
+           const Array<double>& work_left, const Array<double>& work_full, const Array<int>& done0,
+           const Array<int>& window, const Array<int>& offset, std::vector<GpuInput> gpus) {
+            PlanInput in;
+            in.n_tenants = n_tenants;
+            in.slot_s = slot_s;
+            in.periods = to_vector(periods);
+            in.setup_s = setup_s;
+            in.penalty = penalty;
+            in.arrivals = to_vector(arrivals);
+            in.acc_before = to_vector(acc_before);
+            in.acc_after = to_vector(acc_after);
+            in.work_left = to_vector(work_left);
+            in.work_full = to_vector(work_full);
+            in.done0 = to_vector(done0);
+            in.window = to_vector(window);
+            in.offset = to_vector(offset);
+            in.gpus = std::move(gpus);
+            py::gil_scoped_release release;
+            return build_plan_model(in);
+        },
+        py::arg("n_tenants"), py::arg("slot_s"), py::arg("periods"), py::arg("setup_s"),
+        py::arg("penalty"), py::arg("arrivals"), py::arg("acc_before"), py::arg("acc_after"),
+        py::arg("work_left"), py::arg("work_full"), py::arg("done0"), py::arg("window"),
+        py::arg("offset"), py::arg("gpus"), "Build the planning program of docs/model.md.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "migrator's C++ core (private: use the migrator package).";
     bind_geometry(m);
+    bind_ilp(m);
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -189,6 +189,7 @@ def allocation_rates(
     setup_s: float = 0.0,
     initial: Iterable[Instance] = (),
     models: Mapping[str, Any] | None = None,
+    figures: Callable[[Instance, int], float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per tenant and slot: inference capacity within SLO (req/s) and retraining speed
     (fraction of a full GPU), averaged over each slot, set-up downtime taken off.
@@ -198,6 +199,9 @@ def allocation_rates(
     allocation : sequence over slots of iterables of Instance
     tenants : the tenants, in the row order of the result
     gpus : GPU model of each GPU index used by the instances (``"A100-40GB"``)
+    figures : callable, optional
+        ``figures(instance, tenant_index)``: the instance's capacity (req/s) or retraining
+        speed, instead of looking them up (the planner passes its own arrays this way).
 
     Returns
     -------
@@ -219,6 +223,10 @@ def allocation_rates(
                 )
             start = max(ready_at, t * slot_s)
             share = min(1.0, max(0.0, ((t + 1) * slot_s - start) / slot_s))
+            if figures is not None:
+                target = capacity if kind == INFER else retrain
+                target[index[name], t] += share * figures(inst, index[name])
+                continue
             tenant = tenants[index[name]]
             gpu = gpus[inst.gpu]
             if kind == INFER:
@@ -295,6 +303,9 @@ def score(
     *,
     slot_s: float = 1.0,
     max_wait_slots: int = 1,
+    start_slot: int = 0,
+    progress_gpu_s: Sequence[float] | None = None,
+    done: Sequence[bool] | None = None,
 ) -> ScoreResult:
     """Goodput of an allocation on realised arrivals.
 
@@ -310,6 +321,11 @@ def score(
         Slot length in seconds.
     max_wait_slots : int
         Slots a request may wait in a queue (late) before it is dropped.
+    start_slot : int
+        Absolute index of the first slot: windows restart at multiples of ``window_s``.
+    progress_gpu_s, done : sequences (n_tenants,), optional
+        Retraining progress and completion in the window holding ``start_slot``
+        (a window that starts at ``start_slot`` starts afresh regardless).
     """
     arrived = _matrix(arrivals, "arrivals", len(tenants))
     cap = _matrix(capacity_rps, "capacity_rps", len(tenants), arrived.shape) * slot_s
@@ -319,9 +335,13 @@ def score(
     before, after, work, window = _tenant_arrays(tenants, slot_s)
     n = len(tenants)
     queue = np.zeros((n, max_wait_slots))
+    progress = np.zeros(n) if progress_gpu_s is None else np.array(progress_gpu_s, dtype=np.float64)
+    finished = np.zeros(n, dtype=np.bool_) if done is None else np.array(done, dtype=np.bool_)
+    if progress.shape != (n,) or finished.shape != (n,):
+        raise ConfigError("progress_gpu_s and done must have one entry per tenant", field="progress_gpu_s")
     within, late, dropped, accuracy, completed = _kernels.score_kernel(
-        arrived, cap, work_done, before, after, work, window, 0,
-        queue, np.zeros(n), np.zeros(n, dtype=np.bool_),
+        arrived, cap, work_done, before, after, work, window, int(start_slot),
+        queue, progress, finished,
     )
     if arrived.shape[1]:
         dropped[:, -1] += queue.sum(axis=1)

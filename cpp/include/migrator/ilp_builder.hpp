@@ -1,0 +1,61 @@
+// The planning integer program of docs/model.md, built as arrays for HiGHS.
+//
+// Plain C++17: the inputs are flat vectors (row-major where two-dimensional) and the output
+// is the column-wise sparse matrix, bounds, costs and integrality that Highs::passModel takes,
+// plus the column of every z variable so the solution can be decoded.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace migrator {
+
+struct GpuInput {
+    std::vector<std::uint64_t> memory_mask;  // Q
+    std::vector<int> compute;                // Q
+    std::vector<int> profile;                // Q, index into max_count
+    std::vector<std::array<int, 4>> engines; // Q
+    std::vector<int> max_count;              // profiles
+    int compute_slices = 0;
+    std::array<int, 4> engine_totals{};
+    std::vector<double> capacity;            // N x Q, req/s of an instance serving tenant i
+    std::vector<double> speed;               // N x Q, retraining speed (fraction of a full GPU)
+    std::vector<int> current;                // Q, task now at the placement, -1 none
+};
+
+struct PlanInput {
+    int n_tenants = 0;
+    double slot_s = 1.0;
+    std::vector<int> periods;                // lengths in slots
+    double setup_s = 0.0;
+    double penalty = 0.0;
+    std::vector<double> arrivals;            // N x T
+    std::vector<double> acc_before;          // N
+    std::vector<double> acc_after;           // N
+    std::vector<double> work_left;           // N
+    std::vector<double> work_full;           // N
+    std::vector<int> done0;                  // N (0/1)
+    std::vector<int> window;                 // N, slots, 0 = never retrains
+    std::vector<int> offset;                 // N, position of slot 0 in its window
+    std::vector<GpuInput> gpus;
+};
+
+struct ModelArrays {
+    std::vector<double> col_cost, col_lower, col_upper;
+    std::vector<int> integrality;            // 1 for integer columns
+    std::vector<int> a_start, a_index;       // column-wise (CSC)
+    std::vector<double> a_value;
+    std::vector<double> row_lower, row_upper;
+    // Decoding: z_column[z_offset[g] + (j * Q_g + q) * K + k] is the column of z[g][j][q][k]
+    // or -1 where the pair earns nothing and has no variable.
+    std::vector<int> z_column;
+    std::vector<int> z_offset;
+    double objective_offset = 0.0;
+    int n_integers = 0;
+};
+
+// Throws std::invalid_argument naming the inconsistent input.
+ModelArrays build_plan_model(const PlanInput& input);
+
+}  // namespace migrator

@@ -1,0 +1,323 @@
+#include "migrator/ilp_builder.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace migrator {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+using Terms = std::vector<std::pair<int, double>>;
+
+// Collects columns and rows as triplets, then lays the matrix out column-wise.
+class Arrays {
+  public:
+    int col(double cost, double lower, double upper, bool integer) {
+        m_.col_cost.push_back(cost);
+        m_.col_lower.push_back(lower);
+        m_.col_upper.push_back(upper);
+        m_.integrality.push_back(integer ? 1 : 0);
+        m_.n_integers += integer ? 1 : 0;
+        return static_cast<int>(m_.col_cost.size()) - 1;
+    }
+
+    void row(double lower, double upper, const Terms& terms) {
+        const int r = static_cast<int>(m_.row_lower.size());
+        m_.row_lower.push_back(lower);
+        m_.row_upper.push_back(upper);
+        for (const auto& [c, v] : terms) {
+            if (v == 0.0) continue;
+            rows_.push_back(r);
+            cols_.push_back(c);
+            values_.push_back(v);
+        }
+    }
+
+    ModelArrays& model() { return m_; }
+
+    ModelArrays finish() {
+        const std::size_t n = m_.col_cost.size();
+        m_.a_start.assign(n + 1, 0);
+        for (int c : cols_) ++m_.a_start[c + 1];
+        for (std::size_t c = 0; c < n; ++c) m_.a_start[c + 1] += m_.a_start[c];
+        std::vector<int> next(m_.a_start.begin(), m_.a_start.end() - 1);
+        m_.a_index.resize(cols_.size());
+        m_.a_value.resize(cols_.size());
+        // Triplets are in row order, so each column's entries come out sorted by row.
+        for (std::size_t t = 0; t < cols_.size(); ++t) {
+            const int at = next[cols_[t]]++;
+            m_.a_index[at] = rows_[t];
+            m_.a_value[at] = values_[t];
+        }
+        return std::move(m_);
+    }
+
+  private:
+    ModelArrays m_;
+    std::vector<int> rows_, cols_;
+    std::vector<double> values_;
+};
+
+void require(bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument(what);
+}
+
+void check_input(const PlanInput& in, int horizon) {
+    const std::size_t n = static_cast<std::size_t>(in.n_tenants);
+    require(in.n_tenants >= 0, "n_tenants must not be negative");
+    require(!in.periods.empty(), "periods must not be empty");
+    for (int p : in.periods) require(p >= 1, "period lengths must be at least 1");
+    require(in.slot_s > 0, "slot_s must be positive");
+    require(in.arrivals.size() == n * horizon, "arrivals must be n_tenants x horizon");
+    for (const auto* v : {&in.acc_before, &in.acc_after, &in.work_left, &in.work_full})
+        require(v->size() == n, "tenant arrays must have n_tenants entries");
+    for (const auto* v : {&in.done0, &in.window, &in.offset})
+        require(v->size() == n, "tenant arrays must have n_tenants entries");
+    for (std::size_t g = 0; g < in.gpus.size(); ++g) {
+        const GpuInput& gpu = in.gpus[g];
+        const std::size_t q = gpu.memory_mask.size();
+        const std::string where = "gpu " + std::to_string(g) + ": ";
+        require(gpu.compute.size() == q && gpu.profile.size() == q && gpu.engines.size() == q &&
+                    gpu.current.size() == q,
+                where + "placement arrays must have the same length");
+        require(gpu.capacity.size() == n * q && gpu.speed.size() == n * q,
+                where + "capacity and speed must be n_tenants x placements");
+        for (int p : gpu.profile)
+            require(p >= 0 && p < static_cast<int>(gpu.max_count.size()), where + "profile index out of range");
+        for (int k : gpu.current)
+            require(k >= -1 && k <= 2 * in.n_tenants, where + "current task out of range");
+    }
+}
+
+// The model of docs/model.md for one PlanInput; the numbers in comments are its constraints.
+class PlanBuilder {
+  public:
+    explicit PlanBuilder(const PlanInput& in) : in_(in), n_(in.n_tenants), k_(2 * in.n_tenants + 1) {
+        horizon_ = 0;
+        for (int length : in.periods) {
+            first_.push_back(horizon_);
+            for (int t = 0; t < length; ++t) period_of_.push_back(static_cast<int>(first_.size()) - 1);
+            horizon_ += length;
+        }
+        check_input(in, horizon_);
+        for (int i = 0; i < n_; ++i)
+            retrains_.push_back(in.window[i] > 0 && in.acc_after[i] > in.acc_before[i]);
+    }
+
+    ModelArrays build() {
+        for (std::size_t g = 0; g < in_.gpus.size(); ++g) add_gpu(static_cast<int>(g));
+        for (int i = 0; i < n_; ++i) add_tenant(i);
+        ModelArrays m = a_.finish();
+        return m;
+    }
+
+  private:
+    struct GpuColumns {
+        int q = 0;
+        std::vector<int> z, n;  // (J, Q, K), -1 where absent
+        int at(int j, int q_, int k) const { return (j * q + q_) * kk + k; }
+        int kk = 0;
+    };
+
+    double downtime(int d) const {
+        return std::min(1.0, std::max(0.0, in_.setup_s / in_.slot_s - d));
+    }
+
+    bool allowed(const GpuInput& gpu, int q, int k) const {
+        if (k == 0) return true;
+        const int i = (k - 1) / 2;
+        const std::size_t at = static_cast<std::size_t>(i) * gpu.memory_mask.size() + q;
+        if ((k - 1) % 2 == 0) return gpu.capacity[at] > 0.0;
+        return retrains_[i] && gpu.speed[at] > 0.0;
+    }
+
+    void add_gpu(int g) {
+        const GpuInput& gpu = in_.gpus[g];
+        const int q_count = static_cast<int>(gpu.memory_mask.size());
+        const int periods = static_cast<int>(first_.size());
+        GpuColumns cols;
+        cols.q = q_count;
+        cols.kk = k_;
+        cols.z.assign(static_cast<std::size_t>(periods) * q_count * k_, -1);
+        cols.n = cols.z;
+        ModelArrays& m = a_.model();
+        m.z_offset.push_back(static_cast<int>(m.z_column.size()));
+        for (int j = 0; j < periods; ++j)
+            for (int q = 0; q < q_count; ++q)
+                for (int k = 0; k < k_; ++k)
+                    if (allowed(gpu, q, k)) cols.z[cols.at(j, q, k)] = a_.col(0.0, 0.0, 1.0, true);
+        a_.model().z_column.insert(a_.model().z_column.end(), cols.z.begin(), cols.z.end());
+        for (int j = 0; j < periods; ++j) add_validity(gpu, cols, j);
+        add_transitions(gpu, cols);
+        gpus_.push_back(std::move(cols));
+    }
+
+    void add_validity(const GpuInput& gpu, const GpuColumns& cols, int j) {
+        const int q_count = cols.q;
+        auto occupancy = [&](auto weight) {
+            Terms terms;
+            for (int q = 0; q < q_count; ++q) {
+                const double w = weight(q);
+                if (w == 0.0) continue;
+                for (int k = 0; k < k_; ++k)
+                    if (cols.z[cols.at(j, q, k)] >= 0) terms.emplace_back(cols.z[cols.at(j, q, k)], w);
+            }
+            return terms;
+        };
+        // (2) memory slices; they also give (1), one task per placement.
+        for (int s = 0; s < 64; ++s) {
+            const std::uint64_t bit = std::uint64_t{1} << s;
+            Terms terms = occupancy([&](int q) { return (gpu.memory_mask[q] & bit) ? 1.0 : 0.0; });
+            if (terms.size() > 1) a_.row(-kInf, 1.0, terms);
+        }
+        // (3) compute slices.
+        int total = 0;
+        for (int c : gpu.compute) total += c;
+        if (total > gpu.compute_slices)
+            a_.row(-kInf, gpu.compute_slices, occupancy([&](int q) { return double(gpu.compute[q]); }));
+        // (4) profile counts, where they can bind.
+        for (int p = 0; p < static_cast<int>(gpu.max_count.size()); ++p) {
+            const int n = static_cast<int>(std::count(gpu.profile.begin(), gpu.profile.end(), p));
+            if (n > gpu.max_count[p])
+                a_.row(-kInf, gpu.max_count[p], occupancy([&](int q) { return gpu.profile[q] == p ? 1.0 : 0.0; }));
+        }
+        // (5) media engines, where they can bind.
+        for (int e = 0; e < 4; ++e) {
+            int sum = 0;
+            for (const auto& eng : gpu.engines) sum += eng[e];
+            if (sum > gpu.engine_totals[e])
+                a_.row(-kInf, gpu.engine_totals[e], occupancy([&](int q) { return double(gpu.engines[q][e]); }));
+        }
+    }
+
+    // (6) an instance is new when its placement held no instance or another task before.
+    void add_transitions(const GpuInput& gpu, GpuColumns& cols) {
+        const int periods = static_cast<int>(first_.size());
+        for (int j = 0; j < periods; ++j)
+            for (int q = 0; q < cols.q; ++q)
+                for (int k = 0; k < k_; ++k) {
+                    const int z = cols.z[cols.at(j, q, k)];
+                    if (z < 0 || (k == 0 && in_.penalty == 0.0)) continue;
+                    const int n = a_.col(-in_.penalty, 0.0, 1.0, false);
+                    cols.n[cols.at(j, q, k)] = n;
+                    if (j == 0) {
+                        const double before = gpu.current[q] == k ? 1.0 : 0.0;
+                        a_.row(-before, kInf, {{n, 1.0}, {z, -1.0}});
+                    } else {
+                        const int prev = cols.z[cols.at(j - 1, q, k)];
+                        Terms terms{{n, 1.0}, {z, -1.0}};
+                        if (prev >= 0) terms.emplace_back(prev, 1.0);
+                        a_.row(0.0, kInf, terms);
+                    }
+                }
+    }
+
+    // The serving share E(t, q, k) of docs/model.md: z itself, or an e column bounded by (7).
+    int serving(int g, int t, int q, int k) {
+        const GpuColumns& cols = gpus_[g];
+        const int j = period_of_[t];
+        const int z = cols.z[cols.at(j, q, k)];
+        if (z < 0) return -1;
+        Terms limits;
+        for (int jp = 0; jp <= j; ++jp) {
+            const double f = downtime(t - first_[jp]);
+            const int n = cols.n[cols.at(jp, q, k)];
+            if (f > 0.0 && n >= 0) limits.emplace_back(n, f);
+        }
+        if (limits.empty()) return z;
+        const int e = a_.col(0.0, 0.0, 1.0, false);
+        a_.row(-kInf, 0.0, {{e, 1.0}, {z, -1.0}});
+        for (const auto& [n, f] : limits) a_.row(-kInf, 1.0, {{e, 1.0}, {n, f}});
+        return e;
+    }
+
+    // Slot t's share of every instance serving task k, weighted by a per-placement figure.
+    Terms supply(int t, int k, const std::vector<double> GpuInput::*figure, int tenant, double scale) {
+        Terms terms;
+        for (std::size_t g = 0; g < in_.gpus.size(); ++g) {
+            const GpuInput& gpu = in_.gpus[g];
+            const int q_count = static_cast<int>(gpu.memory_mask.size());
+            for (int q = 0; q < q_count; ++q) {
+                const double w = (gpu.*figure)[static_cast<std::size_t>(tenant) * q_count + q];
+                if (w <= 0.0) continue;
+                const int col = serving(static_cast<int>(g), t, q, k);
+                if (col >= 0) terms.emplace_back(col, -scale * w);
+            }
+        }
+        return terms;
+    }
+
+    bool window_start(int i, int t) const {
+        return in_.window[i] > 0 && (in_.offset[i] + t) % in_.window[i] == 0;
+    }
+
+    void add_tenant(int i) {
+        const int infer = 1 + 2 * i;
+        const int retrain = 2 + 2 * i;
+        const double gain = in_.acc_after[i] - in_.acc_before[i];
+        int window = 0;        // 0 = the window the decision falls in
+        int progress = -1;     // P[i][t-1] of the current window, -1 = none yet (zero)
+        int completed = -1;    // c[i][t-1], -1 = fixed or absent
+        for (int t = 0; t < horizon_; ++t) {
+            const bool starts = window_start(i, t);
+            if (starts && t > 0) ++window;
+            if (starts) progress = completed = -1;
+            // Accuracy of slot t: fixed (before / after) or decided by a completion binary.
+            int c = -1;
+            double fixed_accuracy = in_.acc_before[i];
+            if (retrains_[i]) {
+                if (window == 0 && !starts && in_.done0[i]) {
+                    fixed_accuracy = in_.acc_after[i];
+                } else if (!starts) {
+                    c = a_.col(0.0, 0.0, 1.0, true);
+                    const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
+                    Terms terms{{c, work}};  // (11)
+                    if (progress >= 0) terms.emplace_back(progress, -1.0);
+                    a_.row(-kInf, 0.0, terms);
+                    if (completed >= 0) a_.row(0.0, kInf, {{c, 1.0}, {completed, -1.0}});  // (12)
+                }
+            }
+            const double arrived = in_.arrivals[static_cast<std::size_t>(i) * horizon_ + t];
+            if (arrived > 0.0) {
+                const int s = a_.col(fixed_accuracy, 0.0, arrived, false);
+                Terms cap = supply(t, infer, &GpuInput::capacity, i, in_.slot_s);  // (8)
+                cap.emplace_back(s, 1.0);
+                a_.row(-kInf, 0.0, cap);
+                if (c >= 0) {  // (9)
+                    const int u = a_.col(gain, 0.0, arrived, false);
+                    a_.row(-kInf, 0.0, {{u, 1.0}, {s, -1.0}});
+                    a_.row(-kInf, 0.0, {{u, 1.0}, {c, -arrived}});
+                }
+            }
+            if (retrains_[i] && !(window == 0 && in_.done0[i])) {  // (10) running sum
+                const int p = a_.col(0.0, 0.0, kInf, false);
+                Terms terms = supply(t, retrain, &GpuInput::speed, i, in_.slot_s);
+                terms.emplace_back(p, 1.0);
+                if (progress >= 0) terms.emplace_back(progress, -1.0);
+                a_.row(0.0, 0.0, terms);
+                progress = p;
+            }
+            completed = c;
+        }
+    }
+
+    const PlanInput& in_;
+    int n_;
+    int k_;
+    int horizon_ = 0;
+    std::vector<int> first_;
+    std::vector<int> period_of_;
+    std::vector<bool> retrains_;
+    std::vector<GpuColumns> gpus_;
+    Arrays a_;
+};
+
+}  // namespace
+
+ModelArrays build_plan_model(const PlanInput& input) { return PlanBuilder(input).build(); }
+
+}  // namespace migrator

@@ -1,0 +1,501 @@
+"""The exact planner: C++-built integer program, solved by HiGHS, decoded into a Plan.
+
+``Planner(scenario).plan()`` decides, for every GPU and each slot of the horizon, the MIG
+layout and the task of every instance, maximising the Goodput of docs/model.md. Only the
+first slot is meant to be applied; the rest is the look-ahead that justifies it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import highspy
+import numpy as np
+
+from . import _core
+from .errors import ConfigError, MigratorError
+from .goodput import Instance, allocation_rates, score
+from .layout import Layout
+from .planner_problem import (
+    PlannerState,
+    Problem,
+    RawSolution,
+    TenantState,
+    build_problem,
+    task_name,
+)
+from .scenario import Scenario
+from .settings import PlannerConfig
+
+__all__ = ["Plan", "PlanStats", "Planner", "SlotPlan", "GpuPlan", "solve_problem"]
+
+log = logging.getLogger(__name__)
+
+_FEASIBLE = 2  # HiGHS kSolutionStatusFeasible
+
+
+# -- solving ------------------------------------------------------------------------------------
+
+
+def _core_input(problem: Problem) -> Any:
+    gpus = [
+        _core.GpuInput(
+            memory_mask=g.memory_mask,
+            compute=g.compute,
+            profile=g.profile,
+            engines=g.engines.reshape(-1),
+            max_count=g.max_count,
+            compute_slices=g.compute_slices,
+            engine_totals=g.engine_totals,
+            capacity=g.capacity_rps.reshape(-1),
+            speed=g.retrain_speed.reshape(-1),
+            current=g.current,
+        )
+        for g in problem.gpus
+    ]
+    return _core.build_plan_model(
+        n_tenants=len(problem.tenants),
+        slot_s=problem.slot_s,
+        periods=np.asarray(problem.periods),
+        setup_s=problem.setup_s,
+        penalty=problem.reconfig_penalty,
+        arrivals=problem.arrivals.reshape(-1),
+        acc_before=problem.acc_before,
+        acc_after=problem.acc_after,
+        work_left=problem.work_left,
+        work_full=problem.work_full,
+        done0=problem.done0.astype(np.int32),
+        window=problem.window_slots,
+        offset=problem.window_offset,
+        gpus=gpus,
+    )
+
+
+def _highs_lp(arrays: Any) -> highspy.HighsLp:
+    lp = highspy.HighsLp()
+    lp.num_col_ = len(arrays.col_cost)
+    lp.num_row_ = len(arrays.row_lower)
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = arrays.col_cost
+    lp.col_lower_ = arrays.col_lower
+    lp.col_upper_ = arrays.col_upper
+    lp.row_lower_ = arrays.row_lower
+    lp.row_upper_ = arrays.row_upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.num_col_ = lp.num_col_
+    lp.a_matrix_.num_row_ = lp.num_row_
+    lp.a_matrix_.start_ = arrays.a_start
+    lp.a_matrix_.index_ = arrays.a_index
+    lp.a_matrix_.value_ = arrays.a_value
+    kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
+    lp.integrality_ = [kinds[int(v)] for v in arrays.integrality]
+    return lp
+
+
+def _decode_tasks(problem: Problem, arrays: Any, values: np.ndarray) -> tuple[np.ndarray, ...]:
+    periods, k = len(problem.periods), problem.n_tasks
+    out = []
+    for g, gpu in enumerate(problem.gpus):
+        q = len(gpu.placements)
+        columns = arrays.z_column[arrays.z_offset[g] : arrays.z_offset[g] + periods * q * k].reshape(periods, q, k)
+        chosen = np.where(columns >= 0, values[np.maximum(columns, 0)], 0.0) > 0.5
+        tasks = np.where(chosen.any(axis=2), chosen.argmax(axis=2), -1)
+        out.append(tasks.astype(np.int64))
+    return tuple(out)
+
+
+def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
+    """A quick feasible plan to start the solver from: each GPU keeps its layout (or takes
+    its placements greedily, largest first, when it has none) and every instance serves the
+    tenant whose mean forecast demand it covers best, the same task in every period."""
+    demand = problem.arrivals.mean(axis=1) / problem.slot_s * problem.acc_before
+    remaining = demand.copy()
+    out = []
+    for gpu in problem.gpus:
+        chosen = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0] or _greedy_layout(gpu)
+        tasks = np.full(len(gpu.placements), -1, dtype=np.int64)
+        for q in sorted(chosen, key=lambda q: -gpu.compute[q]):
+            served = np.minimum(remaining, gpu.capacity_rps[:, q] * problem.acc_before)
+            i = int(np.argmax(served))
+            tasks[q] = 1 + 2 * i if served[i] > 0 else 0
+            remaining[i] -= served[i]
+        out.append(np.tile(tasks, (len(problem.periods), 1)))
+    return tuple(out)
+
+
+def _greedy_layout(gpu: Any) -> list[int]:
+    """Placements taken largest first while they fit (memory, compute, counts, engines)."""
+    used, compute, counts, engines, chosen = 0, 0, {}, np.zeros(4, dtype=np.int64), []
+    for q in sorted(range(len(gpu.placements)), key=lambda q: -gpu.compute[q]):
+        p = int(gpu.profile[q])
+        fits = (
+            not (int(gpu.memory_mask[q]) & used)
+            and compute + gpu.compute[q] <= gpu.compute_slices
+            and counts.get(p, 0) < gpu.max_count[p]
+            and np.all(engines + gpu.engines[q] <= gpu.engine_totals)
+        )
+        if fits:
+            used |= int(gpu.memory_mask[q])
+            compute += int(gpu.compute[q])
+            counts[p] = counts.get(p, 0) + 1
+            engines = engines + gpu.engines[q]
+            chosen.append(q)
+    return chosen
+
+
+def keep_current(problem: Problem) -> tuple[np.ndarray, ...]:
+    """Every period as now: the plan when the solver found nothing in time."""
+    return tuple(np.tile(g.current, (len(problem.periods), 1)) for g in problem.gpus)
+
+
+def new_highs() -> highspy.Highs:
+    """A silent Highs instance. HiGHS prints its banner on stdout when the first instance
+    is made, before any option can be set; a library must not print (and `--json` output
+    must stay parseable), so the file descriptor is pointed at /dev/null meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def solve_problem(
+    problem: Problem, *, time_limit_s: float | None = None, mip_gap: float = 1e-4,
+    warm_start: Sequence[np.ndarray] | None = None,
+) -> RawSolution:
+    """Build the program in C++, solve it with HiGHS, decode the instances' tasks.
+
+    At the time limit the best plan found is returned with its gap; with none found, the
+    current layout and tasks are kept (status says so).
+    """
+    started = time.perf_counter()
+    arrays = _core_input(problem)
+    h = new_highs()
+    h.setOptionValue("mip_rel_gap", float(mip_gap))
+    if time_limit_s is not None:
+        h.setOptionValue("time_limit", float(time_limit_s))
+    h.passModel(_highs_lp(arrays))
+    build_s = time.perf_counter() - started
+    if warm_start is not None:
+        _warm_start(h, problem, arrays, warm_start)
+    started = time.perf_counter()
+    h.run()
+    solve_s = time.perf_counter() - started
+    info = h.getInfo()
+    status = h.modelStatusToString(h.getModelStatus())
+    common = dict(
+        bound=float(info.mip_dual_bound), build_s=build_s, solve_s=solve_s,
+        n_columns=len(arrays.col_cost), n_rows=len(arrays.row_lower), n_integers=arrays.n_integers,
+    )
+    if info.primal_solution_status != _FEASIBLE:
+        log.warning("no plan found (%s): keeping the current layouts", status)
+        return RawSolution(keep_current(problem), float("nan"), status=f"{status}; kept current layout",
+                           mip_gap=float("inf"), **common)
+    values = np.asarray(h.getSolution().col_value)
+    return RawSolution(
+        tasks=_decode_tasks(problem, arrays, values),
+        objective=float(info.objective_function_value),
+        status=status,
+        mip_gap=float(info.mip_gap),
+        **common,
+    )
+
+
+def _warm_start(h: highspy.Highs, problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> None:
+    """Offer a previous plan's z values as a starting point; HiGHS completes the rest."""
+    periods, k = len(problem.periods), problem.n_tasks
+    index, value = [], []
+    for g, gpu in enumerate(problem.gpus):
+        q = len(gpu.placements)
+        columns = arrays.z_column[arrays.z_offset[g] : arrays.z_offset[g] + periods * q * k].reshape(periods, q, k)
+        for j in range(periods):
+            for p in range(q):
+                for task in range(k):
+                    col = columns[j, p, task]
+                    if col >= 0:
+                        index.append(int(col))
+                        value.append(1.0 if tasks[g][j, p] == task else 0.0)
+    if index:
+        h.setSolution(len(index), np.asarray(index, dtype=np.int32), np.asarray(value))
+
+
+# -- plans --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """One GPU in one slot: the canonical layout and the task of each instance."""
+
+    layout: str
+    assignment: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    name: str
+    model: str
+    slots: tuple[SlotPlan, ...]
+
+
+@dataclass(frozen=True)
+class PlanStats:
+    build_s: float
+    solve_s: float
+    decode_s: float
+    status: str
+    objective: float
+    bound: float
+    mip_gap: float
+    columns: int
+    rows: int
+    integers: int
+    reconfigurations: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Per GPU and slot the layout and assignment; expected Goodput per tenant; solver stats."""
+
+    gpus: tuple[GpuPlan, ...]
+    goodput: Mapping[str, float]
+    stats: PlanStats
+    slot_s: float = 1.0
+    tasks: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def total_goodput(self) -> float:
+        return float(sum(self.goodput.values()))
+
+    def first(self, gpu: int) -> SlotPlan:
+        """What to apply now on GPU ``gpu``."""
+        return self.gpus[gpu].slots[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gpus": [
+                {
+                    "name": g.name,
+                    "model": g.model,
+                    "slots": [{"layout": s.layout, "assignment": dict(s.assignment)} for s in g.slots],
+                }
+                for g in self.gpus
+            ],
+            "goodput": {"total": self.total_goodput, "per_tenant": dict(self.goodput)},
+            "stats": asdict(self.stats),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """A stable JSON document: keys ``gpus`` (``name``, ``model``, ``slots``), ``goodput``, ``stats``."""
+        return json.dumps(self.to_dict(), indent=indent, default=_json_number)
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _slot_plans(problem: Problem, tasks: np.ndarray, gpu: int) -> tuple[SlotPlan, ...]:
+    g = problem.gpus[gpu]
+    out = []
+    for j, length in enumerate(problem.periods):
+        present = [(g.placements[q], int(k)) for q, k in enumerate(tasks[j]) if k >= 0]
+        layout = str(Layout.of(p for p, _ in present))
+        assignment = {str(p): task_name(k, problem.tenants) for p, k in present}
+        out.extend([SlotPlan(layout, assignment)] * length)
+    return tuple(out)
+
+
+def instances(problem: Problem, tasks: Sequence[np.ndarray]) -> list[list[Instance]]:
+    """The plan as per-slot Instance lists, as the Goodput estimator takes them."""
+    slots: list[list[Instance]] = []
+    for j, length in enumerate(problem.periods):
+        row = [
+            Instance(g, gpu.placements[q], None if k == 0 else _task_pair(int(k), problem.tenants))
+            for g, gpu in enumerate(problem.gpus)
+            for q, k in enumerate(tasks[g][j])
+            if k >= 0
+        ]
+        slots.extend([row] * length)
+    return slots
+
+
+def current_instances(problem: Problem) -> list[Instance]:
+    return [
+        Instance(g, gpu.placements[q], None if k == 0 else _task_pair(int(k), problem.tenants))
+        for g, gpu in enumerate(problem.gpus)
+        for q, k in enumerate(gpu.current)
+        if k >= 0
+    ]
+
+
+def _task_pair(k: int, tenants: Sequence[str]) -> tuple[str, str]:
+    name, kind = task_name(k, tenants).rsplit(":", 1)
+    return (name, kind)
+
+
+def reconfigurations(problem: Problem, tasks: Sequence[np.ndarray]) -> int:
+    """Instances created or re-assigned over the plan (the penalty's count)."""
+    count = 0
+    for g, gpu in enumerate(problem.gpus):
+        before = gpu.current
+        for j in range(len(problem.periods)):
+            now = tasks[g][j]
+            count += int(np.sum((now >= 0) & (now != before)))
+            before = now
+    return count
+
+
+# -- the planner --------------------------------------------------------------------------------
+
+
+class Planner:
+    """Plans MIG layouts and instance tasks for a scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        GPUs, tenants, slot length and default settings.
+    config : PlannerConfig, optional
+        Overrides the scenario's ``planner`` settings.
+    periods : sequence of int, optional
+        Period lengths (slots) instead of the growing default; all ones is the per-slot model.
+    """
+
+    def __init__(
+        self, scenario: Scenario, config: PlannerConfig | None = None, *, periods: Sequence[int] | None = None
+    ) -> None:
+        self.scenario = scenario
+        self.config = config if config is not None else scenario.planner
+        self.periods = tuple(periods) if periods is not None else None
+        if self.periods is not None and sum(self.periods) != self.config.horizon:
+            raise ConfigError(
+                f"periods must add up to the horizon ({self.config.horizon}), got {sum(self.periods)}",
+                field="periods",
+            )
+        self._models = scenario.model_tables()
+        self._previous: tuple[np.ndarray, ...] | None = None
+
+    def initial_state(self) -> PlannerState:
+        """The scenario's starting point: its layouts, every instance idle, slot 0."""
+        return PlannerState(
+            layouts=tuple(g.layout for g in self.scenario.gpus),
+            assignments=tuple({} for _ in self.scenario.gpus),
+        )
+
+    def default_forecast(self, state: PlannerState) -> np.ndarray:
+        """The scenario's own arrivals for the horizon (held at the last value past its end)."""
+        counts = self.scenario.arrivals().counts.astype(np.float64)
+        stop = state.slot + self.config.horizon
+        if stop > counts.shape[1]:
+            counts = np.concatenate([counts, np.repeat(counts[:, -1:], stop - counts.shape[1], axis=1)], axis=1)
+        return counts[:, state.slot : stop]
+
+    def problem(self, forecast: np.ndarray | None = None, state: PlannerState | None = None) -> Problem:
+        state = state if state is not None else self.initial_state()
+        forecast = self.default_forecast(state) if forecast is None else np.asarray(forecast, dtype=np.float64)
+        return build_problem(
+            self.scenario.geometries(), self.scenario.tenants, forecast, state, self.config,
+            slot_s=self.scenario.slot_s, models=self._models, periods=self.periods,
+        )
+
+    def plan(self, forecast: np.ndarray | None = None, state: PlannerState | None = None) -> Plan:
+        """Decide the next horizon.
+
+        Parameters
+        ----------
+        forecast : array (n_tenants, horizon), optional
+            Expected arrivals per slot; default the scenario's own arrivals.
+        state : PlannerState, optional
+            Current layouts, tasks and retraining progress; default :meth:`initial_state`.
+        """
+        state = state if state is not None else self.initial_state()
+        problem = self.problem(forecast, state)
+        warm = self._shifted_previous(problem) or greedy_tasks(problem)
+        raw = solve_problem(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap, warm_start=warm)
+        self._previous = raw.tasks
+        return self._decode(problem, raw, state)
+
+    def _shifted_previous(self, problem: Problem) -> tuple[np.ndarray, ...] | None:
+        """The last plan moved one period on (its last period repeated), if shapes agree."""
+        if self._previous is None or len(self._previous) != len(problem.gpus):
+            return None
+        shifted = []
+        for tasks, gpu in zip(self._previous, problem.gpus):
+            if tasks.shape != (len(problem.periods), len(gpu.placements)):
+                return None
+            shifted.append(np.vstack([tasks[1:], tasks[-1:]]))
+        return tuple(shifted)
+
+    def _decode(self, problem: Problem, raw: RawSolution, state: PlannerState) -> Plan:
+        started = time.perf_counter()
+        result = expected_score(problem, raw.tasks, state)
+        gpus = tuple(
+            GpuPlan(name=f"gpu{g}", model=gpu.model, slots=_slot_plans(problem, raw.tasks[g], g))
+            for g, gpu in enumerate(problem.gpus)
+        )
+        stats = PlanStats(
+            build_s=raw.build_s, solve_s=raw.solve_s, decode_s=time.perf_counter() - started,
+            status=raw.status, objective=raw.objective, bound=raw.bound, mip_gap=raw.mip_gap,
+            columns=raw.n_columns, rows=raw.n_rows, integers=raw.n_integers,
+            reconfigurations=reconfigurations(problem, raw.tasks),
+        )
+        return Plan(gpus=gpus, goodput=result.goodput_per_tenant(), stats=stats,
+                    slot_s=problem.slot_s, tasks=raw.tasks)
+
+
+def expected_score(problem: Problem, tasks: Sequence[np.ndarray], state: PlannerState | None = None) -> Any:
+    """The Goodput estimator's score of a plan on the problem's forecast, from ``state``'s
+    slot and retraining progress (``migrator.goodput.ScoreResult``)."""
+    from .tenant import Tenant
+
+    tenants = [
+        Tenant(
+            name=name, model="-", slo_ms=1.0,
+            window_s=float(problem.window_slots[i] * problem.slot_s) if problem.window_slots[i] else None,
+            work_gpu_s=float(problem.work_full[i]),
+            accuracy_before=float(problem.acc_before[i]), accuracy_after=float(problem.acc_after[i]),
+        )
+        for i, name in enumerate(problem.tenants)
+    ]
+    capacity, retrain = _rates(problem, tasks)
+    return score(
+        problem.arrivals, capacity, retrain, tenants, slot_s=problem.slot_s,
+        start_slot=0 if state is None else state.slot,
+        progress_gpu_s=problem.work_full - problem.work_left, done=problem.done0,
+    )
+
+
+def _rates(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """allocation_rates with the problem's own per-placement figures."""
+    figures = {
+        (g, gpu.placements[q]): (gpu.capacity_rps[:, q], gpu.retrain_speed[:, q])
+        for g, gpu in enumerate(problem.gpus)
+        for q in range(len(gpu.placements))
+    }
+
+    def rate(inst: Instance, tenant: int) -> float:
+        infer, retrain = figures[(inst.gpu, inst.placement)]
+        return float((infer if inst.task[1] == "infer" else retrain)[tenant])
+
+    return allocation_rates(
+        instances(problem, tasks), [_Named(n) for n in problem.tenants], [g.model for g in problem.gpus],
+        slot_s=problem.slot_s, setup_s=problem.setup_s, initial=current_instances(problem), figures=rate,
+    )
+
+
+@dataclass(frozen=True)
+class _Named:
+    name: str

@@ -1,0 +1,299 @@
+"""The planning problem as plain arrays: what both ILP builders (C++ and the Python
+reference) and the brute-force check take. docs/model.md defines every field.
+
+Tasks are numbered ``0`` idle, ``1 + 2i`` inference of tenant ``i``, ``2 + 2i`` retraining
+of tenant ``i``; :func:`task_name` and :func:`parse_task` convert to the text form
+``"idle"``, ``"<tenant>:infer"``, ``"<tenant>:retrain"``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, InvalidLayout
+from .geometry import Geometry
+from .goodput import slo_capacity
+from .layout import Placement
+from .settings import PlannerConfig
+from .tenant import Tenant
+
+__all__ = [
+    "GpuProblem",
+    "PlannerState",
+    "Problem",
+    "RawSolution",
+    "TenantState",
+    "build_problem",
+    "default_periods",
+    "parse_task",
+    "planning_placements",
+    "task_name",
+]
+
+IDLE = 0
+_MEDIA_VARIANT = re.compile(r"^\d+g\.\d+gb[+-]")
+
+
+def task_name(k: int, tenants: Sequence[str]) -> str:
+    if k == IDLE:
+        return "idle"
+    i, kind = divmod(k - 1, 2)
+    return f"{tenants[i]}:{'retrain' if kind else 'infer'}"
+
+
+def parse_task(text: str, tenants: Sequence[str]) -> int:
+    if text == "idle":
+        return IDLE
+    name, _, kind = text.rpartition(":")
+    if name not in tenants or kind not in ("infer", "retrain"):
+        raise ConfigError(
+            f"task {text!r} must be 'idle' or '<tenant>:infer|retrain' with tenant one of "
+            f"{', '.join(tenants)}",
+            field="assignment",
+        )
+    return 1 + 2 * list(tenants).index(name) + (kind == "retrain")
+
+
+def default_periods(horizon: int) -> tuple[int, ...]:
+    """Period lengths 1, 1, 1, 1, 2, 2, 4, 4, 6, 8, 8, ... truncated to ``horizon`` slots."""
+    pattern = [1, 1, 1, 1, 2, 2, 4, 4, 6]
+    lengths: list[int] = []
+    while sum(lengths) < horizon:
+        step = pattern[len(lengths)] if len(lengths) < len(pattern) else 8
+        lengths.append(min(step, horizon - sum(lengths)))
+    return tuple(lengths)
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """Retraining state of one tenant at the decision time."""
+
+    progress_gpu_s: float = 0.0
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class PlannerState:
+    """What the planner starts from: per GPU the layout and each instance's task, per tenant
+    the retraining progress, and the absolute slot index (which places the windows)."""
+
+    layouts: tuple[str, ...]
+    assignments: tuple[Mapping[str, str], ...]
+    tenants: Mapping[str, TenantState] = field(default_factory=dict)
+    slot: int = 0
+
+
+@dataclass(frozen=True)
+class GpuProblem:
+    """One GPU: candidate placements and what an instance at each earns.
+
+    Arrays of length Q (placements) unless noted: ``memory_mask`` uint64, ``compute`` int,
+    ``profile`` int index into ``max_count``, ``engines`` (Q, 4); ``capacity_rps`` and
+    ``retrain_speed`` (N, Q); ``current`` task now at each placement, -1 for none.
+    """
+
+    name: str
+    model: str
+    placements: tuple[Placement, ...]
+    memory_mask: np.ndarray
+    compute: np.ndarray
+    profile: np.ndarray
+    engines: np.ndarray
+    max_count: np.ndarray
+    compute_slices: int
+    engine_totals: np.ndarray
+    capacity_rps: np.ndarray
+    retrain_speed: np.ndarray
+    current: np.ndarray
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything one decision needs, as arrays (see docs/model.md)."""
+
+    tenants: tuple[str, ...]
+    slot_s: float
+    periods: tuple[int, ...]
+    setup_s: float
+    reconfig_penalty: float
+    arrivals: np.ndarray  # (N, T)
+    acc_before: np.ndarray  # (N,)
+    acc_after: np.ndarray  # (N,)
+    work_left: np.ndarray  # (N,)
+    done0: np.ndarray  # (N,) bool
+    window_slots: np.ndarray  # (N,) int, 0 = never retrains
+    window_offset: np.ndarray  # (N,) int
+    work_full: np.ndarray  # (N,)
+    gpus: tuple[GpuProblem, ...]
+
+    @property
+    def horizon(self) -> int:
+        return int(sum(self.periods))
+
+    @property
+    def n_tasks(self) -> int:
+        return 2 * len(self.tenants) + 1
+
+    def period_starts(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.periods)[:-1]]).astype(np.int64)
+
+    def downtime(self, d: int) -> float:
+        """Share of a slot lost ``d`` slots after an instance started."""
+        return float(min(1.0, max(0.0, self.setup_s / self.slot_s - d)))
+
+
+def planning_placements(geometry: Geometry, models_fit: Any = None, keep: Sequence[str] = ()) -> list[Placement]:
+    """Placements worth planning with: no media variants, no profile whose compute a
+    smaller-memory profile already offers (where ``models_fit(profile)`` says every model
+    fits it), plus every placement in ``keep`` (the current layout)."""
+    useful = {}
+    for p in sorted(geometry.profiles, key=lambda p: (p.compute_slices, p.memory_slices, p.name)):
+        if _MEDIA_VARIANT.match(p.name):
+            continue
+        if p.compute_slices in useful and (models_fit is None or models_fit(useful[p.compute_slices].name)):
+            continue
+        useful[p.compute_slices] = p
+    chosen = {(p.name, start) for p in useful.values() for start in p.starts}
+    chosen |= {(pl.profile, pl.start) for pl in (Placement.parse(k) for k in keep)}
+    return [pl for pl in geometry.placements() if (pl.profile, pl.start) in chosen]
+
+
+def _gpu_problem(
+    index: int, geometry: Geometry, layout: str, assignment: Mapping[str, str],
+    tenants: Sequence[Tenant], models: Mapping[str, Any],
+) -> GpuProblem:
+    names = [t.name for t in tenants]
+    current_layout = geometry.validate(layout)
+    keep = [str(p) for p in current_layout]
+
+    def fits_all(profile: str) -> bool:
+        return all(models[t.model].fits(geometry.name, profile) for t in tenants)
+
+    placements = planning_placements(geometry, fits_all, keep)
+    profiles = sorted({p.profile for p in placements})
+    by_name = {p.name: p for p in geometry.profiles}
+    capacity = np.zeros((len(tenants), len(placements)))
+    speed = np.zeros_like(capacity)
+    for i, t in enumerate(tenants):
+        model = models[t.model]
+        for q, pl in enumerate(placements):
+            if not model.fits(geometry.name, pl.profile):
+                continue
+            capacity[i, q] = slo_capacity(
+                t.model, pl.profile, t.slo_ms, gpu=geometry.name, percentile=t.percentile,
+                max_batch=t.max_batch, models=models,
+            )
+            if t.retrains:
+                speed[i, q] = model.retrain_speed(geometry.name, pl.profile)
+    current = np.full(len(placements), -1, dtype=np.int64)
+    index_of = {str(pl): q for q, pl in enumerate(placements)}
+    for placement in keep:
+        current[index_of[placement]] = IDLE
+    for placement, task in assignment.items():
+        try:
+            canonical = str(geometry.normalize(placement))
+        except InvalidLayout as exc:
+            raise ConfigError(f"state.assignments[{index}]: {exc}", field="state.assignments") from exc
+        if canonical not in index_of or current[index_of[canonical]] < 0:
+            raise ConfigError(
+                f"state.assignments[{index}]: {placement} is not in the GPU's layout {layout!r}",
+                field="state.assignments",
+            )
+        current[index_of[canonical]] = parse_task(task, names)
+    return GpuProblem(
+        name=f"gpu{index}",
+        model=geometry.name,
+        placements=tuple(placements),
+        memory_mask=np.array([_mask(geometry, pl) for pl in placements], dtype=np.uint64),
+        compute=np.array([by_name[pl.profile].compute_slices for pl in placements], dtype=np.int64),
+        profile=np.array([profiles.index(pl.profile) for pl in placements], dtype=np.int64),
+        engines=np.array([by_name[pl.profile].engines.as_tuple() for pl in placements], dtype=np.int64).reshape(-1, 4),
+        max_count=np.array([by_name[p].max_count for p in profiles], dtype=np.int64),
+        compute_slices=geometry.compute_slices,
+        engine_totals=np.array(geometry.engines.as_tuple(), dtype=np.int64),
+        capacity_rps=capacity,
+        retrain_speed=speed,
+        current=current,
+    )
+
+
+def _mask(geometry: Geometry, placement: Placement) -> int:
+    size = geometry.profile(placement.profile).memory_slices
+    return ((1 << size) - 1) << placement.start
+
+
+def build_problem(
+    geometries: Sequence[Geometry],
+    tenants: Sequence[Tenant],
+    arrivals: np.ndarray,
+    state: PlannerState,
+    config: PlannerConfig,
+    *,
+    slot_s: float,
+    models: Mapping[str, Any],
+    periods: Sequence[int] | None = None,
+) -> Problem:
+    """Assemble a :class:`Problem` from scenario objects (see :class:`migrator.Planner`)."""
+    names = tuple(t.name for t in tenants)
+    arrivals = np.asarray(arrivals, dtype=np.float64)
+    lengths = tuple(periods) if periods is not None else default_periods(config.horizon)
+    if arrivals.shape != (len(tenants), sum(lengths)):
+        raise ConfigError(
+            f"forecast must have shape ({len(tenants)}, {sum(lengths)}) (tenants x horizon), "
+            f"got {arrivals.shape}",
+            field="forecast",
+        )
+    if len(state.layouts) != len(geometries) or len(state.assignments) != len(geometries):
+        raise ConfigError(f"state must give a layout and an assignment for each of the {len(geometries)} GPUs", field="state")
+    window = np.array([0 if t.window_s is None else max(1, round(t.window_s / slot_s)) for t in tenants], dtype=np.int64)
+    offset = np.array([state.slot % w if w else 0 for w in window], dtype=np.int64)
+    # A window that starts at the decision slot starts afresh, whatever the state says.
+    fresh = offset == 0
+    progress = np.array([0.0 if f else state.tenants.get(n, TenantState()).progress_gpu_s for n, f in zip(names, fresh)])
+    done = np.array([False if f else state.tenants.get(n, TenantState()).done for n, f in zip(names, fresh)], dtype=bool)
+    work_full = np.array([t.work_gpu_s if t.retrains else 0.0 for t in tenants])
+    return Problem(
+        tenants=names,
+        slot_s=float(slot_s),
+        periods=lengths,
+        setup_s=float(config.setup_s),
+        reconfig_penalty=float(config.reconfig_penalty),
+        arrivals=arrivals,
+        acc_before=np.array([t.accuracy_before for t in tenants]),
+        acc_after=np.array([t.accuracy_after if t.retrains else t.accuracy_before for t in tenants]),
+        work_left=np.maximum(work_full - progress, 0.0),
+        done0=done | ((work_full - progress <= 0) & (window > 0) & ~fresh),
+        window_slots=window,
+        window_offset=offset,
+        work_full=work_full,
+        gpus=tuple(
+            _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, models)
+            for g, geometry in enumerate(geometries)
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RawSolution:
+    """A solved :class:`Problem`, before decoding into a plan.
+
+    ``tasks[g]`` is an int array (J, Q): the task of the instance at each placement of GPU
+    ``g`` in each period, -1 where there is none. ``objective`` is the solver's value (Goodput
+    minus the reconfiguration penalty), ``bound`` its best bound, ``status`` HiGHS's model
+    status text, ``build_s`` and ``solve_s`` the seconds spent.
+    """
+
+    tasks: tuple[np.ndarray, ...]
+    objective: float
+    bound: float
+    status: str
+    mip_gap: float
+    build_s: float
+    solve_s: float
+    n_columns: int = 0
+    n_rows: int = 0
+    n_integers: int = 0
