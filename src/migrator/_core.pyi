@@ -2,6 +2,9 @@
 
 from enum import Enum
 
+import numpy as np
+import numpy.typing as npt
+
 class Placement:
     def __init__(self, start: int, size: int) -> None: ...
     @property
@@ -93,3 +96,62 @@ class Geometry:
     def layouts(self, maximal: bool = False) -> list[str]: ...
     def transition(self, from_layout: list[int], to_layout: list[int]) -> Transition: ...
     def format(self, layout: list[int]) -> str: ...
+
+
+class GpuInput:
+    def __init__(
+        self,
+        memory_mask: npt.ArrayLike,
+        compute: npt.ArrayLike,
+        profile: npt.ArrayLike,
+        engines: npt.ArrayLike,
+        max_count: npt.ArrayLike,
+        compute_slices: int,
+        engine_totals: npt.ArrayLike,
+        capacity: npt.ArrayLike,
+        speed: npt.ArrayLike,
+        current: npt.ArrayLike,
+    ) -> None: ...
+
+class ModelArrays:
+    @property
+    def col_cost(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def col_lower(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def col_upper(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def integrality(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def a_start(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def a_index(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def a_value(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def row_lower(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def row_upper(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def z_column(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def z_offset(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def n_integers(self) -> int: ...
+
+def build_plan_model(
+    n_tenants: int,
+    slot_s: float,
+    periods: npt.ArrayLike,
+    setup_s: float,
+    penalty: float,
+    arrivals: npt.ArrayLike,
+    acc_before: npt.ArrayLike,
+    acc_after: npt.ArrayLike,
+    work_left: npt.ArrayLike,
+    work_full: npt.ArrayLike,
+    done0: npt.ArrayLike,
+    window: npt.ArrayLike,
+    offset: npt.ArrayLike,
+    gpus: list[GpuInput],
+) -> ModelArrays: ...
