@@ -123,10 +123,10 @@ def test_nvml_option_without_nvidia_ml_py_or_driver_fails_cleanly():
     assert "Error:" in out and "Traceback" not in out
 
 
-def test_demo_runs_on_built_in_defaults():
+def test_demo_plans_the_default_scenario():
     code, out = run("demo")
     assert code == 0
-    assert "make-before-break: yes" in out and "make-before-break: no" in out
+    assert "expected Goodput" in out and "gpu1 (A100-40GB)" in out and "solver:" in out
 
 
 def test_help_explains_layout_syntax():

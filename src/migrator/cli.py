@@ -288,34 +288,18 @@ def _plan_lines(result: Any) -> list[str]:
 
 @main.command()
 def demo() -> None:
-    """Tour migrator on built-in defaults: GPU geometries, a validity check and a
-    make-before-break reconfiguration on an A100-40GB."""
+    """Run migrator on built-in defaults: plan the default scenario (continuous-learning
+    tenants sharing two A100s) and show the MIG geometry it works with."""
+    from .planner import Planner
+    from .scenario import Scenario
+
     console = _console()
-    summary = Table(title="Built-in MIG geometries")
-    for column in ("gpu", "slices (mem/compute)", "profiles", "valid layouts", "maximal layouts"):
-        summary.add_column(column, justify="left" if column in ("gpu",) else "right")
-    for name in known_gpus():
-        g = Geometry.for_gpu(name)
-        summary.add_row(
-            g.name,
-            f"{g.memory_slices}/{g.compute_slices}",
-            str(len(g.profiles)),
-            str(len(g.layouts())),
-            str(len(g.layouts(maximal=True))),
-        )
-    console.print(summary)
-    g = Geometry.for_gpu(_DEFAULT_GPU)
+    scenario = Scenario.default()
+    g = scenario.gpus[0].geometry
     console.print(_profile_table(g))
-    bad = "3g.20gb@0,4g.20gb@0"
-    try:
-        g.validate(bad)
-    except InvalidLayout as exc:
-        click.echo(f"check {bad}: invalid, {exc}")
-    changes = [
-        ("3g.20gb@0", "3g.20gb@0,2g.10gb@4,1g.5gb@6"),  # new instances land on free slices
-        ("3g.20gb@0,3g.20gb@4", "3g.20gb@0,2g.10gb@4,1g.5gb@6"),  # they need freed slices
-    ]
-    for current, target in changes:
-        click.echo(f"\nreconfigure {g.name}: {current} -> {target}")
-        for line in _transition_lines(g.transition(current, target)):
-            click.echo("  " + line)
+    click.echo(f"{len(g.layouts())} valid layouts on {g.name}, {len(g.layouts(maximal=True))} maximal")
+    tenants = ", ".join(f"{t.name} ({t.model}, SLO {t.slo_ms:g} ms)" for t in scenario.tenants)
+    click.echo(f"\nscenario {scenario.name!r}: {len(scenario.gpus)} x {g.name}; tenants: {tenants}")
+    click.echo(f"planning {scenario.planner.horizon} slots of {scenario.slot_s:g} s ahead...\n")
+    for line in _plan_lines(Planner(scenario).plan()):
+        click.echo(line)

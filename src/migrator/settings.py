@@ -24,7 +24,8 @@ class PlannerConfig:
         Seconds a created or re-assigned instance cannot serve: GPU/compute instance
         creation plus model load. See docs/model.md for the figure's source.
     reconfig_penalty : float
-        Goodput charged per created or re-assigned instance, to damp churn.
+        Goodput charged per created or re-assigned instance. The default, one request's
+        worth, only breaks ties towards fewer changes; raise it to damp churn.
     time_limit_s, mip_gap : float
         Solver limits; at the limit the best valid plan found is returned with its gap.
     max_wait_slots : int
@@ -35,7 +36,7 @@ class PlannerConfig:
 
     horizon: int = 30
     setup_s: float = 2.0
-    reconfig_penalty: float = 0.0
+    reconfig_penalty: float = 1.0
     time_limit_s: float = 1.0
     mip_gap: float = 1e-3
     max_wait_slots: int = 1
