@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 # --import-mode=importlib puts no folder on sys.path; the reference lives with the tests.
-_TESTS = str(Path(__file__).resolve().parent.parent / "tests")
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
+_HERE = Path(__file__).resolve().parent
+for _folder in (str(_HERE), str(_HERE.parent / "tests")):
+    if _folder not in sys.path:
+        sys.path.insert(0, _folder)
 
 
 class Timings:

@@ -272,7 +272,7 @@ class PlanBuilder {
             if (retrains_[i]) {
                 if (window == 0 && !starts && in_.done0[i]) {
                     fixed_accuracy = in_.acc_after[i];
-                } else if (!starts) {
+                } else if (!starts && t > 0) {  // slot 0's accuracy is the state's
                     c = a_.col(0.0, 0.0, 1.0, true);
                     const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
                     Terms terms{{c, work}};  // (11)

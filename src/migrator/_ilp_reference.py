@@ -9,7 +9,11 @@ Semantics chosen where the contract leaves room (each agrees with ``goodput.scor
 * when slot 0 starts a window (``window_offset == 0``) the window holding slot 0 is a fresh
   one, as the estimator resets progress there: ``c = 0`` at slot 0, work ``Wfull``, and the
   carried ``work_left`` / ``done0`` (which describe the window that just ended) are unused;
-* in the current window, the accuracy of slot 0 is fixed by ``done0`` (``c[i][0] = done0``).
+* in the current window, the accuracy of slot 0 is fixed by ``done0`` (``c[i][0] = done0``),
+  also when ``work_left`` is 0 ((11) read literally would leave ``c[i][0]`` free then);
+* where ``W' = 0``, ``c`` is fixed to 1 after the window's first slot rather than left free:
+  the estimator completes such a retraining whether or not it helps, which matters when
+  ``acc_after < acc_before`` (the objective alone would keep ``c = 0``).
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class _Model:
                 return _BEFORE  # P[i][-1] = 0: not finished before slot 0
         if self.starts_window(i, t):
             return _BEFORE  # (12) a window starts unfinished
+        if self.work(i, t) <= 0:
+            return _AFTER  # (11) with W' = 0: finished after the window's first slot
         return None
 
     # -- placements and tasks -----------------------------------------------------------

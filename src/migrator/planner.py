@@ -200,8 +200,11 @@ def solve_problem(
         n_columns=len(arrays.col_cost), n_rows=len(arrays.row_lower), n_integers=arrays.n_integers,
     )
     if info.primal_solution_status != _FEASIBLE:
-        log.warning("no plan found (%s): keeping the current layouts", status)
-        return RawSolution(keep_current(problem), float("nan"), status=f"{status}; kept current layout",
+        # Nothing better in time: the warm start (valid by construction, current layouts
+        # kept by the greedy one) or else the current layouts and tasks as they are.
+        fallback = tuple(warm_start) if warm_start is not None else keep_current(problem)
+        log.warning("no plan found (%s): keeping the starting plan", status)
+        return RawSolution(fallback, float("nan"), status=f"{status}; starting plan kept",
                            mip_gap=float("inf"), **common)
     values = np.asarray(h.getSolution().col_value)
     return RawSolution(
@@ -293,12 +296,19 @@ class Plan:
                 for g in self.gpus
             ],
             "goodput": {"total": self.total_goodput, "per_tenant": dict(self.goodput)},
-            "stats": asdict(self.stats),
+            # JSON has no infinity: an unknown bound or gap is null.
+            "stats": {k: _finite_or_none(v) for k, v in asdict(self.stats).items()},
         }
 
     def to_json(self, indent: int | None = 2) -> str:
         """A stable JSON document: keys ``gpus`` (``name``, ``model``, ``slots``), ``goodput``, ``stats``."""
-        return json.dumps(self.to_dict(), indent=indent, default=_json_number)
+        return json.dumps(self.to_dict(), indent=indent, default=_json_number, allow_nan=False)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _json_number(value: Any) -> Any:
@@ -442,18 +452,29 @@ class Planner:
     def _decode(self, problem: Problem, raw: RawSolution, state: PlannerState) -> Plan:
         started = time.perf_counter()
         result = expected_score(problem, raw.tasks, state)
+        changes = reconfigurations(problem, raw.tasks)
+        objective = raw.objective
+        if not np.isfinite(objective):  # a kept plan: its value by the model's own measure
+            objective = result.goodput - problem.reconfig_penalty * changes
         gpus = tuple(
             GpuPlan(name=f"gpu{g}", model=gpu.model, slots=_slot_plans(problem, raw.tasks[g], g))
             for g, gpu in enumerate(problem.gpus)
         )
         stats = PlanStats(
             build_s=raw.build_s, solve_s=raw.solve_s, decode_s=time.perf_counter() - started,
-            status=raw.status, objective=raw.objective, bound=raw.bound, mip_gap=raw.mip_gap,
-            columns=raw.n_columns, rows=raw.n_rows, integers=raw.n_integers,
-            reconfigurations=reconfigurations(problem, raw.tasks),
+            status=raw.status, objective=objective, bound=raw.bound,
+            mip_gap=_gap(objective, raw.bound) if not np.isfinite(raw.mip_gap) else raw.mip_gap,
+            columns=raw.n_columns, rows=raw.n_rows, integers=raw.n_integers, reconfigurations=changes,
         )
         return Plan(gpus=gpus, goodput=result.goodput_per_tenant(), stats=stats,
                     slot_s=problem.slot_s, tasks=raw.tasks)
+
+
+def _gap(objective: float, bound: float) -> float:
+    """HiGHS's relative gap, |bound - objective| / |bound|, for a plan it did not find."""
+    if not np.isfinite(bound) or bound == 0:
+        return float("inf") if objective != bound else 0.0
+    return abs(bound - objective) / abs(bound)
 
 
 def expected_score(problem: Problem, tasks: Sequence[np.ndarray], state: PlannerState | None = None) -> Any:

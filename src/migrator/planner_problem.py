@@ -266,7 +266,9 @@ def build_problem(
         acc_before=np.array([t.accuracy_before for t in tenants]),
         acc_after=np.array([t.accuracy_after if t.retrains else t.accuracy_before for t in tenants]),
         work_left=np.maximum(work_full - progress, 0.0),
-        done0=done | ((work_full - progress <= 0) & (window > 0) & ~fresh),
+        # Done only when the state says so: with no work left the retraining still
+        # finishes in the next slot, as the estimator has it.
+        done0=done & (window > 0),
         window_slots=window,
         window_offset=offset,
         work_full=work_full,

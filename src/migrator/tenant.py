@@ -69,6 +69,13 @@ class Tenant:
                 raise ConfigError(
                     f"{where}.{name} must be in [0, 1], got {value!r}", field=f"{where}.{name}"
                 )
+        if float(self.accuracy_after) < float(self.accuracy_before):
+            raise ConfigError(
+                f"{where}.accuracy_after ({self.accuracy_after}) must not be below "
+                f"accuracy_before ({self.accuracy_before}): retraining on fresh data is what "
+                "lifts the accuracy",
+                field=f"{where}.accuracy_after",
+            )
         if self.max_batch is not None and (not isinstance(self.max_batch, int) or self.max_batch < 1):
             raise ConfigError(f"{where}.max_batch must be a positive integer", field=f"{where}.max_batch")
 
