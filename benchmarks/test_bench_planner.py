@@ -11,6 +11,7 @@ same linear relaxation (the 8-GPU relaxation alone takes HiGHS minutes).
 
 from __future__ import annotations
 
+import highspy
 import numpy as np
 import pytest
 
@@ -48,7 +49,8 @@ def test_build_cpp(benchmark, timings, case) -> None:
     name, _, problem = case
     arrays = benchmark(planner._core_input, problem)
     reference = _ilp_reference.build(problem).h.getLp()
-    integers = sum(1 for v in reference.integrality_ if v != reference.integrality_[0].__class__.kContinuous)
+    kinds = reference.integrality_  # a copy per access: take it once
+    integers = sum(1 for v in kinds if v != highspy.HighsVarType.kContinuous)
     assert arrays.n_integers == integers
     if len(problem.gpus) == 1:
         ours = lp_relaxation(planner._highs_lp(arrays))
