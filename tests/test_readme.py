@@ -14,11 +14,15 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 
 
-def test_python_example_runs(capsys):
-    (example,) = _blocks("python")
-    exec(compile(example, str(README), "exec"), {})
+def test_python_examples_run(capsys):
+    geometry, planning = _blocks("python")
+    exec(compile(geometry, str(README), "exec"), {})
     out = capsys.readouterr().out
     assert "memory_overlap" in out and "3g.20gb@0,3g.20gb@4" in out
+    namespace: dict = {}
+    exec(compile(planning, str(README), "exec"), namespace)
+    assert set(namespace["plan"].goodput) == {t.name for t in namespace["scenario"].tenants}
+    assert '"gpus"' in namespace["document"]
 
 
 def test_gpu_table_lists_every_built_in_gpu():

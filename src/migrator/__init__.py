@@ -19,15 +19,18 @@ from .scenario import GpuSpec, Scenario
 from .settings import PlannerConfig
 from .tenant import Tenant
 
-# Submodules that pull in numba load on first use, so `migrator --help` stays quick.
-_LAZY_MODULES = ("forecast", "goodput", "models", "traces")
+# What pulls in numba or HiGHS loads on first use, so `migrator --help` stays quick.
+_LAZY_MODULES = ("forecast", "goodput", "models", "planner", "traces")
+_LAZY_NAMES = {"Planner": "planner", "Plan": "planner"}
 
 
 def __getattr__(name: str):
-    if name in _LAZY_MODULES:
-        import importlib
+    import importlib
 
+    if name in _LAZY_MODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -42,6 +45,8 @@ __all__ = [
     "GpuSpec",
     "Layout",
     "Placement",
+    "Plan",
+    "Planner",
     "PlannerConfig",
     "Profile",
     "Scenario",
@@ -53,5 +58,6 @@ __all__ = [
     "goodput",
     "known_gpus",
     "models",
+    "planner",
     "traces",
 ]
