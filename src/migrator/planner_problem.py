@@ -59,12 +59,17 @@ def parse_task(text: str, tenants: Sequence[str]) -> int:
 
 
 def default_periods(horizon: int) -> tuple[int, ...]:
-    """Period lengths 1, 1, 1, 1, 2, 2, 4, 4, 6, 8, 8, ... truncated to ``horizon`` slots."""
-    pattern = [1, 1, 1, 1, 2, 2, 4, 4, 6]
+    """Period lengths 1, 1, 2, 4, 8, 16, ... (doubling) truncated to ``horizon`` slots.
+
+    The first period is the decision; the look-ahead coarsens with distance, since the
+    solve time grows with the number of periods (docs/model.md has the measurements).
+    """
     lengths: list[int] = []
+    step = 1
     while sum(lengths) < horizon:
-        step = pattern[len(lengths)] if len(lengths) < len(pattern) else 8
         lengths.append(min(step, horizon - sum(lengths)))
+        if len(lengths) > 1:
+            step *= 2
     return tuple(lengths)
 
 
