@@ -19,7 +19,8 @@ import highspy
 import numpy as np
 
 from . import _core
-from .errors import ConfigError, MigratorError
+from .decompose import assign_tenants, merge, split
+from .errors import ConfigError
 from .goodput import Instance, allocation_rates, score
 from .layout import Layout
 from .planner_problem import (
@@ -433,10 +434,29 @@ class Planner:
         """
         state = state if state is not None else self.initial_state()
         problem = self.problem(forecast, state)
-        warm = self._shifted_previous(problem) or greedy_tasks(problem)
-        raw = solve_problem(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap, warm_start=warm)
+        if self._split_needed(problem):
+            raw = self._solve_split(problem)
+        else:
+            warm = self._shifted_previous(problem) or greedy_tasks(problem)
+            raw = solve_problem(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap, warm_start=warm)
         self._previous = raw.tasks
         return self._decode(problem, raw, state)
+
+    def _split_needed(self, problem: Problem) -> bool:
+        limit = self.config.decompose_above
+        size = len(problem.periods) * sum(len(g.placements) for g in problem.gpus) * problem.n_tasks
+        return limit > 0 and len(problem.gpus) > 1 and size > limit
+
+    def _solve_split(self, problem: Problem) -> RawSolution:
+        """Each GPU on its own with the tenants given to it, sharing the time limit."""
+        parts = assign_tenants(problem)
+        subs = split(problem, parts)
+        budget = self.config.time_limit_s / len(subs)
+        solutions = [
+            solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
+            for sub in subs
+        ]
+        return merge(parts, solutions)
 
     def _shifted_previous(self, problem: Problem) -> tuple[np.ndarray, ...] | None:
         """The last plan moved one period on (its last period repeated), if shapes agree."""

@@ -32,6 +32,10 @@ class PlannerConfig:
         Slots a request may wait (late) before it is dropped.
     forecaster : mapping
         ``{"name": "last" | "ewma" | "holt-winters", ...parameters}``.
+    decompose_above : int
+        When the whole program would have more task variables than this (periods x
+        placements x tasks, summed over GPUs), each GPU is planned on its own with the
+        tenants given to it (``migrator.decompose``); 0 never splits.
     """
 
     horizon: int = 30
@@ -41,10 +45,12 @@ class PlannerConfig:
     mip_gap: float = 1e-3
     max_wait_slots: int = 1
     forecaster: Mapping[str, Any] = field(default_factory=lambda: {"name": "ewma", "alpha": 0.3})
+    decompose_above: int = 4000
 
     def __post_init__(self) -> None:
         _integer(self.horizon, "planner.horizon", low=1)
         _integer(self.max_wait_slots, "planner.max_wait_slots", low=0)
+        _integer(self.decompose_above, "planner.decompose_above", low=0)
         _number(self.setup_s, "planner.setup_s", low=0.0)
         _number(self.reconfig_penalty, "planner.reconfig_penalty", low=0.0)
         _number(self.time_limit_s, "planner.time_limit_s", low=0.0, strict=True)

@@ -1,0 +1,110 @@
+"""Splitting a planning problem into independent parts, one per GPU.
+
+The whole program couples every GPU through the tenants they share. When it is too large
+to solve in the decision time, each tenant is given to one GPU (largest demand first, to the
+GPU with the most SLO capacity left for it) and every GPU is planned on its own with its
+tenants. The parts are exact programs; what the split gives up is a tenant served by several
+GPUs at once, which is why it is used only above a size (``PlannerConfig.decompose_above``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from .planner_problem import IDLE, GpuProblem, Problem, RawSolution
+
+__all__ = ["assign_tenants", "merge", "split"]
+
+
+def _demand_rps(problem: Problem) -> np.ndarray:
+    return problem.arrivals.mean(axis=1) / problem.slot_s
+
+
+def assign_tenants(problem: Problem) -> list[list[int]]:
+    """Tenant indices for each GPU: largest demand first, each to the GPU whose best
+    instance leaves it the most capacity after what that GPU already carries."""
+    demand = _demand_rps(problem)
+    # What one GPU could serve of each tenant, at most: its best placement times the
+    # number of such placements that fit (a coarse yardstick, only used to balance).
+    room = np.array([g.capacity_rps.max(axis=1) * max(1, g.compute_slices // max(1, int(g.compute.max()))) for g in problem.gpus])
+    load = np.zeros(len(problem.gpus))
+    parts: list[list[int]] = [[] for _ in problem.gpus]
+    for i in np.argsort(-demand * problem.acc_before, kind="stable"):
+        share = np.where(room[:, i] > 0, demand[i] / np.maximum(room[:, i], 1e-9), np.inf)
+        g = int(np.argmin(load + share))
+        parts[g].append(int(i))
+        load[g] += share[g]
+    return parts
+
+
+def _task_map(tenants: Sequence[int]) -> dict[int, int]:
+    """Global task index -> the part's task index, for the part's tenants."""
+    mapping = {IDLE: IDLE}
+    for new, i in enumerate(tenants):
+        mapping[1 + 2 * i] = 1 + 2 * new
+        mapping[2 + 2 * i] = 2 + 2 * new
+    return mapping
+
+
+def _sub_gpu(gpu: GpuProblem, tenants: Sequence[int]) -> GpuProblem:
+    mapping = _task_map(tenants)
+    # An instance now serving a tenant of another part is idle as far as this part goes:
+    # giving it a task of this part is a re-assignment either way.
+    current = np.array([-1 if k < 0 else mapping.get(int(k), IDLE) for k in gpu.current], dtype=np.int64)
+    return replace(
+        gpu,
+        capacity_rps=gpu.capacity_rps[list(tenants)],
+        retrain_speed=gpu.retrain_speed[list(tenants)],
+        current=current,
+    )
+
+
+def split(problem: Problem, parts: Sequence[Sequence[int]]) -> list[Problem]:
+    """One problem per GPU with only its tenants (``parts[g]``)."""
+    out = []
+    for g, tenants in enumerate(parts):
+        idx = list(tenants)
+        out.append(
+            replace(
+                problem,
+                tenants=tuple(problem.tenants[i] for i in idx),
+                arrivals=problem.arrivals[idx],
+                acc_before=problem.acc_before[idx],
+                acc_after=problem.acc_after[idx],
+                work_left=problem.work_left[idx],
+                done0=problem.done0[idx],
+                window_slots=problem.window_slots[idx],
+                window_offset=problem.window_offset[idx],
+                work_full=problem.work_full[idx],
+                gpus=(_sub_gpu(problem.gpus[g], idx),),
+            )
+        )
+    return out
+
+
+def merge(parts: Sequence[Sequence[int]], solutions: Sequence[RawSolution]) -> RawSolution:
+    """The parts' plans as one: tasks mapped back to the whole problem's numbering; the
+    objective, the bound and the times add up (the bound is that of the split problem)."""
+    tasks = []
+    for tenants, solution in zip(parts, solutions):
+        back = {v: k for k, v in _task_map(tenants).items()}
+        (local,) = solution.tasks
+        tasks.append(np.vectorize(lambda k: back.get(int(k), -1) if k >= 0 else -1, otypes=[np.int64])(local))
+    objective = float(sum(s.objective for s in solutions))
+    bound = float(sum(s.bound for s in solutions))
+    statuses = sorted({s.status for s in solutions})
+    return RawSolution(
+        tasks=tuple(tasks),
+        objective=objective,
+        bound=bound,
+        status=f"split into {len(solutions)} GPUs: " + ", ".join(statuses),
+        mip_gap=abs(bound - objective) / abs(bound) if np.isfinite(bound) and bound else float("inf"),
+        build_s=float(sum(s.build_s for s in solutions)),
+        solve_s=float(sum(s.solve_s for s in solutions)),
+        n_columns=sum(s.n_columns for s in solutions),
+        n_rows=sum(s.n_rows for s in solutions),
+        n_integers=sum(s.n_integers for s in solutions),
+    )

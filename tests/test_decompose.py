@@ -1,0 +1,54 @@
+"""Splitting a problem per GPU: every tenant lands on one GPU, tasks map back, and the merged
+plan is worth, by the estimator, what the parts' objectives add up to."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from migrator import planner
+from migrator.decompose import assign_tenants, merge, split
+from scenarios import sized
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return planner.Planner(sized(3, 5, horizon=4)).problem()
+
+
+def test_every_tenant_goes_to_exactly_one_gpu(problem):
+    parts = assign_tenants(problem)
+    assert len(parts) == len(problem.gpus)
+    assert sorted(i for part in parts for i in part) == list(range(len(problem.tenants)))
+
+
+def test_parts_keep_only_their_tenants(problem):
+    parts = assign_tenants(problem)
+    for part, sub in zip(parts, split(problem, parts)):
+        assert sub.tenants == tuple(problem.tenants[i] for i in part)
+        np.testing.assert_array_equal(sub.arrivals, problem.arrivals[part])
+        assert sub.gpus[0].capacity_rps.shape == (len(part), len(sub.gpus[0].placements))
+
+
+def test_merged_plan_is_worth_the_sum_of_its_parts(problem):
+    parts = assign_tenants(problem)
+    subs = split(problem, parts)
+    solutions = [planner.solve_problem(sub, time_limit_s=20, mip_gap=0.0) for sub in subs]
+    merged = merge(parts, solutions)
+    # Tasks point at the right tenants again: the estimator, on the whole problem, agrees.
+    goodput = planner.expected_score(problem, merged.tasks).goodput
+    changes = planner.reconfigurations(problem, merged.tasks)
+    assert goodput - problem.reconfig_penalty * changes == pytest.approx(merged.objective, rel=1e-6)
+    for tasks, part in zip(merged.tasks, parts):
+        own = {1 + 2 * i for i in part} | {2 + 2 * i for i in part} | {-1, 0}
+        assert set(np.unique(tasks)) <= own
+
+
+def test_planner_splits_only_above_the_threshold():
+    scenario = sized(2, 4, horizon=4)
+    whole = planner.Planner(scenario, scenario.planner.__class__(horizon=4, decompose_above=0)).plan()
+    parts = planner.Planner(scenario, scenario.planner.__class__(horizon=4, decompose_above=1)).plan()
+    assert not whole.stats.status.startswith("split")
+    assert parts.stats.status.startswith("split into 2 GPUs")
+    # Splitting restricts the plan: it can never beat the whole problem solved to optimality.
+    assert parts.stats.objective <= whole.stats.bound + 1e-6 * abs(whole.stats.bound)
