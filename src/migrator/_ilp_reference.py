@@ -247,17 +247,22 @@ def _downtime(m: _Model) -> None:
                     m.h.addConstr(e + share * m.n[g][(j2, q, k)] <= 1)
 
 
+def _supply(m: _Model, i: int, t: int, k: int, figure: str) -> list[Any]:
+    """``slot_s · figure[i][q] · E(t, q, k)`` for every placement of every GPU that has one."""
+    p = m.problem
+    terms = []
+    for g, gpu in enumerate(p.gpus):
+        for q in range(len(gpu.placements)):
+            share = m.E(g, t, q, k)
+            if share is not None:
+                terms.append(p.slot_s * float(getattr(gpu, figure)[i, q]) * share)
+    return terms
+
+
 def _capacity(m: _Model) -> None:
     """(8) ``s[i][t] <= slot_s Σ_{g,q} cap[i][q] E(t, q, 1+2i)``."""
-    p = m.problem
     for (i, t), s in m.s.items():
-        k = 1 + 2 * i
-        terms = []
-        for g, gpu in enumerate(p.gpus):
-            for q in range(len(gpu.placements)):
-                share = m.E(g, t, q, k)
-                if share is not None:
-                    terms.append(p.slot_s * float(gpu.capacity_rps[i, q]) * share)
+        terms = _supply(m, i, t, 1 + 2 * i, "capacity_rps")
         if terms:
             m.h.addConstr(s - highspy.Highs.qsum(terms) <= 0)
         else:
@@ -275,15 +280,8 @@ def _retrained_share(m: _Model) -> None:
 def _progress(m: _Model) -> None:
     """(10) ``P[t] = P[t-1] + slot_s Σ_{g,q} spd[i][q] E(t, q, 2+2i)``, ``P[t-1]`` read as 0
     at ``t = 0`` and where ``t`` starts a window."""
-    p = m.problem
     for (i, t), P in m.P.items():
-        k = 2 + 2 * i
-        terms = []
-        for g, gpu in enumerate(p.gpus):
-            for q in range(len(gpu.placements)):
-                share = m.E(g, t, q, k)
-                if share is not None:
-                    terms.append(p.slot_s * float(gpu.retrain_speed[i, q]) * share)
+        terms = _supply(m, i, t, 2 + 2 * i, "retrain_speed")
         earlier = m.P.get((i, t - 1)) if t > 0 and not m.starts_window(i, t) else None
         expr = P - highspy.Highs.qsum(terms) if terms else P + 0.0
         if earlier is not None:
