@@ -137,3 +137,12 @@ def test_me_all_takes_every_media_engine_on_rtx_pro_6000():
     with pytest.raises(migrator.errors.InvalidLayout) as info:
         g.validate("1g.24gb+me.all@0,1g.24gb@3")
     assert info.value.rule == "engines"
+
+
+@pytest.mark.parametrize("gpu", ["A100-80GB", "H100-80GB"])
+def test_profile_name_variants_from_older_drivers_resolve(gpu):
+    # 3g.39gb / 7g.79gb: names older drivers gave the 80 GB parts' profiles (see the tables).
+    g = migrator.Geometry.for_gpu(gpu)
+    assert g.canonical("MIG 3g.39gb@4") == "3g.40gb@4"
+    if gpu == "A100-80GB":
+        assert g.canonical("7g.79gb@0") == "7g.80gb@0"
