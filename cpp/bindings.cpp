@@ -155,7 +155,8 @@ void bind_ilp(py::module_& m) {
         [](int n_tenants, double slot_s, const Array<int>& periods, double setup_s, double penalty,
            const Array<double>& arrivals, const Array<double>& acc_before, const Array<double>& acc_after,
            const Array<double>& work_left, const Array<double>& work_full, const Array<int>& done0,
-           const Array<int>& window, const Array<int>& offset, std::vector<GpuInput> gpus) {
+           const Array<int>& window, const Array<int>& offset, const Array<double>& terminal_gain,
+           std::vector<GpuInput> gpus) {
             PlanInput in;
             in.n_tenants = n_tenants;
             in.slot_s = slot_s;
@@ -170,6 +171,7 @@ void bind_ilp(py::module_& m) {
             in.done0 = to_vector(done0);
             in.window = to_vector(window);
             in.offset = to_vector(offset);
+            in.terminal_gain = to_vector(terminal_gain);
             in.gpus = std::move(gpus);
             py::gil_scoped_release release;
             return build_plan_model(in);
@@ -177,7 +179,8 @@ void bind_ilp(py::module_& m) {
         py::arg("n_tenants"), py::arg("slot_s"), py::arg("periods"), py::arg("setup_s"),
         py::arg("penalty"), py::arg("arrivals"), py::arg("acc_before"), py::arg("acc_after"),
         py::arg("work_left"), py::arg("work_full"), py::arg("done0"), py::arg("window"),
-        py::arg("offset"), py::arg("gpus"), "Build the planning program of docs/model.md.");
+        py::arg("offset"), py::arg("terminal_gain"), py::arg("gpus"),
+        "Build the planning program of docs/model.md.");
 }
 
 }  // namespace

@@ -51,6 +51,8 @@ class Case:
     slot: int = 0  # absolute slot of the decision (places the windows)
     progress: Mapping[str, TenantState] = field(default_factory=dict)
     periods: tuple[int, ...] | None = None
+    # The brute force scores horizon Goodput only; the terminal credit (13) has its own tests.
+    terminal_value: bool = False
 
     @property
     def horizon(self) -> int:
@@ -66,7 +68,8 @@ class Case:
             self.tenants,
             np.asarray(self.arrivals, dtype=np.float64),
             PlannerState(self.layouts, self.assignments, dict(self.progress), self.slot),
-            PlannerConfig(horizon=sum(periods), setup_s=self.setup_s, reconfig_penalty=self.reconfig_penalty),
+            PlannerConfig(horizon=sum(periods), setup_s=self.setup_s, reconfig_penalty=self.reconfig_penalty,
+                          terminal_value=self.terminal_value),
             slot_s=self.slot_s,
             models=builtin_models(),
             periods=periods,

@@ -73,7 +73,7 @@ void check_input(const PlanInput& in, int horizon) {
     for (int p : in.periods) require(p >= 1, "period lengths must be at least 1");
     require(in.slot_s > 0, "slot_s must be positive");
     require(in.arrivals.size() == n * horizon, "arrivals must be n_tenants x horizon");
-    for (const auto* v : {&in.acc_before, &in.acc_after, &in.work_left, &in.work_full})
+    for (const auto* v : {&in.acc_before, &in.acc_after, &in.work_left, &in.work_full, &in.terminal_gain})
         require(v->size() == n, "tenant arrays must have n_tenants entries");
     for (const auto* v : {&in.done0, &in.window, &in.offset})
         require(v->size() == n, "tenant arrays must have n_tenants entries");
@@ -302,6 +302,13 @@ class PlanBuilder {
                 progress = p;
             }
             completed = c;
+        }
+        // (13) terminal value: the share of the last window's retraining done by the end.
+        const double terminal = in_.terminal_gain[i];
+        if (retrains_[i] && terminal > 0.0 && progress >= 0) {
+            const int tau = a_.col(terminal, 0.0, 1.0, false);
+            const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
+            a_.row(-kInf, 0.0, {{tau, work}, {progress, -1.0}});
         }
     }
 

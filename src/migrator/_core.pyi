@@ -153,5 +153,6 @@ def build_plan_model(
     done0: npt.ArrayLike,
     window: npt.ArrayLike,
     offset: npt.ArrayLike,
+    terminal_gain: npt.ArrayLike,
     gpus: list[GpuInput],
 ) -> ModelArrays: ...

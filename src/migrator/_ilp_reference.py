@@ -46,6 +46,7 @@ class _Model:
     u: dict[tuple[int, int], Any] = field(default_factory=dict)  # (i, t), where c is a variable
     c: dict[tuple[int, int], Any] = field(default_factory=dict)  # (i, t), variable or fixed float
     P: dict[tuple[int, int], Any] = field(default_factory=dict)  # (i, t)
+    tau: dict[int, Any] = field(default_factory=dict)  # i, share of the last window's work done
 
     # -- time -------------------------------------------------------------------------
 
@@ -308,6 +309,21 @@ def _monotone(m: _Model) -> None:
             m.h.addConstr(c - earlier >= 0)
 
 
+def _terminal(m: _Model) -> None:
+    """(13) ``W' tau[i] <= P[i][T-1]``: the last window's retraining share done by the end."""
+    p = m.problem
+    if p.terminal_gain is None:
+        return
+    last = m.T - 1
+    for i in range(m.N):
+        progress = m.P.get((i, last))
+        if float(p.terminal_gain[i]) <= 0 or progress is None or not m.retrains(i):
+            continue
+        work = m.work(i, last)
+        m.tau[i] = m.h.addVariable(0.0, 1.0, name=f"tau[{i}]")
+        m.h.addConstr(work * m.tau[i] - progress <= 0)
+
+
 def _objective(m: _Model) -> Any:
     """``Σ (A0 s + (A1 - A0) u) - ρ Σ n``."""
     p = m.problem
@@ -321,6 +337,7 @@ def _objective(m: _Model) -> Any:
             terms.append(a0 * s + (a1 - a0) * m.u[(i, t)])
     if p.reconfig_penalty > 0:
         terms.extend(-p.reconfig_penalty * n for per_gpu in m.n for n in per_gpu.values())
+    terms.extend(float(p.terminal_gain[i]) * tau for i, tau in m.tau.items())
     return highspy.Highs.qsum(terms)
 
 
@@ -345,6 +362,7 @@ def build(problem: Problem) -> _Model:
     _progress(m)
     _completion(m)
     _monotone(m)
+    _terminal(m)
     h.setObjective(_objective(m), highspy.ObjSense.kMaximize)
     return m
 

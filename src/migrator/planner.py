@@ -74,8 +74,16 @@ def _core_input(problem: Problem) -> Any:
         done0=problem.done0.astype(np.int32),
         window=problem.window_slots,
         offset=problem.window_offset,
+        terminal_gain=terminal_gains(problem),
         gpus=gpus,
     )
+
+
+def terminal_gains(problem: Problem) -> np.ndarray:
+    """Constraint (13)'s gains, zeros where the problem has no terminal value."""
+    if problem.terminal_gain is None:
+        return np.zeros(len(problem.tenants))
+    return np.asarray(problem.terminal_gain, dtype=np.float64)
 
 
 def _highs_lp(arrays: Any) -> highspy.HighsLp:

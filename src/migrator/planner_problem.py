@@ -134,6 +134,7 @@ class Problem:
     window_offset: np.ndarray  # (N,) int
     work_full: np.ndarray  # (N,)
     gpus: tuple[GpuProblem, ...]
+    terminal_gain: np.ndarray | None = None  # (N,), None = no terminal value
 
     @property
     def horizon(self) -> int:
@@ -261,6 +262,12 @@ def build_problem(
     progress = np.array([0.0 if f else state.tenants.get(n, TenantState()).progress_gpu_s for n, f in zip(names, fresh)])
     done = np.array([False if f else state.tenants.get(n, TenantState()).done for n, f in zip(names, fresh)], dtype=bool)
     work_full = np.array([t.work_gpu_s if t.retrains else 0.0 for t in tenants])
+    acc_before = np.array([t.accuracy_before for t in tenants])
+    acc_after = np.array([t.accuracy_after if t.retrains else t.accuracy_before for t in tenants])
+    terminal = (
+        _terminal_gain(arrivals, acc_after - acc_before, window, offset, done, sum(lengths))
+        if config.terminal_value else None
+    )
     return Problem(
         tenants=names,
         slot_s=float(slot_s),
@@ -268,8 +275,8 @@ def build_problem(
         setup_s=float(config.setup_s),
         reconfig_penalty=float(config.reconfig_penalty),
         arrivals=arrivals,
-        acc_before=np.array([t.accuracy_before for t in tenants]),
-        acc_after=np.array([t.accuracy_after if t.retrains else t.accuracy_before for t in tenants]),
+        acc_before=acc_before,
+        acc_after=acc_after,
         work_left=np.maximum(work_full - progress, 0.0),
         # Done only when the state says so: with no work left the retraining still
         # finishes in the next slot, as the estimator has it.
@@ -281,7 +288,28 @@ def build_problem(
             _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, models)
             for g, geometry in enumerate(geometries)
         ),
+        terminal_gain=terminal,
     )
+
+
+def _terminal_gain(
+    arrivals: np.ndarray, gain: np.ndarray, window: np.ndarray, offset: np.ndarray,
+    done: np.ndarray, horizon: int,
+) -> np.ndarray:
+    """Accuracy gain x mean forecast arrivals per slot x slots of the window that holds the
+    horizon's last slot left after the horizon: what finishing that window's retraining is
+    worth beyond the horizon (0 where the window ends with the horizon, or is already done)."""
+    out = np.zeros(len(gain))
+    rate = arrivals.mean(axis=1) if arrivals.shape[1] else np.zeros(len(gain))
+    for i in range(len(gain)):
+        if window[i] <= 0 or gain[i] <= 0:
+            continue
+        left = (window[i] - (offset[i] + horizon) % window[i]) % window[i]
+        # `done` is already False for a window that starts at slot 0.
+        if left == 0 or (offset[i] + horizon <= window[i] and done[i]):
+            continue
+        out[i] = gain[i] * rate[i] * left
+    return out
 
 
 @dataclass(frozen=True)

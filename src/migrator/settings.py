@@ -32,6 +32,11 @@ class PlannerConfig:
         Slots a request may wait (late) before it is dropped.
     forecaster : mapping
         ``{"name": "last" | "ewma" | "holt-winters", ...parameters}``.
+    terminal_value : bool
+        Credit retraining progress still unfinished at the horizon's end with its share of
+        the accuracy gain over the rest of its window (docs/model.md, constraint 13), so that
+        a retraining longer than the horizon can still be started. Off by default until the
+        simulator has measured what it is worth; off: plain horizon Goodput.
     decompose_above : int
         When the whole program would have more task variables than this (periods x
         placements x tasks, summed over GPUs), each GPU is planned on its own with the
@@ -45,6 +50,7 @@ class PlannerConfig:
     mip_gap: float = 1e-3
     max_wait_slots: int = 1
     forecaster: Mapping[str, Any] = field(default_factory=lambda: {"name": "ewma", "alpha": 0.3})
+    terminal_value: bool = False
     decompose_above: int = 4000
 
     def __post_init__(self) -> None:

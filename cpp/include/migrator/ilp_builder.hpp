@@ -38,6 +38,7 @@ struct PlanInput {
     std::vector<int> done0;                  // N (0/1)
     std::vector<int> window;                 // N, slots, 0 = never retrains
     std::vector<int> offset;                 // N, position of slot 0 in its window
+    std::vector<double> terminal_gain;       // N, value of finishing the last window (13)
     std::vector<GpuInput> gpus;
 };
 
