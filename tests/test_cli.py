@@ -133,3 +133,23 @@ def test_help_explains_layout_syntax():
     code, out = run("--help")
     assert code == 0
     assert "PROFILE@START" in out
+
+
+def test_plan_json_has_the_stable_keys(tmp_path):
+    code, out = run("plan", "--json", "--horizon", "3", "--time-limit", "5")
+    doc = json.loads(out)
+    assert code == 0
+    assert set(doc) == {"gpus", "goodput", "stats"}
+    gpu = doc["gpus"][0]
+    assert {"name", "model", "slots"} <= set(gpu) and len(gpu["slots"]) == 3
+    assert {"layout", "assignment"} == set(gpu["slots"][0])
+    assert migrator.Geometry.for_gpu(gpu["model"]).is_valid(gpu["slots"][0]["layout"])
+    assert {"build_s", "solve_s", "status", "objective", "bound", "mip_gap"} <= set(doc["stats"])
+
+
+def test_plan_names_a_bad_scenario_field(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("gpus: [{model: A100-40GB}]\ntenants: [{name: a, model: resnet50, slo_ms: -1, arrivals: {sample: shift-2}}]\n")
+    code, out = run("plan", str(path))
+    assert code == 2
+    assert "tenants[0].slo_ms" in out and "Traceback" not in out
