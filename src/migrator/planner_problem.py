@@ -58,18 +58,20 @@ def parse_task(text: str, tenants: Sequence[str]) -> int:
     return 1 + 2 * list(tenants).index(name) + (kind == "retrain")
 
 
-def default_periods(horizon: int) -> tuple[int, ...]:
-    """Period lengths 1, 1, 2, 4, 8, 16, ... (doubling) truncated to ``horizon`` slots.
+def default_periods(horizon: int, first: int = 1) -> tuple[int, ...]:
+    """Period lengths ``first``, 2 ``first``, 4 ``first``, ... truncated to ``horizon`` slots.
 
     The first period is the decision; the look-ahead coarsens with distance, since the
-    solve time grows with the number of periods (docs/model.md has the measurements).
+    solve time grows with the number of periods. The planner passes the set-up time in
+    slots as ``first``, so that an instance created at a period start is ready within that
+    period: the downtime rows then stay inside one period, which keeps the relaxation tight
+    (docs/model.md has the measurements).
     """
     lengths: list[int] = []
-    step = 1
+    step = max(1, int(first))
     while sum(lengths) < horizon:
         lengths.append(min(step, horizon - sum(lengths)))
-        if len(lengths) > 1:
-            step *= 2
+        step *= 2
     return tuple(lengths)
 
 
@@ -246,7 +248,8 @@ def build_problem(
     """Assemble a :class:`Problem` from scenario objects (see :class:`migrator.Planner`)."""
     names = tuple(t.name for t in tenants)
     arrivals = np.asarray(arrivals, dtype=np.float64)
-    lengths = tuple(periods) if periods is not None else default_periods(config.horizon)
+    setup_slots = int(np.ceil(config.setup_s / slot_s - 1e-9)) if config.setup_s > 0 else 1
+    lengths = tuple(periods) if periods is not None else default_periods(config.horizon, setup_slots)
     if arrivals.shape != (len(tenants), sum(lengths)):
         raise ConfigError(
             f"forecast must have shape ({len(tenants)}, {sum(lengths)}) (tenants x horizon), "
