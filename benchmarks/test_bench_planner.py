@@ -5,8 +5,8 @@ Goals (issue 5): p50 decision (build + solve + decode) <= 100 ms for 1 A100 / 4 
 8-GPU case. The README's planner table records what these measured.
 
 Every benchmark asserts on its result: plans are valid and scored by the estimator, and the
-two builders must build the same model: the same integer columns, and on the 1-GPU case the
-same linear relaxation (the 8-GPU relaxation alone takes HiGHS minutes).
+two builders must offer the same decisions (tests/test_planner_exact.py holds their optima
+equal on smaller cases).
 """
 
 from __future__ import annotations
@@ -19,14 +19,6 @@ from migrator import _ilp_reference, planner
 from scenarios import sized
 
 CASES = {"1gpu-4tenants": (1, 4), "8gpu-16tenants": (8, 16)}
-
-
-def lp_relaxation(lp) -> float:
-    lp.integrality_ = []
-    h = planner.new_highs()
-    h.passModel(lp)
-    h.run()
-    return h.getInfo().objective_function_value
 
 
 @pytest.fixture(scope="module", params=list(CASES), ids=list(CASES))
@@ -48,13 +40,12 @@ def test_build_reference(benchmark, timings, case) -> None:
 def test_build_cpp(benchmark, timings, case) -> None:
     name, _, problem = case
     arrays = benchmark(planner._core_input, problem)
-    reference = _ilp_reference.build(problem).h.getLp()
-    kinds = reference.integrality_  # a copy per access: take it once
-    integers = sum(1 for v in kinds if v != highspy.HighsVarType.kContinuous)
-    assert arrays.n_integers == integers
-    if len(problem.gpus) == 1:
-        ours = lp_relaxation(planner._highs_lp(arrays))
-        assert ours == pytest.approx(lp_relaxation(reference), rel=1e-6)
+    model = _ilp_reference.build(problem)
+    # The same decisions: one z column per (GPU, period, placement, task) that can earn.
+    assert int((arrays.z_column >= 0).sum()) == sum(len(z) for z in model.z)
+    # C++ drops completion binaries that cannot be 1 (docs/model.md), never adds any.
+    kinds = model.h.getLp().integrality_  # a copy per access: take it once
+    assert arrays.n_integers <= sum(1 for v in kinds if v != highspy.HighsVarType.kContinuous)
     timings.record(f"build {name}", "fast", benchmark)
 
 

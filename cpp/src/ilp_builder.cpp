@@ -251,28 +251,64 @@ class PlanBuilder {
         return terms;
     }
 
+    // Whether the retraining of the window holding t could have finished in slots before t,
+    // every GPU retraining flat out (one set-up at slot 0 unless it already runs). Where it
+    // could not, c[i][t] is 0 and gets no column: an exact reduction.
+    bool can_finish_by(int i, int t, int window, int first, double rate, double first_setup) const {
+        const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
+        const double seconds = (t - first) * in_.slot_s - (first == 0 ? first_setup : 0.0);
+        return work <= 0.0 || rate * std::max(0.0, seconds) >= work * (1.0 - 1e-9);
+    }
+
     bool window_start(int i, int t) const {
         return in_.window[i] > 0 && (in_.offset[i] + t) % in_.window[i] == 0;
+    }
+
+    // The most retraining all GPUs together could do for tenant i per second: a GPU gives at
+    // most compute_slices x the best speed per compute slice of its placements.
+    double max_rate(int i) const {
+        double rate = 0.0;
+        for (const GpuInput& gpu : in_.gpus) {
+            const std::size_t q_count = gpu.memory_mask.size();
+            double best = 0.0;
+            for (std::size_t q = 0; q < q_count; ++q)
+                best = std::max(best, gpu.speed[static_cast<std::size_t>(i) * q_count + q] / std::max(1, gpu.compute[q]));
+            rate += best * gpu.compute_slices;
+        }
+        return rate;
+    }
+
+    bool already_retraining(int i) const {
+        for (const GpuInput& gpu : in_.gpus)
+            for (int k : gpu.current)
+                if (k == 2 + 2 * i) return true;
+        return false;
     }
 
     void add_tenant(int i) {
         const int infer = 1 + 2 * i;
         const int retrain = 2 + 2 * i;
         const double gain = in_.acc_after[i] - in_.acc_before[i];
+        const double rate = max_rate(i);
+        const double first_setup = already_retraining(i) ? 0.0 : in_.setup_s;
         int window = 0;        // 0 = the window the decision falls in
+        int window_first = 0;  // first slot of that window inside the horizon
         int progress = -1;     // P[i][t-1] of the current window, -1 = none yet (zero)
         int completed = -1;    // c[i][t-1], -1 = fixed or absent
         for (int t = 0; t < horizon_; ++t) {
             const bool starts = window_start(i, t);
             if (starts && t > 0) ++window;
-            if (starts) progress = completed = -1;
+            if (starts) {
+                progress = completed = -1;
+                window_first = t;
+            }
             // Accuracy of slot t: fixed (before / after) or decided by a completion binary.
             int c = -1;
             double fixed_accuracy = in_.acc_before[i];
             if (retrains_[i]) {
                 if (window == 0 && !starts && in_.done0[i]) {
                     fixed_accuracy = in_.acc_after[i];
-                } else if (!starts && t > 0) {  // slot 0's accuracy is the state's
+                } else if (!starts && t > 0 && can_finish_by(i, t, window, window_first, rate, first_setup)) {
                     c = a_.col(0.0, 0.0, 1.0, true);
                     const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
                     Terms terms{{c, work}};  // (11)
