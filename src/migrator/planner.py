@@ -7,6 +7,7 @@ first slot is meant to be applied; the rest is the look-ahead that justifies it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import _core
 from .decompose import assign_tenants, merge, split
+from .greedy import greedy_tasks
 from .errors import ConfigError
 from .goodput import Instance, allocation_rates, score
 from .layout import Layout
@@ -117,45 +119,6 @@ def _decode_tasks(problem: Problem, arrays: Any, values: np.ndarray) -> tuple[np
         tasks = np.where(chosen.any(axis=2), chosen.argmax(axis=2), -1)
         out.append(tasks.astype(np.int64))
     return tuple(out)
-
-
-def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
-    """A quick feasible plan to start the solver from: each GPU keeps its layout (or takes
-    its placements greedily, largest first, when it has none) and every instance serves the
-    tenant whose mean forecast demand it covers best, the same task in every period."""
-    demand = problem.arrivals.mean(axis=1) / problem.slot_s * problem.acc_before
-    remaining = demand.copy()
-    out = []
-    for gpu in problem.gpus:
-        chosen = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0] or _greedy_layout(gpu)
-        tasks = np.full(len(gpu.placements), -1, dtype=np.int64)
-        for q in sorted(chosen, key=lambda q: -gpu.compute[q]):
-            served = np.minimum(remaining, gpu.capacity_rps[:, q] * problem.acc_before)
-            i = int(np.argmax(served))
-            tasks[q] = 1 + 2 * i if served[i] > 0 else 0
-            remaining[i] -= served[i]
-        out.append(np.tile(tasks, (len(problem.periods), 1)))
-    return tuple(out)
-
-
-def _greedy_layout(gpu: Any) -> list[int]:
-    """Placements taken largest first while they fit (memory, compute, counts, engines)."""
-    used, compute, counts, engines, chosen = 0, 0, {}, np.zeros(4, dtype=np.int64), []
-    for q in sorted(range(len(gpu.placements)), key=lambda q: -gpu.compute[q]):
-        p = int(gpu.profile[q])
-        fits = (
-            not (int(gpu.memory_mask[q]) & used)
-            and compute + gpu.compute[q] <= gpu.compute_slices
-            and counts.get(p, 0) < gpu.max_count[p]
-            and np.all(engines + gpu.engines[q] <= gpu.engine_totals)
-        )
-        if fits:
-            used |= int(gpu.memory_mask[q])
-            compute += int(gpu.compute[q])
-            counts[p] = counts.get(p, 0) + 1
-            engines = engines + gpu.engines[q]
-            chosen.append(q)
-    return chosen
 
 
 def keep_current(problem: Problem) -> tuple[np.ndarray, ...]:
@@ -464,7 +427,18 @@ class Planner:
             solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
             for sub in subs
         ]
-        return merge(parts, solutions)
+        merged = merge(parts, solutions)
+        # The split cannot share a tenant between GPUs; the whole problem's greedy plan can,
+        # and is sometimes worth more. Keep whichever is (both are valid plans).
+        greedy = greedy_tasks(problem)
+        worth = expected_score(problem, greedy).goodput - problem.reconfig_penalty * reconfigurations(problem, greedy)
+        if not np.isfinite(merged.objective) or worth > merged.objective:
+            # The split's bound says nothing of the whole problem: unknown.
+            return dataclasses.replace(
+                merged, tasks=greedy, objective=worth, bound=float("inf"), mip_gap=float("inf"),
+                status=merged.status + "; greedy plan kept (better)",
+            )
+        return merged
 
     def _shifted_previous(self, problem: Problem) -> tuple[np.ndarray, ...] | None:
         """The last plan moved one period on (its last period repeated), if shapes agree."""
