@@ -52,3 +52,27 @@ def test_planner_splits_only_above_the_threshold():
     assert parts.stats.status.startswith("split into 2 GPUs")
     # Splitting restricts the plan: it can never beat the whole problem solved to optimality.
     assert parts.stats.objective <= whole.stats.bound + 1e-6 * abs(whole.stats.bound)
+
+
+def test_greedy_shares_split_each_tenants_demand(problem):
+    from migrator.decompose import parts_of, shares_from_plan
+
+    shares = shares_from_plan(problem, planner.greedy_tasks(problem))
+    np.testing.assert_allclose(shares.sum(axis=0), 1.0)
+    parts = parts_of(shares)
+    subs = split(problem, parts, shares)
+    total = sum(sub.arrivals.sum() for sub in subs)
+    assert total == pytest.approx(problem.arrivals.sum())
+
+
+def test_merged_shares_serve_at_least_what_the_parts_do(problem):
+    # A tenant split over GPUs pools its capacity in the merged plan, so the estimator's
+    # value of the merge is at least the parts' objectives added up.
+    from migrator.decompose import parts_of, shares_from_plan
+
+    shares = shares_from_plan(problem, planner.greedy_tasks(problem))
+    parts = parts_of(shares)
+    solutions = [planner.solve_problem(sub, time_limit_s=20, mip_gap=0.0) for sub in split(problem, parts, shares)]
+    merged = merge(parts, solutions)
+    worth = planner.expected_score(problem, merged.tasks).goodput - problem.reconfig_penalty * planner.reconfigurations(problem, merged.tasks)
+    assert worth >= merged.objective - 1e-6 * abs(merged.objective)

@@ -1,10 +1,12 @@
 """Splitting a planning problem into independent parts, one per GPU.
 
 The whole program couples every GPU through the tenants they share. When it is too large
-to solve in the decision time, each tenant is given to one GPU (largest demand first, to the
-GPU with the most SLO capacity left for it) and every GPU is planned on its own with its
-tenants. The parts are exact programs; what the split gives up is a tenant served by several
-GPUs at once, which is why it is used only above a size (``PlannerConfig.decompose_above``).
+to solve in the decision time, every GPU is planned on its own with a share of the tenants'
+demand: the share the greedy starting plan gives it (:func:`shares_from_plan`), or, for a
+tenant the greedy plan serves nowhere, all of it on the GPU it loads least
+(:func:`assign_tenants`). The parts are exact programs; what the split gives up is moving
+demand between GPUs after the split, which is why it is used only above a size
+(``PlannerConfig.decompose_above``). The merged plan serves at least what the parts do.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from .planner_problem import IDLE, GpuProblem, Problem, RawSolution
 
-__all__ = ["assign_tenants", "merge", "split"]
+__all__ = ["assign_tenants", "merge", "shares_from_plan", "split"]
 
 
 def _demand_rps(problem: Problem) -> np.ndarray:
@@ -38,6 +40,25 @@ def assign_tenants(problem: Problem) -> list[list[int]]:
         parts[g].append(int(i))
         load[g] += share[g]
     return parts
+
+
+def shares_from_plan(problem: Problem, tasks: Sequence[np.ndarray]) -> np.ndarray:
+    """(G, N) share of each tenant's demand per GPU: its part of the capacity ``tasks`` give
+    the tenant in the first period; a tenant they serve nowhere goes whole to the GPU that
+    :func:`assign_tenants` picks for it."""
+    capacity = np.zeros((len(problem.gpus), len(problem.tenants)))
+    for g, (gpu, plan) in enumerate(zip(problem.gpus, tasks)):
+        for q, k in enumerate(plan[0]):
+            if k > 0 and (k - 1) % 2 == 0:
+                capacity[g, (k - 1) // 2] += gpu.capacity_rps[(k - 1) // 2, q]
+    total = capacity.sum(axis=0)
+    shares = np.divide(capacity, total, out=np.zeros_like(capacity), where=total > 0)
+    fallback = assign_tenants(problem)
+    for g, tenants in enumerate(fallback):
+        for i in tenants:
+            if total[i] <= 0:
+                shares[g, i] = 1.0
+    return shares
 
 
 def _task_map(tenants: Sequence[int]) -> dict[int, int]:
@@ -62,16 +83,23 @@ def _sub_gpu(gpu: GpuProblem, tenants: Sequence[int]) -> GpuProblem:
     )
 
 
-def split(problem: Problem, parts: Sequence[Sequence[int]]) -> list[Problem]:
-    """One problem per GPU with only its tenants (``parts[g]``)."""
+def parts_of(shares: np.ndarray) -> list[list[int]]:
+    """The tenants each GPU has a share of."""
+    return [[int(i) for i in np.flatnonzero(row > 0)] for row in shares]
+
+
+def split(problem: Problem, parts: Sequence[Sequence[int]], shares: np.ndarray | None = None) -> list[Problem]:
+    """One problem per GPU with only its tenants (``parts[g]``), each with its share of their
+    arrivals (``shares[g][i]``; all of them by default)."""
     out = []
     for g, tenants in enumerate(parts):
         idx = list(tenants)
+        scale = np.ones(len(idx)) if shares is None else np.asarray(shares[g])[idx]
         out.append(
             replace(
                 problem,
                 tenants=tuple(problem.tenants[i] for i in idx),
-                arrivals=problem.arrivals[idx],
+                arrivals=problem.arrivals[idx] * scale[:, None],
                 acc_before=problem.acc_before[idx],
                 acc_after=problem.acc_after[idx],
                 work_left=problem.work_left[idx],

@@ -58,8 +58,8 @@ def _assign(gpu: GpuProblem, chosen: list[int], remaining: np.ndarray, accuracy:
     left = remaining.copy()
     for q in sorted(chosen, key=lambda q: -int(gpu.compute[q])):
         take = np.minimum(left, gpu.capacity_rps[:, q])
-        i = int(np.argmax(take * accuracy))
-        if take[i] * accuracy[i] > 0:
+        i = int(np.argmax(take * accuracy)) if len(take) else 0
+        if len(take) and take[i] * accuracy[i] > 0:
             tasks[q] = 1 + 2 * i
             served[q] = take[i] * accuracy[i]
             left[i] -= take[i]

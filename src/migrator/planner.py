@@ -20,7 +20,7 @@ import highspy
 import numpy as np
 
 from . import _core
-from .decompose import assign_tenants, merge, split
+from .decompose import merge, parts_of, shares_from_plan, split
 from .greedy import greedy_tasks
 from .errors import ConfigError
 from .goodput import Instance, allocation_rates, score
@@ -419,26 +419,35 @@ class Planner:
         return limit > 0 and len(problem.gpus) > 1 and size > limit
 
     def _solve_split(self, problem: Problem) -> RawSolution:
-        """Each GPU on its own with the tenants given to it, sharing the time limit."""
-        parts = assign_tenants(problem)
-        subs = split(problem, parts)
+        """Each GPU on its own with the share of demand the greedy plan gives it, sharing
+        the time limit; the merged plan, or the greedy one where it is worth more."""
+        greedy = greedy_tasks(problem)
+        shares = shares_from_plan(problem, greedy)
+        parts = parts_of(shares)
+        subs = split(problem, parts, shares)
         budget = self.config.time_limit_s / len(subs)
         solutions = [
             solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
             for sub in subs
         ]
         merged = merge(parts, solutions)
-        # The split cannot share a tenant between GPUs; the whole problem's greedy plan can,
-        # and is sometimes worth more. Keep whichever is (both are valid plans).
-        greedy = greedy_tasks(problem)
-        worth = expected_score(problem, greedy).goodput - problem.reconfig_penalty * reconfigurations(problem, greedy)
-        if not np.isfinite(merged.objective) or worth > merged.objective:
-            # The split's bound says nothing of the whole problem: unknown.
-            return dataclasses.replace(
-                merged, tasks=greedy, objective=worth, bound=float("inf"), mip_gap=float("inf"),
-                status=merged.status + "; greedy plan kept (better)",
-            )
-        return merged
+        # The parts' values add up to a lower bound of the merged plan (shared tenants pool
+        # their capacity); what the whole problem is worth is the estimator's to say, and the
+        # split's bound does not bound it.
+        worth = {name: self._worth(problem, tasks) for name, tasks in (("merged", merged.tasks), ("greedy", greedy))}
+        best = max(worth, key=worth.get)
+        return dataclasses.replace(
+            merged,
+            tasks=merged.tasks if best == "merged" else greedy,
+            objective=worth[best],
+            bound=float("inf"),
+            mip_gap=float("inf"),
+            status=merged.status + ("" if best == "merged" else "; greedy plan kept (better)"),
+        )
+
+    @staticmethod
+    def _worth(problem: Problem, tasks: Sequence[np.ndarray]) -> float:
+        return expected_score(problem, tasks).goodput - problem.reconfig_penalty * reconfigurations(problem, tasks)
 
     def _shifted_previous(self, problem: Problem) -> tuple[np.ndarray, ...] | None:
         """The last plan moved one period on (its last period repeated), if shapes agree."""
