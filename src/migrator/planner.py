@@ -413,6 +413,28 @@ class Planner:
         self._previous = raw.tasks
         return self._decode(problem, raw, state)
 
+    def advance(self, plan: Plan, state: PlannerState | None = None, forecast: np.ndarray | None = None) -> PlannerState:
+        """The state one slot on, had the plan's first slot been applied: its layouts and
+        tasks, and the retraining progress its instances make (set-up downtime included).
+
+        This is what a receding-horizon loop feeds back into :meth:`plan`; a controller
+        that observes the real GPUs builds the state from them instead.
+        """
+        state = state if state is not None else self.initial_state()
+        problem = self.problem(forecast, state)
+        _, speed = _rates(problem, plan.tasks)
+        progress = problem.work_full - problem.work_left + speed[:, 0] * problem.slot_s
+        tenants = {}
+        for i, name in enumerate(problem.tenants):
+            done = bool(problem.done0[i]) or (problem.window_slots[i] > 0 and progress[i] >= problem.work_full[i])
+            tenants[name] = TenantState(progress_gpu_s=float(progress[i]), done=done)
+        return PlannerState(
+            layouts=tuple(g.slots[0].layout for g in plan.gpus),
+            assignments=tuple(dict(g.slots[0].assignment) for g in plan.gpus),
+            tenants=tenants,
+            slot=state.slot + 1,
+        )
+
     def _split_needed(self, problem: Problem) -> bool:
         limit = self.config.decompose_above
         size = len(problem.periods) * sum(len(g.placements) for g in problem.gpus) * problem.n_tasks
