@@ -17,7 +17,7 @@ def loop():
     steps = []
     for _ in range(3):
         plan = planner.plan(state=state)
-        following = planner.advance(plan, state)
+        following = planner.advance(plan)
         steps.append((state, plan, following))
         state = following
     return scenario, steps

@@ -109,12 +109,17 @@ def _highs_lp(arrays: Any) -> highspy.HighsLp:
     return lp
 
 
+def _z_columns(problem: Problem, arrays: Any, g: int) -> np.ndarray:
+    """Columns of GPU ``g``'s z variables as (periods, placements, tasks), -1 where absent."""
+    periods, k, q = len(problem.periods), problem.n_tasks, len(problem.gpus[g].placements)
+    start = arrays.z_offset[g]
+    return arrays.z_column[start : start + periods * q * k].reshape(periods, q, k)
+
+
 def _decode_tasks(problem: Problem, arrays: Any, values: np.ndarray) -> tuple[np.ndarray, ...]:
-    periods, k = len(problem.periods), problem.n_tasks
     out = []
-    for g, gpu in enumerate(problem.gpus):
-        q = len(gpu.placements)
-        columns = arrays.z_column[arrays.z_offset[g] : arrays.z_offset[g] + periods * q * k].reshape(periods, q, k)
+    for g in range(len(problem.gpus)):
+        columns = _z_columns(problem, arrays, g)
         chosen = np.where(columns >= 0, values[np.maximum(columns, 0)], 0.0) > 0.5
         tasks = np.where(chosen.any(axis=2), chosen.argmax(axis=2), -1)
         out.append(tasks.astype(np.int64))
@@ -190,20 +195,16 @@ def solve_problem(
 
 def _warm_start(h: highspy.Highs, problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> None:
     """Offer a previous plan's z values as a starting point; HiGHS completes the rest."""
-    periods, k = len(problem.periods), problem.n_tasks
     index, value = [], []
-    for g, gpu in enumerate(problem.gpus):
-        q = len(gpu.placements)
-        columns = arrays.z_column[arrays.z_offset[g] : arrays.z_offset[g] + periods * q * k].reshape(periods, q, k)
-        for j in range(periods):
-            for p in range(q):
-                for task in range(k):
-                    col = columns[j, p, task]
-                    if col >= 0:
-                        index.append(int(col))
-                        value.append(1.0 if tasks[g][j, p] == task else 0.0)
-    if index:
-        h.setSolution(len(index), np.asarray(index, dtype=np.int32), np.asarray(value))
+    for g in range(len(problem.gpus)):
+        columns = _z_columns(problem, arrays, g)
+        present = columns >= 0
+        chosen = np.arange(problem.n_tasks)[None, None, :] == tasks[g][:, :, None]
+        index.append(columns[present])
+        value.append(chosen[present].astype(np.float64))
+    index_all = np.concatenate(index).astype(np.int32) if index else np.zeros(0, dtype=np.int32)
+    if index_all.size:
+        h.setSolution(index_all.size, index_all, np.concatenate(value))
 
 
 # -- plans --------------------------------------------------------------------------------------
@@ -248,6 +249,7 @@ class Plan:
     stats: PlanStats
     slot_s: float = 1.0
     tasks: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+    problem: Problem | None = field(default=None, repr=False, compare=False)
 
     @property
     def total_goodput(self) -> float:
@@ -300,32 +302,29 @@ def _slot_plans(problem: Problem, tasks: np.ndarray, gpu: int) -> tuple[SlotPlan
     return tuple(out)
 
 
+def _instances(problem: Problem, tasks_per_gpu: Sequence[np.ndarray]) -> list[Instance]:
+    """Instances for one task row per GPU (task index per placement, -1 for none)."""
+    out = []
+    for g, (gpu, row) in enumerate(zip(problem.gpus, tasks_per_gpu)):
+        for q, k in enumerate(row):
+            if k < 0:
+                continue
+            i, kind = divmod(int(k) - 1, 2)
+            task = None if k == 0 else (problem.tenants[i], "retrain" if kind else "infer")
+            out.append(Instance(g, gpu.placements[q], task))
+    return out
+
+
 def instances(problem: Problem, tasks: Sequence[np.ndarray]) -> list[list[Instance]]:
     """The plan as per-slot Instance lists, as the Goodput estimator takes them."""
     slots: list[list[Instance]] = []
     for j, length in enumerate(problem.periods):
-        row = [
-            Instance(g, gpu.placements[q], None if k == 0 else _task_pair(int(k), problem.tenants))
-            for g, gpu in enumerate(problem.gpus)
-            for q, k in enumerate(tasks[g][j])
-            if k >= 0
-        ]
-        slots.extend([row] * length)
+        slots.extend([_instances(problem, [t[j] for t in tasks])] * length)
     return slots
 
 
 def current_instances(problem: Problem) -> list[Instance]:
-    return [
-        Instance(g, gpu.placements[q], None if k == 0 else _task_pair(int(k), problem.tenants))
-        for g, gpu in enumerate(problem.gpus)
-        for q, k in enumerate(gpu.current)
-        if k >= 0
-    ]
-
-
-def _task_pair(k: int, tenants: Sequence[str]) -> tuple[str, str]:
-    name, kind = task_name(k, tenants).rsplit(":", 1)
-    return (name, kind)
+    return _instances(problem, [gpu.current for gpu in problem.gpus])
 
 
 def reconfigurations(problem: Problem, tasks: Sequence[np.ndarray]) -> int:
@@ -368,6 +367,7 @@ class Planner:
                 field="periods",
             )
         self._models = scenario.model_tables()
+        self._arrivals: np.ndarray | None = None  # the scenario's trace, drawn on first use
         self._previous: tuple[np.ndarray, ...] | None = None
 
     def initial_state(self) -> PlannerState:
@@ -379,7 +379,9 @@ class Planner:
 
     def default_forecast(self, state: PlannerState) -> np.ndarray:
         """The scenario's own arrivals for the horizon (held at the last value past its end)."""
-        counts = self.scenario.arrivals().counts.astype(np.float64)
+        if self._arrivals is None:
+            self._arrivals = self.scenario.arrivals().counts.astype(np.float64)
+        counts = self._arrivals
         stop = state.slot + self.config.horizon
         if stop > counts.shape[1]:
             counts = np.concatenate([counts, np.repeat(counts[:, -1:], stop - counts.shape[1], axis=1)], axis=1)
@@ -403,7 +405,6 @@ class Planner:
         state : PlannerState, optional
             Current layouts, tasks and retraining progress; default :meth:`initial_state`.
         """
-        state = state if state is not None else self.initial_state()
         problem = self.problem(forecast, state)
         if self._split_needed(problem):
             raw = self._solve_split(problem)
@@ -411,17 +412,19 @@ class Planner:
             warm = self._shifted_previous(problem) or greedy_tasks(problem)
             raw = solve_problem(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap, warm_start=warm)
         self._previous = raw.tasks
-        return self._decode(problem, raw, state)
+        return self._decode(problem, raw)
 
-    def advance(self, plan: Plan, state: PlannerState | None = None, forecast: np.ndarray | None = None) -> PlannerState:
+    @staticmethod
+    def advance(plan: Plan) -> PlannerState:
         """The state one slot on, had the plan's first slot been applied: its layouts and
         tasks, and the retraining progress its instances make (set-up downtime included).
 
         This is what a receding-horizon loop feeds back into :meth:`plan`; a controller
         that observes the real GPUs builds the state from them instead.
         """
-        state = state if state is not None else self.initial_state()
-        problem = self.problem(forecast, state)
+        problem = plan.problem
+        if problem is None:
+            raise ConfigError("advance needs a plan made by Planner.plan", field="plan")
         _, speed = _rates(problem, plan.tasks)
         progress = problem.work_full - problem.work_left + speed[:, 0] * problem.slot_s
         tenants = {}
@@ -432,7 +435,7 @@ class Planner:
             layouts=tuple(g.slots[0].layout for g in plan.gpus),
             assignments=tuple(dict(g.slots[0].assignment) for g in plan.gpus),
             tenants=tenants,
-            slot=state.slot + 1,
+            slot=problem.slot + 1,
         )
 
     def _split_needed(self, problem: Problem) -> bool:
@@ -482,9 +485,9 @@ class Planner:
             shifted.append(np.vstack([tasks[1:], tasks[-1:]]))
         return tuple(shifted)
 
-    def _decode(self, problem: Problem, raw: RawSolution, state: PlannerState) -> Plan:
+    def _decode(self, problem: Problem, raw: RawSolution) -> Plan:
         started = time.perf_counter()
-        result = expected_score(problem, raw.tasks, state)
+        result = expected_score(problem, raw.tasks)
         changes = reconfigurations(problem, raw.tasks)
         objective = raw.objective
         if not np.isfinite(objective):  # a kept plan: its value by the model's own measure
@@ -500,7 +503,7 @@ class Planner:
             columns=raw.n_columns, rows=raw.n_rows, integers=raw.n_integers, reconfigurations=changes,
         )
         return Plan(gpus=gpus, goodput=result.goodput_per_tenant(), stats=stats,
-                    slot_s=problem.slot_s, tasks=raw.tasks)
+                    slot_s=problem.slot_s, tasks=raw.tasks, problem=problem)
 
 
 def _gap(objective: float, bound: float) -> float:
@@ -510,9 +513,9 @@ def _gap(objective: float, bound: float) -> float:
     return abs(bound - objective) / abs(bound)
 
 
-def expected_score(problem: Problem, tasks: Sequence[np.ndarray], state: PlannerState | None = None) -> Any:
-    """The Goodput estimator's score of a plan on the problem's forecast, from ``state``'s
-    slot and retraining progress (``migrator.goodput.ScoreResult``)."""
+def expected_score(problem: Problem, tasks: Sequence[np.ndarray]) -> Any:
+    """The Goodput estimator's score of a plan on the problem's forecast, from the problem's
+    decision slot and retraining progress (``migrator.goodput.ScoreResult``)."""
     from .tenant import Tenant
 
     tenants = [
@@ -527,7 +530,7 @@ def expected_score(problem: Problem, tasks: Sequence[np.ndarray], state: Planner
     capacity, retrain = _rates(problem, tasks)
     return score(
         problem.arrivals, capacity, retrain, tenants, slot_s=problem.slot_s,
-        start_slot=0 if state is None else state.slot,
+        start_slot=problem.slot,
         progress_gpu_s=problem.work_full - problem.work_left, done=problem.done0,
     )
 

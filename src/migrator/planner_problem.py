@@ -137,6 +137,7 @@ class Problem:
     work_full: np.ndarray  # (N,)
     gpus: tuple[GpuProblem, ...]
     terminal_gain: np.ndarray | None = None  # (N,), None = no terminal value
+    slot: int = 0  # absolute index of slot 0 (places the windows, as window_offset does)
 
     @property
     def horizon(self) -> int:
@@ -297,6 +298,7 @@ def build_problem(
         work_full=work_full,
         gpus=gpus,
         terminal_gain=terminal,
+        slot=int(state.slot),
     )
 
 
