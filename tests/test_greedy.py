@@ -9,7 +9,7 @@ import pytest
 
 import migrator
 from migrator import planner
-from migrator.greedy import _fits, greedy_tasks, maximal_sets
+from migrator.greedy import greedy_tasks, maximal_sets
 from scenarios import sized
 
 
@@ -24,8 +24,11 @@ def test_maximal_sets_are_valid_and_maximal(problem):
     sets = maximal_sets(gpu)
     assert sets and len({tuple(s) for s in sets}) == len(sets)
     for chosen in sets:
-        geometry.validate(",".join(str(gpu.placements[q]) for q in chosen))
-        assert all(not _fits(gpu, chosen, q) for q in range(len(gpu.placements)) if q not in chosen)
+        layout = [str(gpu.placements[q]) for q in chosen]
+        geometry.validate(",".join(layout))
+        for q in range(len(gpu.placements)):
+            if q not in chosen:
+                assert not geometry.is_valid(",".join(layout + [str(gpu.placements[q])]))
 
 
 def test_every_maximal_set_is_found(problem):

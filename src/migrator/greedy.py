@@ -13,42 +13,44 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from .planner_problem import IDLE, GpuProblem, Problem
 
 __all__ = ["greedy_tasks", "maximal_sets"]
 
 
-def _fits(gpu: GpuProblem, chosen: list[int], q: int) -> bool:
-    used = 0
-    for p in chosen:
-        used |= int(gpu.memory_mask[p])
-    if int(gpu.memory_mask[q]) & used:
-        return False
-    if sum(int(gpu.compute[p]) for p in chosen) + int(gpu.compute[q]) > gpu.compute_slices:
-        return False
-    profile = int(gpu.profile[q])
-    if sum(1 for p in chosen if int(gpu.profile[p]) == profile) + 1 > int(gpu.max_count[profile]):
-        return False
-    engines = gpu.engines[chosen].sum(axis=0) if chosen else np.zeros(4, dtype=np.int64)
-    return bool(np.all(engines + gpu.engines[q] <= gpu.engine_totals))
+def _core_geometry(gpu: GpuProblem) -> Any:
+    """The C++ geometry of just the GPU's planning placements, and the placement index of
+    each of its slots."""
+    profiles = []
+    for p in range(len(gpu.max_count)):
+        members = [q for q in range(len(gpu.placements)) if int(gpu.profile[q]) == p]
+        size = bin(int(gpu.memory_mask[members[0]])).count("1")
+        profiles.append(
+            _core.Profile(
+                name=gpu.placements[members[0]].profile,
+                compute_slices=int(gpu.compute[members[0]]),
+                memory_slices=size,
+                memory_mib=0,
+                max_count=int(gpu.max_count[p]),
+                placements=[(gpu.placements[q].start, size) for q in members],
+                engines=tuple(int(e) for e in gpu.engines[members[0]]),
+            )
+        )
+    memory_slices = max(int(m).bit_length() for m in gpu.memory_mask)
+    geometry = _core.Geometry(
+        name=gpu.model, memory_slices=memory_slices, compute_slices=int(gpu.compute_slices),
+        profiles=profiles, engine_totals=tuple(int(e) for e in gpu.engine_totals),
+    )
+    index = {(int(gpu.profile[q]), gpu.placements[q].start): q for q in range(len(gpu.placements))}
+    return geometry, [index[(p, start)] for p, start, _ in geometry.slots()]
 
 
 def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
-    """Every valid set of the GPU's placements to which none of them can be added."""
-    out: list[list[int]] = []
-    count = len(gpu.placements)
-
-    def visit(chosen: list[int], start: int) -> None:
-        extended = False
-        for q in range(start, count):
-            if _fits(gpu, chosen, q):
-                extended = True
-                visit(chosen + [q], q + 1)
-        if not extended and all(not _fits(gpu, chosen, q) for q in range(count) if q not in chosen):
-            out.append(chosen)
-
-    visit([], 0)
-    return out
+    """Every valid set of the GPU's placements to which none of them can be added (the
+    geometry core's enumeration, on the planning placements only)."""
+    geometry, placement_of = _core_geometry(gpu)
+    return [sorted(placement_of[s] for s in layout) for layout in geometry.enumerate(maximal=True)]
 
 
 def _assign(gpu: GpuProblem, chosen: list[int], remaining: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
