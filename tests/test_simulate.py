@@ -1,0 +1,234 @@
+"""The simulator: accounting, determinism, validity, agreement with the Goodput estimator,
+and the orderings a comparison must show (oracle on top; reconfiguring pays on a load shift)."""
+
+from __future__ import annotations
+
+import functools
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import migrator
+from migrator.errors import ConfigError
+from migrator.geometry import Geometry
+from migrator.goodput import Instance, allocation_rates, score
+from migrator.layout import Layout, Placement
+from migrator.policy import POLICY_NAMES, Allocation, Observation, Policy, make_policy
+from migrator.simulate import simulate
+
+GPU = "A100-40GB"
+
+
+def small(duration_s: float = 16, *, rates=(900.0, 300.0), shift_at: float | None = None, retrain: bool = True,
+          layout: str = "3g.20gb@0,3g.20gb@4", horizon: int = 8) -> migrator.Scenario:
+    """One A100, two tenants; with ``shift_at`` their loads swap at that time."""
+
+    def arrivals(rate: float, other: float) -> dict:
+        if shift_at is None:
+            return {"synthetic": "poisson", "mean_rps": rate}
+        return {"synthetic": "step", "mean_rps": rate, "steps": [[shift_at, other / rate]]}
+
+    tenant = {"window_s": 8, "work_gpu_s": 2, "accuracy_before": 0.7, "accuracy_after": 0.9} if retrain else {}
+    return migrator.Scenario.from_dict({
+        "name": "small", "slot_s": 1.0, "duration_s": duration_s, "seed": 3,
+        "gpus": [{"model": GPU, "count": 1, "layout": layout}],
+        "tenants": [
+            {"name": "a", "model": "resnet50", "slo_ms": 100, "arrivals": arrivals(rates[0], rates[1]), **tenant},
+            {"name": "b", "model": "bert_base", "slo_ms": 100, "arrivals": arrivals(rates[1], rates[0]), **tenant},
+        ],
+        "planner": {"horizon": horizon, "setup_s": 2.0, "time_limit_s": 5.0, "mip_gap": 0.0},
+    })
+
+
+class Scripted(Policy):
+    """Applies a fixed list of allocations, one per decision."""
+
+    name = "scripted"
+
+    def __init__(self, allocations, interval_s: float = 1.0) -> None:
+        self.allocations = list(allocations)
+        self.interval_s = interval_s
+        self.seen: list[Observation] = []
+
+    def decide(self, observation):
+        self.seen.append(observation)
+        k = len(self.seen) - 1
+        return self.allocations[k] if k < len(self.allocations) else None
+
+
+def one_gpu(layout: str, assignment: dict) -> Allocation:
+    return Allocation.of([layout], [assignment])
+
+
+# -- accounting -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["static", "migrator"])
+def test_every_request_is_within_late_or_dropped(name):
+    result = simulate(small(), make_policy(name, interval_s=2.0) if name == "migrator" else make_policy(name),
+                      decision_latency_s=0.5)
+    s = result.score
+    # Per tenant over the run: a request is late or dropped in a later slot than it arrived.
+    accounted = (s.within + s.late + s.dropped).sum(axis=1)
+    np.testing.assert_allclose(accounted, s.arrived.sum(axis=1), rtol=1e-12)
+    assert (s.late.sum() + s.dropped.sum()) > 0  # the queues were exercised
+    assert s.arrived.sum() > 0 and s.within.sum() > 0
+
+
+def test_the_same_seed_replays_the_same_run_and_another_seed_does_not():
+    scenario = small()
+    runs = [simulate(scenario, make_policy("migrator", interval_s=2.0), seed=s, decision_latency_s=0.3)
+            for s in (7, 7, 8)]
+    assert runs[0].goodput == runs[1].goodput
+    assert runs[0].layouts == runs[1].layouts
+    np.testing.assert_array_equal(runs[0].score.within, runs[1].score.within)
+    assert not np.array_equal(runs[0].score.arrived, runs[2].score.arrived)
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_every_layout_any_policy_uses_is_valid(name):
+    scenario = small(duration_s=12)
+    result = simulate(scenario, make_policy(name), decision_latency_s=0.2)
+    geometry = Geometry.for_gpu(GPU)
+    assert len(result.layouts[0]) == scenario.n_slots
+    for layout in set(result.layouts[0]):
+        geometry.validate(layout)
+
+
+# -- agreement with the estimator -------------------------------------------------------------
+
+
+def _script() -> list[Allocation]:
+    """12 slots: both served; then b retrains on a 4g long enough to finish within its
+    8 s window; then a layout with small instances; then one 7g."""
+    both = one_gpu("3g.20gb@0,3g.20gb@4", {"3g.20gb@0": "a:infer", "3g.20gb@4": "b:infer"})
+    retrain = one_gpu("4g.20gb@0,3g.20gb@4", {"4g.20gb@0": "b:retrain", "3g.20gb@4": "a:infer"})
+    small_ones = one_gpu("3g.20gb@0,2g.10gb@4,1g.5gb@6", {"3g.20gb@0": "a:infer", "2g.10gb@4": "b:infer"})
+    whole = one_gpu("7g.40gb@0", {"7g.40gb@0": "b:infer"})
+    return [both] * 2 + [retrain] * 6 + [small_ones] * 2 + [whole] * 2
+
+
+def test_with_no_decision_delay_the_replay_scores_what_the_estimator_scores():
+    """The simulator's per-slot bookkeeping and the estimator's allocation_rates + score,
+    two separate paths, give the same Goodput for the same allocation sequence."""
+    scenario = small(duration_s=12)
+    script = _script()
+    result = simulate(scenario, Scripted(script), decision_latency_s=0.0)
+    allocation = [
+        [Instance(0, Placement.parse(p), tuple(task.split(":")) if task != "idle" else None)
+         for p, task in a.tasks(0).items()]
+        for a in script
+    ]
+    initial = [Instance(0, p, None) for p in Layout.parse(scenario.gpus[0].layout)]
+    capacity, retrain = allocation_rates(
+        allocation, scenario.tenants, [GPU], slot_s=1.0, setup_s=scenario.planner.setup_s, initial=initial
+    )
+    arrivals = scenario.arrivals().counts.astype(float)
+    expected = score(arrivals, capacity, retrain, scenario.tenants, slot_s=1.0,
+                     max_wait_slots=scenario.planner.max_wait_slots)
+    assert result.goodput == pytest.approx(expected.goodput, rel=1e-9)
+    np.testing.assert_allclose(result.score.within, expected.within, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(result.score.completed, expected.completed)
+    assert expected.completed.any()  # the script's retraining finishes: the switch is checked
+
+
+def test_a_decision_takes_effect_only_after_its_latency():
+    scenario = small(duration_s=6, retrain=False)
+    serve_a = one_gpu("1g.5gb@0", {"1g.5gb@0": "a:infer"})  # 185 req/s: capacity binds
+    quick = simulate(scenario, Scripted([serve_a]), decision_latency_s=0.0)
+    slow = simulate(scenario, Scripted([serve_a]), decision_latency_s=2.5)
+    assert quick.decisions[0].applied_s == 0.0 and slow.decisions[0].applied_s == 2.5
+    # Set-up takes 2 s: served from 2 s quickly, from 4.5 s slowly; before, nothing serves.
+    within_quick, within_slow = quick.score.within[0], slow.score.within[0]
+    assert within_quick[:2].sum() == 0 and within_quick[2] > 0
+    assert within_slow[:4].sum() == 0 and 0 < within_slow[4] < within_quick[4]
+    assert slow.goodput < quick.goodput
+
+
+def test_the_policy_sees_only_the_past_and_the_state_in_place():
+    scenario = small(duration_s=5)
+    policy = Scripted([one_gpu("7g.40gb@0", {"7g.40gb@0": "a:infer"})])
+    simulate(scenario, policy, decision_latency_s=0.0)
+    first, second = policy.seen[:2]
+    assert first.arrived.shape == (2, 0) and second.arrived.shape == (2, 1)
+    assert first.allocation.layouts == ("3g.20gb@0,3g.20gb@4",)
+    assert second.allocation.layouts == ("7g.40gb@0",)
+    assert dict(second.allocation.assignments[0]) == {"7g.40gb@0": "a:infer"}
+
+
+# -- bad policies are named ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "allocation, words",
+    [
+        (one_gpu("3g.20gb@0,4g.20gb@0", {}), "memory"),
+        (one_gpu("7g.40gb@0", {"3g.20gb@0": "a:infer"}), "not in layout"),
+        (one_gpu("7g.40gb@0", {"7g.40gb@0": "c:infer"}), "tenant one of a, b"),
+        (Allocation.of(["7g.40gb@0", "7g.40gb@0"], [{}, {}]), "one layout per GPU"),
+    ],
+)
+def test_an_invalid_decision_is_an_error_naming_the_policy(allocation, words):
+    with pytest.raises(ConfigError, match="scripted") as info:
+        simulate(small(duration_s=3), Scripted([allocation]), decision_latency_s=0.0)
+    assert words in str(info.value)
+
+
+def test_an_unknown_policy_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="known policies: migrator, oracle, static"):
+        make_policy("fifo")
+
+
+def test_a_replay_longer_than_the_scenario_is_refused():
+    with pytest.raises(ConfigError, match="duration_s"):
+        simulate(small(duration_s=5), make_policy("static"), duration_s=6)
+
+
+# -- orderings -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shift_runs():
+    """A load shift between two tenants, the oracle planning the whole run at once."""
+    scenario = small(duration_s=40, shift_at=20, rates=(2600.0, 100.0), retrain=False, horizon=8)
+    return {
+        name: simulate(scenario, make_policy(name, **({"interval_s": 2.0} if name == "migrator" else {})),
+                       decision_latency_s=0.0)
+        for name in POLICY_NAMES
+    }
+
+
+def test_reconfiguring_pays_on_a_load_shift(shift_runs):
+    migrator_run, static_run = shift_runs["migrator"], shift_runs["static"]
+    assert migrator_run.reconfigurations >= 1
+    assert migrator_run.goodput > 1.05 * static_run.goodput
+
+
+def test_the_whole_run_oracle_earns_at_least_every_other_policy(shift_runs):
+    oracle = shift_runs["oracle"]
+    assert oracle.settings["whole_run"]
+    for name, run in shift_runs.items():
+        assert oracle.goodput >= run.goodput * (1 - 1e-6) - 1.0, name
+
+
+@functools.lru_cache(maxsize=1)
+def oracle_goodput_small() -> float:
+    return simulate(small_no_penalty(), make_policy("oracle")).goodput
+
+
+def small_no_penalty() -> migrator.Scenario:
+    # Without a reconfiguration penalty the oracle maximises Goodput alone.
+    return small(duration_s=8, retrain=False, horizon=8).with_planner(reconfig_penalty=0.0)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(Geometry.for_gpu(GPU).layouts(maximal=True)), min_size=1, max_size=6),
+       st.data())
+def test_random_scripts_never_beat_the_whole_run_oracle(layouts, data):
+    script = []
+    for layout in layouts:
+        tasks = {str(p): data.draw(st.sampled_from(["a:infer", "b:infer", "idle"])) for p in Layout.parse(layout)}
+        script.append(one_gpu(layout, tasks))
+    scripted = simulate(small_no_penalty(), Scripted(script), decision_latency_s=0.0)
+    assert scripted.goodput <= oracle_goodput_small() * (1 + 1e-6) + 1e-6
