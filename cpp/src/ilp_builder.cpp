@@ -1,5 +1,7 @@
 #include "migrator/ilp_builder.hpp"
 
+#include "migrator/patterns.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -110,7 +112,10 @@ class PlanBuilder {
 
     ModelArrays build() {
         for (std::size_t g = 0; g < in_.gpus.size(); ++g) add_gpu(static_cast<int>(g));
+        goodput_terms_.assign(first_.size(), {});
+        best_accuracy_.assign(static_cast<std::size_t>(n_) * horizon_, 0.0);
         for (int i = 0; i < n_; ++i) add_tenant(i);
+        if (in_.strengthen) add_period_bounds();
         ModelArrays m = a_.finish();
         return m;
     }
@@ -230,8 +235,17 @@ class PlanBuilder {
         }
         if (limits.empty()) return z;
         const int e = a_.col(0.0, 0.0, 1.0, false);
-        a_.row(-kInf, 0.0, {{e, 1.0}, {z, -1.0}});
-        for (const auto& [n, f] : limits) a_.row(-kInf, 1.0, {{e, 1.0}, {n, f}});
+        // A start in t's own period bounds e by z - f n rather than by 1 - f n and e <= z:
+        // the same integer points (n may be 0 where z is, and costs nothing less), but in
+        // the relaxation a half-open new instance no longer serves half a slot (tested
+        // against the reference, which keeps the plain rows).
+        const int own = cols.n[cols.at(j, q, k)];
+        const bool own_start = in_.strengthen && own >= 0 && downtime(t - first_[j]) > 0.0;
+        if (!own_start) a_.row(-kInf, 0.0, {{e, 1.0}, {z, -1.0}});
+        for (const auto& [n, f] : limits) {
+            if (own_start && n == own) a_.row(-kInf, 0.0, {{e, 1.0}, {z, -1.0}, {n, f}});
+            else a_.row(-kInf, 1.0, {{e, 1.0}, {n, f}});
+        }
         return e;
     }
 
@@ -320,11 +334,14 @@ class PlanBuilder {
             const double arrived = in_.arrivals[static_cast<std::size_t>(i) * horizon_ + t];
             if (arrived > 0.0) {
                 const int s = a_.col(fixed_accuracy, 0.0, arrived, false);
+                goodput_terms_[period_of_[t]].emplace_back(s, fixed_accuracy);
+                best_accuracy_[static_cast<std::size_t>(i) * horizon_ + t] = fixed_accuracy + (c >= 0 ? gain : 0.0);
                 Terms cap = supply(t, infer, &GpuInput::capacity, i, in_.slot_s);  // (8)
                 cap.emplace_back(s, 1.0);
                 a_.row(-kInf, 0.0, cap);
                 if (c >= 0) {  // (9)
                     const int u = a_.col(gain, 0.0, arrived, false);
+                    goodput_terms_[period_of_[t]].emplace_back(u, gain);
                     a_.row(-kInf, 0.0, {{u, 1.0}, {s, -1.0}});
                     a_.row(-kInf, 0.0, {{u, 1.0}, {c, -arrived}});
                 }
@@ -348,6 +365,31 @@ class PlanBuilder {
         }
     }
 
+    // (14) Goodput of period j <= what the GPUs could earn in it, each on its own with all
+    // of the demand (min(a, x + y) <= min(a, x) + min(a, y) makes the sum an upper bound).
+    // Redundant for integer points, but it cuts off the fractional sharing of instances
+    // between tenants that keeps the relaxation's bound percent above the optimum.
+    void add_period_bounds() {
+        std::vector<PatternSearch> bounds;
+        for (const GpuInput& gpu : in_.gpus) {
+            bounds.emplace_back(gpu, n_);
+            if (!bounds.back().usable()) return;
+        }
+        for (std::size_t j = 0; j < first_.size(); ++j) {
+            const int t0 = first_[j], t1 = t0 + in_.periods[j];
+            double most = 0.0, everything = 0.0;
+            for (const PatternSearch& b : bounds)
+                most += b.best(best_accuracy_, in_.arrivals, horizon_, t0, t1, in_.slot_s).value;
+            for (int i = 0; i < n_; ++i)
+                for (int t = t0; t < t1; ++t) {
+                    const std::size_t at = static_cast<std::size_t>(i) * horizon_ + t;
+                    everything += best_accuracy_[at] * in_.arrivals[at];
+                }
+            // Only where it can bind; the slack guards against rounding in the sums.
+            if (most < everything * (1.0 - 1e-9)) a_.row(-kInf, most * (1.0 + 1e-9) + 1e-7, goodput_terms_[j]);
+        }
+    }
+
     const PlanInput& in_;
     int n_;
     int k_;
@@ -356,6 +398,8 @@ class PlanBuilder {
     std::vector<int> period_of_;
     std::vector<bool> retrains_;
     std::vector<GpuColumns> gpus_;
+    std::vector<Terms> goodput_terms_;       // per period: the objective's Goodput columns
+    std::vector<double> best_accuracy_;      // N x T: the most a request can earn
     Arrays a_;
 };
 

@@ -155,4 +155,14 @@ def build_plan_model(
     offset: npt.ArrayLike,
     terminal_gain: npt.ArrayLike,
     gpus: list[GpuInput],
+    strengthen: bool = True,
 ) -> ModelArrays: ...
+
+def maximal_layouts(gpu: GpuInput) -> list[list[int]]: ...
+def best_pattern(
+    gpu: GpuInput,
+    n_tenants: int,
+    accuracy: npt.ArrayLike,
+    arrivals: npt.ArrayLike,
+    slot_s: float,
+) -> tuple[float, npt.NDArray[np.int32]]: ...

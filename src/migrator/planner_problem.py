@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import _core
 from .errors import ConfigError, InvalidLayout
 from .geometry import Geometry
 from .goodput import slo_capacity
@@ -28,6 +29,7 @@ __all__ = [
     "RawSolution",
     "TenantState",
     "build_problem",
+    "core_gpu",
     "default_periods",
     "parse_task",
     "planning_placements",
@@ -153,6 +155,22 @@ class Problem:
     def downtime(self, d: int) -> float:
         """Share of a slot lost ``d`` slots after an instance started."""
         return float(min(1.0, max(0.0, self.setup_s / self.slot_s - d)))
+
+
+def core_gpu(gpu: GpuProblem) -> Any:
+    """The GPU as the C++ builder takes it (``migrator._core.GpuInput``)."""
+    return _core.GpuInput(
+        memory_mask=gpu.memory_mask,
+        compute=gpu.compute,
+        profile=gpu.profile,
+        engines=gpu.engines.reshape(-1),
+        max_count=gpu.max_count,
+        compute_slices=gpu.compute_slices,
+        engine_totals=gpu.engine_totals,
+        capacity=gpu.capacity_rps.reshape(-1),
+        speed=gpu.retrain_speed.reshape(-1),
+        current=gpu.current,
+    )
 
 
 def planning_placements(geometry: Geometry, models_fit: Any = None, keep: Sequence[str] = ()) -> list[Placement]:

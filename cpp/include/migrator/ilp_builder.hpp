@@ -40,6 +40,9 @@ struct PlanInput {
     std::vector<int> offset;                 // N, position of slot 0 in its window
     std::vector<double> terminal_gain;       // N, value of finishing the last window (13)
     std::vector<GpuInput> gpus;
+    // Add the redundant rows that tighten the relaxation (docs/model.md, "Tightening"); off
+    // gives the plain model, for tests and measurements.
+    bool strengthen = true;
 };
 
 struct ModelArrays {
