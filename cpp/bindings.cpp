@@ -149,6 +149,7 @@ void bind_ilp(py::module_& m) {
         .def_property_readonly("row_upper", [](const ModelArrays& a) { return to_numpy(a.row_upper); })
         .def_property_readonly("z_column", [](const ModelArrays& a) { return to_numpy(a.z_column); })
         .def_property_readonly("z_offset", [](const ModelArrays& a) { return to_numpy(a.z_offset); })
+        .def_property_readonly("retrains", [](const ModelArrays& a) { return to_numpy(a.retrains); })
         .def_readonly("n_integers", &ModelArrays::n_integers);
 
     m.def(

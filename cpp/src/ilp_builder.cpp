@@ -106,8 +106,19 @@ class PlanBuilder {
             horizon_ += length;
         }
         check_input(in, horizon_);
-        for (int i = 0; i < n_; ++i)
+        for (int i = 0; i < n_; ++i) {
             retrains_.push_back(in.window[i] > 0 && in.acc_after[i] > in.acc_before[i]);
+            rate_.push_back(max_rate(i));
+            first_setup_.push_back(already_retraining(i) ? 0.0 : in.setup_s);
+        }
+        // Retraining that cannot finish in time to lift any slot earns nothing unless a
+        // terminal value credits it: such a tenant gets no retraining variables at all.
+        // This is the one place that decides it (Python reads it from ModelArrays::retrains).
+        for (int i = 0; i < n_; ++i) {
+            bool pays = retrains_[i] && in.terminal_gain[i] > 0.0;
+            for (int t = 0; retrains_[i] && !pays && t < horizon_; ++t) pays = completion_decided(i, t);
+            plans_retraining_.push_back(pays);
+        }
     }
 
     ModelArrays build() {
@@ -117,6 +128,7 @@ class PlanBuilder {
         for (int i = 0; i < n_; ++i) add_tenant(i);
         if (in_.strengthen) add_period_bounds();
         ModelArrays m = a_.finish();
+        m.retrains.assign(plans_retraining_.begin(), plans_retraining_.end());
         return m;
     }
 
@@ -137,7 +149,7 @@ class PlanBuilder {
         const int i = (k - 1) / 2;
         const std::size_t at = static_cast<std::size_t>(i) * gpu.memory_mask.size() + q;
         if ((k - 1) % 2 == 0) return gpu.capacity[at] > 0.0;
-        return retrains_[i] && gpu.speed[at] > 0.0;
+        return plans_retraining_[i] && gpu.speed[at] > 0.0;
     }
 
     void add_gpu(int g) {
@@ -268,14 +280,37 @@ class PlanBuilder {
     // Whether the retraining of the window holding t could have finished in slots before t,
     // every GPU retraining flat out (one set-up at slot 0 unless it already runs). Where it
     // could not, c[i][t] is 0 and gets no column: an exact reduction.
-    bool can_finish_by(int i, int t, int window, int first, double rate, double first_setup) const {
-        const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
-        const double seconds = (t - first) * in_.slot_s - (first == 0 ? first_setup : 0.0);
-        return work <= 0.0 || rate * std::max(0.0, seconds) >= work * (1.0 - 1e-9);
+    bool can_finish_by(int i, int t) const {
+        const Window w = window_at(i, t);
+        const double work = w.index == 0 ? in_.work_left[i] : in_.work_full[i];
+        const double seconds = (t - w.first) * in_.slot_s - (w.first == 0 ? first_setup_[i] : 0.0);
+        return work <= 0.0 || rate_[i] * std::max(0.0, seconds) >= work * (1.0 - 1e-9);
     }
 
     bool window_start(int i, int t) const {
         return in_.window[i] > 0 && (in_.offset[i] + t) % in_.window[i] == 0;
+    }
+
+    struct Window {
+        int index = 0;  // 0 = the window the decision falls in
+        int first = 0;  // its first slot inside the horizon
+    };
+
+    Window window_at(int i, int t) const {
+        const int w = in_.window[i];
+        if (w <= 0) return {};
+        const int first = std::max(0, t - (in_.offset[i] + t) % w);
+        // Windows that start after slot 0 and by t.
+        const int later = (w - in_.offset[i] % w) % w == 0 ? w : (w - in_.offset[i] % w) % w;
+        return {first >= later ? (first - later) / w + 1 : 0, first};
+    }
+
+    // Whether c[i][t] is a decision: the tenant retrains, slot t does not start its window nor
+    // lies in a current window already finished, and its work could be done before t.
+    bool completion_decided(int i, int t) const {
+        if (!retrains_[i] || t == 0 || window_start(i, t)) return false;
+        if (window_at(i, t).index == 0 && in_.done0[i]) return false;
+        return can_finish_by(i, t);
     }
 
     // The most retraining all GPUs together could do for tenant i per second: a GPU gives at
@@ -303,26 +338,20 @@ class PlanBuilder {
         const int infer = 1 + 2 * i;
         const int retrain = 2 + 2 * i;
         const double gain = in_.acc_after[i] - in_.acc_before[i];
-        const double rate = max_rate(i);
-        const double first_setup = already_retraining(i) ? 0.0 : in_.setup_s;
         int window = 0;        // 0 = the window the decision falls in
-        int window_first = 0;  // first slot of that window inside the horizon
         int progress = -1;     // P[i][t-1] of the current window, -1 = none yet (zero)
         int completed = -1;    // c[i][t-1], -1 = fixed or absent
         for (int t = 0; t < horizon_; ++t) {
             const bool starts = window_start(i, t);
-            if (starts && t > 0) ++window;
-            if (starts) {
-                progress = completed = -1;
-                window_first = t;
-            }
+            window = window_at(i, t).index;
+            if (starts) progress = completed = -1;
             // Accuracy of slot t: fixed (before / after) or decided by a completion binary.
             int c = -1;
             double fixed_accuracy = in_.acc_before[i];
             if (retrains_[i]) {
                 if (window == 0 && !starts && in_.done0[i]) {
                     fixed_accuracy = in_.acc_after[i];
-                } else if (!starts && t > 0 && can_finish_by(i, t, window, window_first, rate, first_setup)) {
+                } else if (plans_retraining_[i] && completion_decided(i, t)) {
                     c = a_.col(0.0, 0.0, 1.0, true);
                     const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
                     Terms terms{{c, work}};  // (11)
@@ -346,7 +375,7 @@ class PlanBuilder {
                     a_.row(-kInf, 0.0, {{u, 1.0}, {c, -arrived}});
                 }
             }
-            if (retrains_[i] && !(window == 0 && in_.done0[i])) {  // (10) running sum
+            if (plans_retraining_[i] && !(window == 0 && in_.done0[i])) {  // (10) running sum
                 const int p = a_.col(0.0, 0.0, kInf, false);
                 Terms terms = supply(t, retrain, &GpuInput::speed, i, in_.slot_s);
                 terms.emplace_back(p, 1.0);
@@ -358,7 +387,7 @@ class PlanBuilder {
         }
         // (13) terminal value: the share of the last window's retraining done by the end.
         const double terminal = in_.terminal_gain[i];
-        if (retrains_[i] && terminal > 0.0 && progress >= 0) {
+        if (plans_retraining_[i] && terminal > 0.0 && progress >= 0) {
             const int tau = a_.col(terminal, 0.0, 1.0, false);
             const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
             a_.row(-kInf, 0.0, {{tau, work}, {progress, -1.0}});
@@ -396,7 +425,10 @@ class PlanBuilder {
     int horizon_ = 0;
     std::vector<int> first_;
     std::vector<int> period_of_;
-    std::vector<bool> retrains_;
+    std::vector<bool> retrains_;             // the tenant's accuracy can change by retraining
+    std::vector<bool> plans_retraining_;     // ... and the program decides its retraining
+    std::vector<double> rate_;               // max_rate(i)
+    std::vector<double> first_setup_;        // set-up before the first window's retraining
     std::vector<GpuColumns> gpus_;
     std::vector<Terms> goodput_terms_;       // per period: the objective's Goodput columns
     std::vector<double> best_accuracy_;      // N x T: the most a request can earn

@@ -55,6 +55,9 @@ struct ModelArrays {
     // or -1 where the pair earns nothing and has no variable.
     std::vector<int> z_column;
     std::vector<int> z_offset;
+    // Per tenant, 1 where the program decides its retraining; 0 where the tenant does not
+    // retrain or its retraining cannot finish in time to earn anything (no variables).
+    std::vector<int> retrains;
     double objective_offset = 0.0;
     int n_integers = 0;
 };
