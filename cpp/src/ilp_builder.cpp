@@ -399,16 +399,26 @@ class PlanBuilder {
     // Redundant for integer points, but it cuts off the fractional sharing of instances
     // between tenants that keeps the relaxation's bound percent above the optimum.
     void add_period_bounds() {
-        std::vector<PatternSearch> bounds;
+        // GPUs alike in everything but their current layout have the same bound: search once.
+        std::vector<PatternSearch> searches;
+        std::vector<const GpuInput*> searched;
+        std::vector<int> multiplicity;
         for (const GpuInput& gpu : in_.gpus) {
-            bounds.emplace_back(gpu, n_);
-            if (!bounds.back().usable()) return;
+            std::size_t s = 0;
+            while (s < searched.size() && !same_bound(*searched[s], gpu)) ++s;
+            if (s == searched.size()) {
+                searches.emplace_back(gpu, n_);
+                if (!searches.back().usable()) return;
+                searched.push_back(&gpu);
+                multiplicity.push_back(0);
+            }
+            ++multiplicity[s];
         }
         for (std::size_t j = 0; j < first_.size(); ++j) {
             const int t0 = first_[j], t1 = t0 + in_.periods[j];
             double most = 0.0, everything = 0.0;
-            for (const PatternSearch& b : bounds)
-                most += b.best(best_accuracy_, in_.arrivals, horizon_, t0, t1, in_.slot_s).value;
+            for (std::size_t s = 0; s < searches.size(); ++s)
+                most += multiplicity[s] * searches[s].best(best_accuracy_, in_.arrivals, horizon_, t0, t1, in_.slot_s).value;
             for (int i = 0; i < n_; ++i)
                 for (int t = t0; t < t1; ++t) {
                     const std::size_t at = static_cast<std::size_t>(i) * horizon_ + t;
@@ -417,6 +427,12 @@ class PlanBuilder {
             // Only where it can bind; the slack guards against rounding in the sums.
             if (most < everything * (1.0 - 1e-9)) a_.row(-kInf, most * (1.0 + 1e-9) + 1e-7, goodput_terms_[j]);
         }
+    }
+
+    static bool same_bound(const GpuInput& a, const GpuInput& b) {
+        return a.memory_mask == b.memory_mask && a.compute == b.compute && a.profile == b.profile &&
+               a.engines == b.engines && a.max_count == b.max_count && a.compute_slices == b.compute_slices &&
+               a.engine_totals == b.engine_totals && a.capacity == b.capacity;
     }
 
     const PlanInput& in_;
