@@ -150,6 +150,7 @@ void bind_ilp(py::module_& m) {
         .def_property_readonly("z_column", [](const ModelArrays& a) { return to_numpy(a.z_column); })
         .def_property_readonly("z_offset", [](const ModelArrays& a) { return to_numpy(a.z_offset); })
         .def_property_readonly("retrains", [](const ModelArrays& a) { return to_numpy(a.retrains); })
+        .def_property_readonly("period_bounds", [](const ModelArrays& a) { return to_numpy(a.period_bounds); })
         .def_readonly("n_integers", &ModelArrays::n_integers);
 
     m.def(

@@ -100,3 +100,17 @@ def test_best_pattern_is_the_brute_force_best(seed: int) -> None:
         capacity[i] += gpu.capacity_rps[i, q]
     served = np.minimum(problem.arrivals, problem.slot_s * capacity[:, None])
     assert float((accuracy * served).sum()) == pytest.approx(value, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_period_bounds_bound_the_optimum(seed: int) -> None:
+    # Each period's bound (14) holds the optimal plan's Goodput in that period, so their sum
+    # bounds the objective (the reference builder, which has no such rows, finds it).
+    from migrator import _ilp_reference as reference
+
+    problem = small_random_case(seed).problem()
+    bounds = planner._core_input(problem).period_bounds
+    optimum = reference.solve(problem, time_limit_s=60)
+    assert optimum.status == "Optimal"
+    if np.isfinite(bounds).all():
+        assert optimum.objective <= bounds.sum() + 1e-6 * max(1.0, abs(optimum.objective))

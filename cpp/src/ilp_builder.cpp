@@ -399,6 +399,7 @@ class PlanBuilder {
     // Redundant for integer points, but it cuts off the fractional sharing of instances
     // between tenants that keeps the relaxation's bound percent above the optimum.
     void add_period_bounds() {
+        a_.model().period_bounds.assign(first_.size(), kInf);
         // GPUs alike in everything but their current layout have the same bound: search once.
         std::vector<PatternSearch> searches;
         std::vector<const GpuInput*> searched;
@@ -416,23 +417,29 @@ class PlanBuilder {
         }
         for (std::size_t j = 0; j < first_.size(); ++j) {
             const int t0 = first_[j], t1 = t0 + in_.periods[j];
+            // In the first period only the instances that already serve a tenant need no
+            // set-up; later ones may have been set up in the period before.
+            std::vector<double> ready;
+            for (int t = t0; j == 0 && t < t1; ++t) ready.push_back(1.0 - downtime(t - t0));
             double most = 0.0, everything = 0.0;
             for (std::size_t s = 0; s < searches.size(); ++s)
-                most += multiplicity[s] * searches[s].best(best_accuracy_, in_.arrivals, horizon_, t0, t1, in_.slot_s).value;
+                most += multiplicity[s] * searches[s].best(best_accuracy_, in_.arrivals, horizon_, t0, t1, in_.slot_s, ready).value;
             for (int i = 0; i < n_; ++i)
                 for (int t = t0; t < t1; ++t) {
                     const std::size_t at = static_cast<std::size_t>(i) * horizon_ + t;
                     everything += best_accuracy_[at] * in_.arrivals[at];
                 }
             // Only where it can bind; the slack guards against rounding in the sums.
-            if (most < everything * (1.0 - 1e-9)) a_.row(-kInf, most * (1.0 + 1e-9) + 1e-7, goodput_terms_[j]);
+            const double bound = std::min(most, everything) * (1.0 + 1e-9) + 1e-7;
+            a_.model().period_bounds[j] = bound;
+            if (most < everything * (1.0 - 1e-9)) a_.row(-kInf, bound, goodput_terms_[j]);
         }
     }
 
     static bool same_bound(const GpuInput& a, const GpuInput& b) {
         return a.memory_mask == b.memory_mask && a.compute == b.compute && a.profile == b.profile &&
                a.engines == b.engines && a.max_count == b.max_count && a.compute_slices == b.compute_slices &&
-               a.engine_totals == b.engine_totals && a.capacity == b.capacity;
+               a.engine_totals == b.engine_totals && a.capacity == b.capacity && a.current == b.current;
     }
 
     const PlanInput& in_;

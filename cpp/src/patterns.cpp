@@ -107,6 +107,11 @@ PatternSearch::PatternSearch(const GpuInput& gpu, int n_tenants)
             double& cap = capacity_[static_cast<std::size_t>(i) * profiles_ + gpu.profile[q]];
             cap = std::max(cap, gpu.capacity[static_cast<std::size_t>(i) * q_count + q]);
         }
+    kept_.assign(static_cast<std::size_t>(n_tenants) * profiles_, 0);
+    for (std::size_t q = 0; q < q_count; ++q) {
+        const int k = gpu.current[q];
+        if (k > 0 && (k - 1) % 2 == 0 && (k - 1) / 2 < n_tenants) ++kept_[static_cast<std::size_t>((k - 1) / 2) * profiles_ + gpu.profile[q]];
+    }
 }
 
 int PatternSearch::state_of(const std::vector<int>& counts) const {
@@ -116,22 +121,33 @@ int PatternSearch::state_of(const std::vector<int>& counts) const {
 }
 
 Pattern PatternSearch::best(const std::vector<double>& accuracy, const std::vector<double>& arrivals, int horizon,
-                            int t0, int t1, double slot_s) const {
+                            int t0, int t1, double slot_s, const std::vector<double>& ready) const {
     Pattern out;
     out.task.assign(gpu_.memory_mask.size(), -1);
+    out.served.assign(static_cast<std::size_t>(n_tenants_) * (t1 - t0), 0.0);
     if (!usable()) return out;
+    // Requests tenant i can be served in slot t by the instances of count vector st.
+    auto servable = [&](int i, int st, int t) {
+        const std::size_t row = static_cast<std::size_t>(i) * profiles_;
+        double per_slot = 0.0;
+        for (int p = 0; p < profiles_; ++p) {
+            const int m = digits_[st * profiles_ + p];
+            const int kept = std::min(m, kept_[row + p]);
+            const double share = ready.empty() ? 1.0 : ready[t - t0];
+            per_slot += capacity_[row + p] * (kept + (m - kept) * share);
+        }
+        return std::min(arrivals[static_cast<std::size_t>(i) * horizon + t], slot_s * per_slot);
+    };
     // best[st]: the most tenants 0..i earn from the instances in count vector st; part[i][st]:
     // the count vector tenant i gets there (0: none), to read the pattern back.
     std::vector<double> best(states_, 0.0), next(states_), own(states_);
     std::vector<std::vector<int>> part(n_tenants_, std::vector<int>(states_, 0));
     for (int i = 0; i < n_tenants_; ++i) {
         const std::size_t row = static_cast<std::size_t>(i) * horizon;
-        const double* cap = &capacity_[static_cast<std::size_t>(i) * profiles_];
         for (int st = 0; st < states_; ++st) {
-            double per_slot = 0.0;
-            for (int p = 0; p < profiles_; ++p) per_slot += digits_[st * profiles_ + p] * cap[p];
             double value = 0.0;
-            for (int t = t0; t < t1; ++t) value += accuracy[row + t] * std::min(arrivals[row + t], slot_s * per_slot);
+            for (int t = t0; t < t1; ++t)
+                if (accuracy[row + t] > 0.0) value += accuracy[row + t] * servable(i, st, t);
             own[st] = value;
         }
         next = best;
@@ -158,6 +174,7 @@ Pattern PatternSearch::best(const std::vector<double>& accuracy, const std::vect
             wanted[i][p] = digits_[sub * profiles_ + p];
             rest += (digits_[st * profiles_ + p] - wanted[i][p]) * mult;
         }
+        for (int t = t0; t < t1 && sub > 0; ++t) out.served[static_cast<std::size_t>(i) * (t1 - t0) + t - t0] = servable(i, sub, t);
         st = rest;
     }
     for (int pass = 0; pass < 2; ++pass)

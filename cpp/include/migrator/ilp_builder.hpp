@@ -58,6 +58,9 @@ struct ModelArrays {
     // Per tenant, 1 where the program decides its retraining; 0 where the tenant does not
     // retrain or its retraining cannot finish in time to earn anything (no variables).
     std::vector<int> retrains;
+    // Per period, a bound on its Goodput (constraint 14), +inf where none was computed; their
+    // sum bounds the whole objective, whatever a solver proves.
+    std::vector<double> period_bounds;
     double objective_offset = 0.0;
     int n_integers = 0;
 };

@@ -16,7 +16,8 @@ std::vector<std::vector<int>> maximal_layouts(const GpuInput& gpu);
 
 struct Pattern {
     double value = 0.0;
-    std::vector<int> task;  // per placement: inference task 1 + 2i, or -1 for no instance
+    std::vector<int> task;      // per placement: inference task 1 + 2i, or -1 for no instance
+    std::vector<double> served;  // n_tenants x (t1 - t0): requests served per slot
 };
 
 // Which placement serves whom does not change a pattern's value, only how many instances of
@@ -32,9 +33,11 @@ class PatternSearch {
     bool usable() const { return states_ > 0; }
 
     // `accuracy` (earned per request) and `arrivals` are n_tenants x horizon; the stretch is
-    // slots [t0, t1) of `slot_s` seconds.
+    // slots [t0, t1) of `slot_s` seconds. `ready`, where given, is per slot of the stretch
+    // the share a new instance serves (set-up downtime); as many instances of a profile as
+    // now serve a tenant (GpuInput::current) count as kept and serve it fully.
     Pattern best(const std::vector<double>& accuracy, const std::vector<double>& arrivals, int horizon, int t0,
-                 int t1, double slot_s) const;
+                 int t1, double slot_s, const std::vector<double>& ready = {}) const;
 
   private:
     int state_of(const std::vector<int>& counts) const;
@@ -49,6 +52,7 @@ class PatternSearch {
     std::vector<std::vector<int>> layouts_;   // maximal layouts
     std::vector<int> layout_states_;          // their count vectors
     std::vector<double> capacity_;            // n_tenants x profiles, req/s
+    std::vector<int> kept_;                   // n_tenants x profiles, instances now serving
 };
 
 }  // namespace migrator
