@@ -64,3 +64,25 @@ def test_decision_latency(benchmark, case) -> None:
         status=plan.stats.status, mip_gap=plan.stats.mip_gap, integers=plan.stats.integers,
         build_s=plan.stats.build_s, solve_s=plan.stats.solve_s,
     )
+
+
+# How decision latency grows with GPUs, tenants and horizon (the README's scaling table).
+# Slow-marked: a timing run selects it with `-m slow --benchmark-only`.
+SCALING = [(1, 4, 15), (1, 4, 30), (1, 4, 60), (1, 8, 30), (2, 4, 30), (2, 8, 30), (4, 8, 30),
+           (8, 16, 15), (8, 16, 30), (8, 16, 60)]
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark(group="scaling")
+@pytest.mark.parametrize("n_gpus,n_tenants,horizon", SCALING, ids=[f"{g}gpu-{n}tenants-{h}slots" for g, n, h in SCALING])
+def test_decision_scaling(benchmark, n_gpus: int, n_tenants: int, horizon: int) -> None:
+    scenario = sized(n_gpus, n_tenants, horizon=horizon)
+    planner.Planner(scenario).problem()  # draws the trace and warms the caches
+
+    def decide():
+        return planner.Planner(scenario).plan()  # a fresh planner: no previous plan to start from
+
+    plan = benchmark.pedantic(decide, rounds=3, iterations=1)
+    assert plan.total_goodput > 0 and np.isfinite(plan.stats.objective)
+    benchmark.extra_info.update(status=plan.stats.status, mip_gap=plan.stats.mip_gap,
+                                integers=plan.stats.integers)
