@@ -5,6 +5,7 @@
 
 #include "migrator/geometry.hpp"
 #include "migrator/ilp_builder.hpp"
+#include "migrator/patterns.hpp"
 
 namespace py = pybind11;
 using namespace migrator;
@@ -148,6 +149,8 @@ void bind_ilp(py::module_& m) {
         .def_property_readonly("row_upper", [](const ModelArrays& a) { return to_numpy(a.row_upper); })
         .def_property_readonly("z_column", [](const ModelArrays& a) { return to_numpy(a.z_column); })
         .def_property_readonly("z_offset", [](const ModelArrays& a) { return to_numpy(a.z_offset); })
+        .def_property_readonly("retrains", [](const ModelArrays& a) { return to_numpy(a.retrains); })
+        .def_property_readonly("period_bounds", [](const ModelArrays& a) { return to_numpy(a.period_bounds); })
         .def_readonly("n_integers", &ModelArrays::n_integers);
 
     m.def(
@@ -156,7 +159,7 @@ void bind_ilp(py::module_& m) {
            const Array<double>& arrivals, const Array<double>& acc_before, const Array<double>& acc_after,
            const Array<double>& work_left, const Array<double>& work_full, const Array<int>& done0,
            const Array<int>& window, const Array<int>& offset, const Array<double>& terminal_gain,
-           std::vector<GpuInput> gpus) {
+           std::vector<GpuInput> gpus, bool strengthen) {
             PlanInput in;
             in.n_tenants = n_tenants;
             in.slot_s = slot_s;
@@ -173,14 +176,37 @@ void bind_ilp(py::module_& m) {
             in.offset = to_vector(offset);
             in.terminal_gain = to_vector(terminal_gain);
             in.gpus = std::move(gpus);
+            in.strengthen = strengthen;
             py::gil_scoped_release release;
             return build_plan_model(in);
         },
         py::arg("n_tenants"), py::arg("slot_s"), py::arg("periods"), py::arg("setup_s"),
         py::arg("penalty"), py::arg("arrivals"), py::arg("acc_before"), py::arg("acc_after"),
         py::arg("work_left"), py::arg("work_full"), py::arg("done0"), py::arg("window"),
-        py::arg("offset"), py::arg("terminal_gain"), py::arg("gpus"),
+        py::arg("offset"), py::arg("terminal_gain"), py::arg("gpus"), py::arg("strengthen") = true,
         "Build the planning program of docs/model.md.");
+
+    m.def("maximal_layouts", &maximal_layouts, py::arg("gpu"),
+          "Maximal valid sets of the GPU's placements, as sorted placement indices.");
+
+    m.def(
+        "best_pattern",
+        [](const GpuInput& gpu, int n_tenants, const Array<double>& accuracy, const Array<double>& arrivals,
+           double slot_s) {
+            const auto acc = to_vector(accuracy);
+            const auto arr = to_vector(arrivals);
+            if (n_tenants < 1 || arr.size() % n_tenants != 0 || acc.size() != arr.size())
+                throw std::invalid_argument("accuracy and arrivals must both be n_tenants x slots");
+            const int slots = static_cast<int>(arr.size()) / n_tenants;
+            Pattern best;
+            {
+                py::gil_scoped_release release;
+                best = PatternSearch(gpu, n_tenants).best(acc, arr, slots, 0, slots, slot_s);
+            }
+            return py::make_tuple(best.value, to_numpy(std::move(best.task)));
+        },
+        py::arg("gpu"), py::arg("n_tenants"), py::arg("accuracy"), py::arg("arrivals"), py::arg("slot_s"),
+        "The most Goodput one GPU earns over the slots, and each placement's inference task (-1: none).");
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "migrator/ilp_builder.hpp"
 
+#include "migrator/patterns.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -104,14 +106,29 @@ class PlanBuilder {
             horizon_ += length;
         }
         check_input(in, horizon_);
-        for (int i = 0; i < n_; ++i)
+        for (int i = 0; i < n_; ++i) {
             retrains_.push_back(in.window[i] > 0 && in.acc_after[i] > in.acc_before[i]);
+            rate_.push_back(max_rate(i));
+            first_setup_.push_back(already_retraining(i) ? 0.0 : in.setup_s);
+        }
+        // Retraining that cannot finish in time to lift any slot earns nothing unless a
+        // terminal value credits it: such a tenant gets no retraining variables at all.
+        // This is the one place that decides it (Python reads it from ModelArrays::retrains).
+        for (int i = 0; i < n_; ++i) {
+            bool pays = retrains_[i] && in.terminal_gain[i] > 0.0;
+            for (int t = 0; retrains_[i] && !pays && t < horizon_; ++t) pays = completion_decided(i, t);
+            plans_retraining_.push_back(pays);
+        }
     }
 
     ModelArrays build() {
         for (std::size_t g = 0; g < in_.gpus.size(); ++g) add_gpu(static_cast<int>(g));
+        goodput_terms_.assign(first_.size(), {});
+        best_accuracy_.assign(static_cast<std::size_t>(n_) * horizon_, 0.0);
         for (int i = 0; i < n_; ++i) add_tenant(i);
+        if (in_.strengthen) add_period_bounds();
         ModelArrays m = a_.finish();
+        m.retrains.assign(plans_retraining_.begin(), plans_retraining_.end());
         return m;
     }
 
@@ -132,7 +149,7 @@ class PlanBuilder {
         const int i = (k - 1) / 2;
         const std::size_t at = static_cast<std::size_t>(i) * gpu.memory_mask.size() + q;
         if ((k - 1) % 2 == 0) return gpu.capacity[at] > 0.0;
-        return retrains_[i] && gpu.speed[at] > 0.0;
+        return plans_retraining_[i] && gpu.speed[at] > 0.0;
     }
 
     void add_gpu(int g) {
@@ -230,8 +247,17 @@ class PlanBuilder {
         }
         if (limits.empty()) return z;
         const int e = a_.col(0.0, 0.0, 1.0, false);
-        a_.row(-kInf, 0.0, {{e, 1.0}, {z, -1.0}});
-        for (const auto& [n, f] : limits) a_.row(-kInf, 1.0, {{e, 1.0}, {n, f}});
+        // A start in t's own period bounds e by z - f n rather than by 1 - f n and e <= z:
+        // the same integer points (n may be 0 where z is, and costs nothing less), but in
+        // the relaxation a half-open new instance no longer serves half a slot (tested
+        // against the reference, which keeps the plain rows).
+        const int own = cols.n[cols.at(j, q, k)];
+        const bool own_start = in_.strengthen && own >= 0 && downtime(t - first_[j]) > 0.0;
+        if (!own_start) a_.row(-kInf, 0.0, {{e, 1.0}, {z, -1.0}});
+        for (const auto& [n, f] : limits) {
+            if (own_start && n == own) a_.row(-kInf, 0.0, {{e, 1.0}, {z, -1.0}, {n, f}});
+            else a_.row(-kInf, 1.0, {{e, 1.0}, {n, f}});
+        }
         return e;
     }
 
@@ -254,14 +280,37 @@ class PlanBuilder {
     // Whether the retraining of the window holding t could have finished in slots before t,
     // every GPU retraining flat out (one set-up at slot 0 unless it already runs). Where it
     // could not, c[i][t] is 0 and gets no column: an exact reduction.
-    bool can_finish_by(int i, int t, int window, int first, double rate, double first_setup) const {
-        const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
-        const double seconds = (t - first) * in_.slot_s - (first == 0 ? first_setup : 0.0);
-        return work <= 0.0 || rate * std::max(0.0, seconds) >= work * (1.0 - 1e-9);
+    bool can_finish_by(int i, int t) const {
+        const Window w = window_at(i, t);
+        const double work = w.index == 0 ? in_.work_left[i] : in_.work_full[i];
+        const double seconds = (t - w.first) * in_.slot_s - (w.first == 0 ? first_setup_[i] : 0.0);
+        return work <= 0.0 || rate_[i] * std::max(0.0, seconds) >= work * (1.0 - 1e-9);
     }
 
     bool window_start(int i, int t) const {
         return in_.window[i] > 0 && (in_.offset[i] + t) % in_.window[i] == 0;
+    }
+
+    struct Window {
+        int index = 0;  // 0 = the window the decision falls in
+        int first = 0;  // its first slot inside the horizon
+    };
+
+    Window window_at(int i, int t) const {
+        const int w = in_.window[i];
+        if (w <= 0) return {};
+        const int first = std::max(0, t - (in_.offset[i] + t) % w);
+        // Windows that start after slot 0 and by t.
+        const int later = (w - in_.offset[i] % w) % w == 0 ? w : (w - in_.offset[i] % w) % w;
+        return {first >= later ? (first - later) / w + 1 : 0, first};
+    }
+
+    // Whether c[i][t] is a decision: the tenant retrains, slot t does not start its window nor
+    // lies in a current window already finished, and its work could be done before t.
+    bool completion_decided(int i, int t) const {
+        if (!retrains_[i] || t == 0 || window_start(i, t)) return false;
+        if (window_at(i, t).index == 0 && in_.done0[i]) return false;
+        return can_finish_by(i, t);
     }
 
     // The most retraining all GPUs together could do for tenant i per second: a GPU gives at
@@ -289,26 +338,20 @@ class PlanBuilder {
         const int infer = 1 + 2 * i;
         const int retrain = 2 + 2 * i;
         const double gain = in_.acc_after[i] - in_.acc_before[i];
-        const double rate = max_rate(i);
-        const double first_setup = already_retraining(i) ? 0.0 : in_.setup_s;
         int window = 0;        // 0 = the window the decision falls in
-        int window_first = 0;  // first slot of that window inside the horizon
         int progress = -1;     // P[i][t-1] of the current window, -1 = none yet (zero)
         int completed = -1;    // c[i][t-1], -1 = fixed or absent
         for (int t = 0; t < horizon_; ++t) {
             const bool starts = window_start(i, t);
-            if (starts && t > 0) ++window;
-            if (starts) {
-                progress = completed = -1;
-                window_first = t;
-            }
+            window = window_at(i, t).index;
+            if (starts) progress = completed = -1;
             // Accuracy of slot t: fixed (before / after) or decided by a completion binary.
             int c = -1;
             double fixed_accuracy = in_.acc_before[i];
             if (retrains_[i]) {
                 if (window == 0 && !starts && in_.done0[i]) {
                     fixed_accuracy = in_.acc_after[i];
-                } else if (!starts && t > 0 && can_finish_by(i, t, window, window_first, rate, first_setup)) {
+                } else if (plans_retraining_[i] && completion_decided(i, t)) {
                     c = a_.col(0.0, 0.0, 1.0, true);
                     const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
                     Terms terms{{c, work}};  // (11)
@@ -320,16 +363,19 @@ class PlanBuilder {
             const double arrived = in_.arrivals[static_cast<std::size_t>(i) * horizon_ + t];
             if (arrived > 0.0) {
                 const int s = a_.col(fixed_accuracy, 0.0, arrived, false);
+                goodput_terms_[period_of_[t]].emplace_back(s, fixed_accuracy);
+                best_accuracy_[static_cast<std::size_t>(i) * horizon_ + t] = fixed_accuracy + (c >= 0 ? gain : 0.0);
                 Terms cap = supply(t, infer, &GpuInput::capacity, i, in_.slot_s);  // (8)
                 cap.emplace_back(s, 1.0);
                 a_.row(-kInf, 0.0, cap);
                 if (c >= 0) {  // (9)
                     const int u = a_.col(gain, 0.0, arrived, false);
+                    goodput_terms_[period_of_[t]].emplace_back(u, gain);
                     a_.row(-kInf, 0.0, {{u, 1.0}, {s, -1.0}});
                     a_.row(-kInf, 0.0, {{u, 1.0}, {c, -arrived}});
                 }
             }
-            if (retrains_[i] && !(window == 0 && in_.done0[i])) {  // (10) running sum
+            if (plans_retraining_[i] && !(window == 0 && in_.done0[i])) {  // (10) running sum
                 const int p = a_.col(0.0, 0.0, kInf, false);
                 Terms terms = supply(t, retrain, &GpuInput::speed, i, in_.slot_s);
                 terms.emplace_back(p, 1.0);
@@ -341,11 +387,59 @@ class PlanBuilder {
         }
         // (13) terminal value: the share of the last window's retraining done by the end.
         const double terminal = in_.terminal_gain[i];
-        if (retrains_[i] && terminal > 0.0 && progress >= 0) {
+        if (plans_retraining_[i] && terminal > 0.0 && progress >= 0) {
             const int tau = a_.col(terminal, 0.0, 1.0, false);
             const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
             a_.row(-kInf, 0.0, {{tau, work}, {progress, -1.0}});
         }
+    }
+
+    // (14) Goodput of period j <= what the GPUs could earn in it, each on its own with all
+    // of the demand (min(a, x + y) <= min(a, x) + min(a, y) makes the sum an upper bound).
+    // Redundant for integer points, but it cuts off the fractional sharing of instances
+    // between tenants that keeps the relaxation's bound percent above the optimum.
+    void add_period_bounds() {
+        a_.model().period_bounds.assign(first_.size(), kInf);
+        // GPUs alike in everything but their current layout have the same bound: search once.
+        std::vector<PatternSearch> searches;
+        std::vector<const GpuInput*> searched;
+        std::vector<int> multiplicity;
+        for (const GpuInput& gpu : in_.gpus) {
+            std::size_t s = 0;
+            while (s < searched.size() && !same_bound(*searched[s], gpu)) ++s;
+            if (s == searched.size()) {
+                searches.emplace_back(gpu, n_);
+                if (!searches.back().usable()) return;
+                searched.push_back(&gpu);
+                multiplicity.push_back(0);
+            }
+            ++multiplicity[s];
+        }
+        for (std::size_t j = 0; j < first_.size(); ++j) {
+            const int t0 = first_[j], t1 = t0 + in_.periods[j];
+            // In the first period only the instances that already serve a tenant need no
+            // set-up; later ones may have been set up in the period before.
+            std::vector<double> ready;
+            for (int t = t0; j == 0 && t < t1; ++t) ready.push_back(1.0 - downtime(t - t0));
+            double most = 0.0, everything = 0.0;
+            for (std::size_t s = 0; s < searches.size(); ++s)
+                most += multiplicity[s] * searches[s].best(best_accuracy_, in_.arrivals, horizon_, t0, t1, in_.slot_s, ready).value;
+            for (int i = 0; i < n_; ++i)
+                for (int t = t0; t < t1; ++t) {
+                    const std::size_t at = static_cast<std::size_t>(i) * horizon_ + t;
+                    everything += best_accuracy_[at] * in_.arrivals[at];
+                }
+            // Only where it can bind; the slack guards against rounding in the sums.
+            const double bound = std::min(most, everything) * (1.0 + 1e-9) + 1e-7;
+            a_.model().period_bounds[j] = bound;
+            if (most < everything * (1.0 - 1e-9)) a_.row(-kInf, bound, goodput_terms_[j]);
+        }
+    }
+
+    static bool same_bound(const GpuInput& a, const GpuInput& b) {
+        return a.memory_mask == b.memory_mask && a.compute == b.compute && a.profile == b.profile &&
+               a.engines == b.engines && a.max_count == b.max_count && a.compute_slices == b.compute_slices &&
+               a.engine_totals == b.engine_totals && a.capacity == b.capacity && a.current == b.current;
     }
 
     const PlanInput& in_;
@@ -354,8 +448,13 @@ class PlanBuilder {
     int horizon_ = 0;
     std::vector<int> first_;
     std::vector<int> period_of_;
-    std::vector<bool> retrains_;
+    std::vector<bool> retrains_;             // the tenant's accuracy can change by retraining
+    std::vector<bool> plans_retraining_;     // ... and the program decides its retraining
+    std::vector<double> rate_;               // max_rate(i)
+    std::vector<double> first_setup_;        // set-up before the first window's retraining
     std::vector<GpuColumns> gpus_;
+    std::vector<Terms> goodput_terms_;       // per period: the objective's Goodput columns
+    std::vector<double> best_accuracy_;      // N x T: the most a request can earn
     Arrays a_;
 };
 

@@ -137,6 +137,10 @@ class ModelArrays:
     @property
     def z_offset(self) -> npt.NDArray[np.int32]: ...
     @property
+    def retrains(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def period_bounds(self) -> npt.NDArray[np.float64]: ...
+    @property
     def n_integers(self) -> int: ...
 
 def build_plan_model(
@@ -155,4 +159,14 @@ def build_plan_model(
     offset: npt.ArrayLike,
     terminal_gain: npt.ArrayLike,
     gpus: list[GpuInput],
+    strengthen: bool = True,
 ) -> ModelArrays: ...
+
+def maximal_layouts(gpu: GpuInput) -> list[list[int]]: ...
+def best_pattern(
+    gpu: GpuInput,
+    n_tenants: int,
+    accuracy: npt.ArrayLike,
+    arrivals: npt.ArrayLike,
+    slot_s: float,
+) -> tuple[float, npt.NDArray[np.int32]]: ...

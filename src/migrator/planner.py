@@ -31,6 +31,7 @@ from .planner_problem import (
     RawSolution,
     TenantState,
     build_problem,
+    core_gpu,
     task_name,
 )
 from .scenario import Scenario
@@ -46,22 +47,7 @@ _FEASIBLE = 2  # HiGHS kSolutionStatusFeasible
 # -- solving ------------------------------------------------------------------------------------
 
 
-def _core_input(problem: Problem) -> Any:
-    gpus = [
-        _core.GpuInput(
-            memory_mask=g.memory_mask,
-            compute=g.compute,
-            profile=g.profile,
-            engines=g.engines.reshape(-1),
-            max_count=g.max_count,
-            compute_slices=g.compute_slices,
-            engine_totals=g.engine_totals,
-            capacity=g.capacity_rps.reshape(-1),
-            speed=g.retrain_speed.reshape(-1),
-            current=g.current,
-        )
-        for g in problem.gpus
-    ]
+def _core_input(problem: Problem, strengthen: bool = True) -> Any:
     return _core.build_plan_model(
         n_tenants=len(problem.tenants),
         slot_s=problem.slot_s,
@@ -77,7 +63,8 @@ def _core_input(problem: Problem) -> Any:
         window=problem.window_slots,
         offset=problem.window_offset,
         terminal_gain=terminal_gains(problem),
-        gpus=gpus,
+        gpus=[core_gpu(g) for g in problem.gpus],
+        strengthen=strengthen,
     )
 
 
@@ -150,15 +137,16 @@ def new_highs() -> highspy.Highs:
 
 def solve_problem(
     problem: Problem, *, time_limit_s: float | None = None, mip_gap: float = 1e-4,
-    warm_start: Sequence[np.ndarray] | None = None,
+    warm_start: Sequence[np.ndarray] | None = None, strengthen: bool = True,
 ) -> RawSolution:
     """Build the program in C++, solve it with HiGHS, decode the instances' tasks.
 
     At the time limit the best plan found is returned with its gap; with none found, the
-    current layout and tasks are kept (status says so).
+    current layout and tasks are kept (status says so). ``strengthen=False`` leaves out the
+    redundant rows that tighten the relaxation (docs/model.md), for tests and measurements.
     """
     started = time.perf_counter()
-    arrays = _core_input(problem)
+    arrays = _core_input(problem, strengthen)
     h = new_highs()
     h.setOptionValue("mip_rel_gap", float(mip_gap))
     if time_limit_s is not None:

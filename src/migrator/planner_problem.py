@@ -9,11 +9,12 @@ of tenant ``i``; :func:`task_name` and :func:`parse_task` convert to the text fo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import _core
 from .errors import ConfigError, InvalidLayout
 from .geometry import Geometry
 from .goodput import slo_capacity
@@ -28,6 +29,7 @@ __all__ = [
     "RawSolution",
     "TenantState",
     "build_problem",
+    "core_gpu",
     "default_periods",
     "parse_task",
     "planning_placements",
@@ -155,6 +157,22 @@ class Problem:
         return float(min(1.0, max(0.0, self.setup_s / self.slot_s - d)))
 
 
+def core_gpu(gpu: GpuProblem) -> Any:
+    """The GPU as the C++ builder takes it (``migrator._core.GpuInput``)."""
+    return _core.GpuInput(
+        memory_mask=gpu.memory_mask,
+        compute=gpu.compute,
+        profile=gpu.profile,
+        engines=gpu.engines.reshape(-1),
+        max_count=gpu.max_count,
+        compute_slices=gpu.compute_slices,
+        engine_totals=gpu.engine_totals,
+        capacity=gpu.capacity_rps.reshape(-1),
+        speed=gpu.retrain_speed.reshape(-1),
+        current=gpu.current,
+    )
+
+
 def planning_placements(geometry: Geometry, models_fit: Any = None, keep: Sequence[str] = ()) -> list[Placement]:
     """Placements worth planning with: no media variants, no profile whose compute a
     smaller-memory profile already offers (where ``models_fit(profile)`` says every model
@@ -276,10 +294,6 @@ def build_problem(
         _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, models)
         for g, geometry in enumerate(geometries)
     )
-    if terminal is None:
-        hopeless = _cannot_finish(gpus, np.maximum(work_full - progress, 0.0), work_full, window, offset,
-                                  sum(lengths), float(slot_s), float(config.setup_s))
-        gpus = tuple(replace(g, retrain_speed=np.where(hopeless[:, None], 0.0, g.retrain_speed)) for g in gpus)
     return Problem(
         tenants=names,
         slot_s=float(slot_s),
@@ -300,38 +314,6 @@ def build_problem(
         terminal_gain=terminal,
         slot=int(state.slot),
     )
-
-
-def _cannot_finish(
-    gpus: Sequence[GpuProblem], work_left: np.ndarray, work_full: np.ndarray, window: np.ndarray,
-    offset: np.ndarray, horizon: int, slot_s: float, setup_s: float,
-) -> np.ndarray:
-    """Tenants none of whose retraining windows inside the horizon can finish even with
-    every GPU retraining them flat out: their retraining can earn nothing in the horizon, so
-    the planner need not consider it (without a terminal value this loses nothing).
-
-    A GPU retrains tenant ``i`` at most ``compute_slices x max_q spd[i][q] / compute[q]``; the
-    first window pays one set-up unless an instance retrains the tenant already."""
-    n = len(work_left)
-    hopeless = np.zeros(n, dtype=bool)
-    for i in range(n):
-        if window[i] <= 0:
-            continue
-        rate = sum(
-            g.compute_slices * float(np.max(g.retrain_speed[i] / np.maximum(g.compute, 1), initial=0.0))
-            for g in gpus
-        )
-        running = any(int(k) == 2 + 2 * i for g in gpus for k in g.current)
-        starts = [t for t in range(horizon) if (offset[i] + t) % window[i] == 0]
-        edges = sorted({0, *starts, horizon})
-        possible = False
-        for a, b in zip(edges[:-1], edges[1:]):
-            current = a == 0 and offset[i] != 0
-            work = work_left[i] if current else work_full[i]
-            seconds = (b - a) * slot_s - (setup_s if a == 0 and not running else 0.0)
-            possible |= work <= 0 or rate * max(seconds, 0.0) >= work * (1 - 1e-9)
-        hopeless[i] = not possible
-    return hopeless
 
 
 def _terminal_gain(

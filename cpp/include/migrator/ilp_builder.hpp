@@ -40,6 +40,9 @@ struct PlanInput {
     std::vector<int> offset;                 // N, position of slot 0 in its window
     std::vector<double> terminal_gain;       // N, value of finishing the last window (13)
     std::vector<GpuInput> gpus;
+    // Add the redundant rows that tighten the relaxation (docs/model.md, "Tightening"); off
+    // gives the plain model, for tests and measurements.
+    bool strengthen = true;
 };
 
 struct ModelArrays {
@@ -52,6 +55,12 @@ struct ModelArrays {
     // or -1 where the pair earns nothing and has no variable.
     std::vector<int> z_column;
     std::vector<int> z_offset;
+    // Per tenant, 1 where the program decides its retraining; 0 where the tenant does not
+    // retrain or its retraining cannot finish in time to earn anything (no variables).
+    std::vector<int> retrains;
+    // Per period, a bound on its Goodput (constraint 14), +inf where none was computed; their
+    // sum bounds the whole objective, whatever a solver proves.
+    std::vector<double> period_bounds;
     double objective_offset = 0.0;
     int n_integers = 0;
 };

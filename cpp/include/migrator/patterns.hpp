@@ -1,0 +1,58 @@
+// What one GPU can earn in a stretch of slots: the best pattern (a maximal layout and a
+// tenant for each of its instances). The ILP builder bounds each period's Goodput with it
+// (docs/model.md, constraint 14) and the greedy start plan takes it as a candidate.
+#pragma once
+
+#include <array>
+#include <vector>
+
+#include "migrator/ilp_builder.hpp"
+
+namespace migrator {
+
+// Every valid set of the GPU's placements to which none of them can be added, as sorted
+// placement indices (the geometry core's enumeration over these placements only).
+std::vector<std::vector<int>> maximal_layouts(const GpuInput& gpu);
+
+struct Pattern {
+    double value = 0.0;
+    std::vector<int> task;      // per placement: inference task 1 + 2i, or -1 for no instance
+    std::vector<double> served;  // n_tenants x (t1 - t0): requests served per slot
+};
+
+// Which placement serves whom does not change a pattern's value, only how many instances of
+// each profile each tenant gets, so a dynamic programme over tenants on profile-count vectors
+// finds the best one exactly. Each instance serves inference through the whole stretch with
+// no downtime, and a profile's best capacity stands for all its placements: an upper bound
+// on what the GPU can earn, reached by the pattern it returns when capacities agree.
+class PatternSearch {
+  public:
+    PatternSearch(const GpuInput& gpu, int n_tenants);
+
+    // False where the count vectors are too many to search quickly (nothing is bounded then).
+    bool usable() const { return states_ > 0; }
+
+    // `accuracy` (earned per request) and `arrivals` are n_tenants x horizon; the stretch is
+    // slots [t0, t1) of `slot_s` seconds. `ready`, where given, is per slot of the stretch
+    // the share a new instance serves (set-up downtime); as many instances of a profile as
+    // now serve a tenant (GpuInput::current) count as kept and serve it fully.
+    Pattern best(const std::vector<double>& accuracy, const std::vector<double>& arrivals, int horizon, int t0,
+                 int t1, double slot_s, const std::vector<double>& ready = {}) const;
+
+  private:
+    int state_of(const std::vector<int>& counts) const;
+
+    const GpuInput& gpu_;
+    int n_tenants_;
+    int profiles_;
+    int states_ = 0;
+    std::vector<int> radix_;
+    std::vector<int> digits_;                 // states x profiles
+    std::vector<std::array<int, 3>> splits_;  // (state, one tenant's part, the rest)
+    std::vector<std::vector<int>> layouts_;   // maximal layouts
+    std::vector<int> layout_states_;          // their count vectors
+    std::vector<double> capacity_;            // n_tenants x profiles, req/s
+    std::vector<int> kept_;                   // n_tenants x profiles, instances now serving
+};
+
+}  // namespace migrator
