@@ -46,3 +46,45 @@ def test_nvml_geometry_equals_the_built_in_table(nvml):
     if not checked:
         pytest.skip("no GPU here has a built-in table")
 
+
+class ReadOnly:
+    """nvidia-ml-py with every call that changes MIG state refused before it reaches NVML."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        from migrator.emulator import MUTATING_CALLS
+
+        if name in MUTATING_CALLS or name.startswith(("nvmlDeviceCreate", "nvmlDeviceSet")) or "Destroy" in name:
+            raise AssertionError(f"{name} must never run on a shared GPU")
+        return getattr(self._module, name)
+
+
+def test_backend_lists_mig_mode_and_instances_read_only(nvml):
+    # Reads only (mode, instances, compute instances, processes); the module is wrapped so
+    # that a call that would create, destroy or switch anything fails instead of running.
+    from migrator.errors import NVMLCallError, NVMLUnavailable
+    from migrator.nvml import NvmlBackend
+
+    listed = 0
+    with NvmlBackend(ReadOnly(nvml)) as backend:
+        for index in range(backend.device_count()):
+            try:
+                state = backend.state(index)
+            except NVMLUnavailable as exc:  # a GPU without MIG support
+                if "no MIG" not in str(exc):
+                    raise
+                continue
+            except NVMLCallError as exc:
+                if exc.error == "NVML_ERROR_NO_PERMISSION":  # listing instances may need root
+                    pytest.skip(f"not allowed to list MIG instances here: {exc}")
+                raise
+            geometry = backend.geometry(index)
+            assert isinstance(state.mig_enabled, bool) and state.model == geometry.name
+            assert state.mig_enabled or not state.instances
+            assert geometry.is_valid(state.layout), state.layout
+            assert len({i.id for i in state.instances}) == len(state.instances)
+            listed += 1
+    if not listed:
+        pytest.skip("no MIG-capable GPU here")

@@ -303,3 +303,499 @@ def demo() -> None:
     click.echo(f"planning {scenario.planner.horizon} slots of {scenario.slot_s:g} s ahead...\n")
     for line in _plan_lines(Planner(scenario).plan()):
         click.echo(line)
+
+
+# -- simulate -----------------------------------------------------------------------------------
+
+
+def _results_table(comparison: Any) -> Table:
+    means, spread = comparison.table(), comparison.spread()
+    table = Table(title=f"{comparison.scenario}: {len(comparison.seeds)} seed(s), mean ± std")
+    for header in ("policy", "Goodput", "SLO attainment", "mean accuracy", "reconfigurations",
+                   "decision p50 (ms)", "decision p99 (ms)"):
+        table.add_column(header, justify="left" if header == "policy" else "right")
+    for name, row in means.items():
+        sd = spread[name]
+        table.add_row(
+            name, f"{row['goodput']:,.0f} ± {sd['goodput']:,.0f}",
+            f"{row['slo_attainment']:.3f}", f"{row['mean_accuracy']:.3f}",
+            f"{row['reconfigurations']:.1f}", f"{row['decision_ms_p50']:.1f}", f"{row['decision_ms_p99']:.1f}",
+        )
+    return table
+
+
+def _improvement_lines(comparison: Any) -> list[str]:
+    if "migrator" not in comparison.runs:
+        return []
+    lines = []
+    for other in comparison.runs:
+        if other == "migrator":
+            continue
+        gain = comparison.improvement(other)
+        if other == "oracle":
+            lines.append(f"migrator earns {1 + gain:.1%} of the oracle's Goodput")
+        else:
+            lines.append(f"migrator vs {other}: {gain:+.1%} Goodput")
+    return lines
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@click.option("--policies", default="migrator,ekya,astraea,paris,static,oracle", show_default=True,
+              help="Comma-separated policies to compare: migrator, oracle, static, ekya, astraea, paris.")
+@click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Replays per policy, on arrivals drawn with seeds 0..N-1 (same seeds for every policy).")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True),
+              help="Simulated seconds (default: the scenario's duration_s).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write results.json, results.csv and, with migrator[plot] installed, PNG plots here.")
+@click.option("--json", "as_json", is_flag=True, help="Print results.json's document instead of the table.")
+def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: float | None,
+             out_dir: str | None, as_json: bool) -> None:
+    """Replay SCENARIO (the built-in default when omitted) under several policies and
+    compare their Goodput.
+
+    Each policy runs on the same arrivals for each seed; decisions take effect after the
+    wall-clock time the policy took to make them. Prints a table per policy (Goodput, SLO
+    attainment, mean accuracy, MIG reconfigurations, decision latency p50/p99) and
+    migrator's Goodput gain over each other policy.
+    """
+    from rich.progress import Progress
+
+    from .comparison import compare, parse_policies
+
+    s = _scenario(scenario)
+    try:
+        names = parse_policies(policies)
+    except MigratorError as exc:
+        raise click.BadParameter(str(exc), param_hint="--policies") from exc
+    if duration_s is not None and duration_s > s.duration_s:
+        raise click.BadParameter(f"at most the scenario's duration_s ({s.duration_s:g})", param_hint="--duration")
+    seeds = [s.seed + k for k in range(n_seeds)]
+    slots = s.n_slots if duration_s is None else max(1, round(duration_s / s.slot_s))
+    total = len(names) * len(seeds) * slots
+    with Progress(console=Console(stderr=True), transient=True, disable=as_json) as progress:
+        task = progress.add_task("simulating", total=total)
+
+        def advance(policy: str, seed: int, slot: int) -> None:
+            progress.update(task, advance=1, description=f"{policy}, seed {seed}")
+
+        try:
+            result = compare(s, names, seeds, duration_s=duration_s, on_slot=advance)
+        except MigratorError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if out_dir is not None:
+        written = result.write(out_dir)
+        written += _plots(result, out_dir)
+    if as_json:
+        click.echo(result.to_json())
+        return
+    _console().print(_results_table(result))
+    for line in _improvement_lines(result):
+        click.echo(line)
+    if out_dir is not None:
+        click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _plots(result: Any, out_dir: str) -> list[Any]:
+    try:
+        from .plots import plot_comparison
+
+        return plot_comparison(result, out_dir)
+    except MigratorError as exc:  # matplotlib missing: the tables are still written
+        click.echo(f"no plots: {exc}", err=True)
+        return []
+
+
+# -- the actuator: run, status, recover, mig-parted ---------------------------------------------
+
+_BACKENDS = ("emulator", "nvml")
+
+
+def _backend_option(f: Any) -> Any:
+    f = click.option("--emulator-state", "emulator_state", type=click.Path(dir_okay=False),
+                     help="With the emulator: load the emulated GPUs from this JSON file (when it exists) "
+                          "and save them back, so that commands share one emulated machine.")(f)
+    return click.option("--backend", type=click.Choice(_BACKENDS), default="emulator", show_default=True,
+                        help="emulator: in-memory GPUs built from the scenario; nvml: this machine's GPUs "
+                             "(needs migrator[nvml] and a driver).")(f)
+
+
+class _Backend:
+    """An open NvmlBackend over the emulator or the real NVML, saving the emulator's state
+    on exit. NVML that cannot start is a one-line error, never a traceback."""
+
+    def __init__(self, kind: str, scenario: Any, state_path: str | None) -> None:
+        self.kind, self.scenario, self.state_path = kind, scenario, state_path
+        self.emulator: Any = None
+
+    def __enter__(self) -> Any:
+        from pathlib import Path
+
+        from .emulator import NvmlEmulator
+        from .nvml import NvmlBackend
+
+        try:
+            if self.kind == "nvml":
+                self.backend = NvmlBackend()
+            else:
+                path = Path(self.state_path) if self.state_path else None
+                self.emulator = (NvmlEmulator.load(path) if path is not None and path.exists()
+                                 else NvmlEmulator.from_scenario(self.scenario or _scenario(None)))
+                self.backend = NvmlBackend(self.emulator)
+            return self.backend.open()
+        except MigratorError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except (OSError, ValueError, KeyError) as exc:
+            raise click.ClickException(f"cannot load the emulator state {self.state_path}: {exc}") from exc
+
+    def __exit__(self, *exc: object) -> None:
+        self.backend.close()
+        if self.emulator is not None and self.state_path:
+            self.emulator.save(self.state_path)
+
+
+class _StderrLog:
+    """The decision log on stderr while a command runs (stdout stays for --json), put back
+    as it was afterwards."""
+
+    def __init__(self, level: str) -> None:
+        import logging
+
+        self.logger = logging.getLogger("migrator")
+        self.handler = logging.StreamHandler()
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.level = level.upper()
+
+    def __enter__(self) -> None:
+        self.saved = self.logger.level
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.saved)
+
+
+def _open_journal(path: str | None) -> Any:
+    if path is None:
+        return None
+    from .journal import Journal
+
+    try:
+        return Journal(path)
+    except MigratorError as exc:
+        raise click.BadParameter(str(exc), param_hint="--journal") from exc
+
+
+def _decision_lines(decision: Any) -> list[str]:
+    head = f"slot {decision.slot}: decided in {decision.decision_ms:.0f} ms, applied in {decision.apply_ms:.0f} ms"
+    lines = [head + (" (dry run: nothing changed)" if decision.dry_run else "")]
+    for g, layout in enumerate(decision.layouts):
+        changed = " (reconfigured)" if g in decision.reconfigured else ""
+        lines.append(f"  gpu{g}: {layout or '(empty)'}{changed}")
+        if decision.dry_run:
+            lines += [f"    {i}. {text}" for i, text in enumerate(decision.actions[g], 1)]
+    return lines + [f"  failed: {f}" for f in decision.failures]
+
+
+def _device_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated device indices such as 0,1, got {text!r}",
+                                 param_hint="--devices") from exc
+
+
+def _write_atomically(path: str, text: str) -> None:
+    import os
+
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.replace(temporary, path)  # node_exporter's textfile collector never sees half a file
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@_backend_option
+@click.option("--dry-run", is_flag=True, help="Plan and print the ordered actions; change nothing.")
+@click.option("--steps", type=click.IntRange(min=1), help="Make N decisions and exit (default: until SIGTERM/SIGINT).")
+@click.option("--json", "as_json", is_flag=True,
+              help="At the end print a JSON summary (decisions, reconfigurations, failures, decision_ms_p50, gpus).")
+@click.option("--journal", "journal_path", type=click.Path(dir_okay=False),
+              help="Append every NVML action to this journal before running it (for `migrator recover`).")
+@click.option("--arrivals", "arrivals_csv", type=click.Path(dir_okay=False),
+              help="Observe arrivals from this CSV as it is appended to (a time column, one count column per "
+                   "tenant, one row per slot); default: replay the scenario's own arrivals.")
+@click.option("--force", is_flag=True, help="Destroy instances that have running processes.")
+@click.option("--devices", "devices_text", metavar="I,J,...",
+              help="Device index of each scenario GPU, in order (default 0,1,...): needed when the scenario "
+                   "discovers GPUs with `indices`.")
+@click.option("--clock", type=click.Choice(["auto", "simulated", "wall"]), default="auto", show_default=True,
+              help="simulated: slots pass as fast as decisions are made; wall: real time. "
+                   "auto: simulated with the emulator, wall with NVML.")
+@click.option("--metrics-port", type=click.IntRange(min=0, max=65535),
+              help="Serve Prometheus metrics on http://HOST:PORT/metrics.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False),
+              help="Write the Prometheus metrics to this file after every step (textfile collector).")
+@click.option("--horizon", type=click.IntRange(min=1), help="Slots to plan ahead (default: the scenario's).")
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+              help="Solver time limit per decision in seconds (default: the scenario's).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="Log level of the decision log (on stderr).")
+def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run: bool, steps: int | None,
+        as_json: bool, journal_path: str | None, arrivals_csv: str | None, force: bool, devices_text: str | None,
+        clock: str, metrics_port: int | None,
+        metrics_host: str, metrics_file: str | None, horizon: int | None, time_limit_s: float | None,
+        log_level: str) -> None:
+    """Run the online controller on SCENARIO (the built-in default when omitted).
+
+    Every slot: observe arrivals, update the forecasts, re-plan, apply the first slot
+    (make-before-break, journaled, rolled back on failure). With the emulator a simulated
+    clock runs the slots as fast as the planner decides; with NVML the slots are real
+    time. SIGTERM or SIGINT stops after the step under way, leaving valid layouts.
+    GPU i of the scenario is NVML device i unless --devices says otherwise.
+    """
+    from .controller import Controller, CsvTailArrivals, SimulatedClock, TraceArrivals, WallClock, serve_metrics
+
+    s = _scenario(scenario)
+    devices = _device_list(devices_text)
+    tenants = [t.name for t in s.tenants]
+    arrivals = CsvTailArrivals(arrivals_csv, tenants) if arrivals_csv else TraceArrivals(s.arrivals(), tenants)
+    simulated = clock == "simulated" or (clock == "auto" and backend == "emulator")
+    journal = _open_journal(journal_path)
+    server = None
+    try:
+        with _StderrLog(log_level), _Backend(backend, s, emulator_state) as opened:
+            try:
+                controller = Controller(s, opened, arrivals=arrivals, config=_planner_settings(s, horizon, time_limit_s),
+                                        clock=SimulatedClock() if simulated else WallClock(), journal=journal,
+                                        force=force, dry_run=dry_run, devices=devices)
+            except MigratorError as exc:
+                raise click.ClickException(str(exc)) from exc
+            if metrics_port is not None:
+                server = serve_metrics(controller.metrics, metrics_port, metrics_host)
+
+            def each(decision: Any) -> None:
+                if metrics_file:
+                    _write_atomically(metrics_file, controller.metrics.render())
+                if not as_json:
+                    for line in _decision_lines(decision):
+                        click.echo(line)
+
+            try:
+                summary = controller.run(steps=steps, on_step=each)
+            except MigratorError as exc:
+                raise click.ClickException(str(exc)) from exc
+    finally:
+        if server is not None:
+            server.shutdown()
+        if journal is not None:
+            journal.close()
+    if as_json:
+        _echo_json(summary)
+        return
+    click.echo(f"{summary['decisions']} decisions, {summary['reconfigurations']} reconfigurations, "
+               f"{summary['failures']} failures, decision p50 {summary['decision_ms_p50'] or 0:.0f} ms")
+
+
+def _planner_settings(s: Any, horizon: int | None, time_limit_s: float | None) -> Any:
+    """The scenario's planner settings with the command line's overrides."""
+    from dataclasses import replace
+
+    changes = {k: v for k, v in (("horizon", horizon), ("time_limit_s", time_limit_s)) if v is not None}
+    return replace(s.planner, **changes)
+
+
+def _status_lines(state: Any) -> list[str]:
+    mig = "MIG on" if state.mig_enabled else "MIG off"
+    lines = [f"gpu{state.index}  {state.name} ({state.model})  {mig}  {state.layout or '(no instances)'}"]
+    for gi in state.instances:
+        cis = ",".join(str(c.id) for c in gi.compute_instances) or "none (incomplete)"
+        pids = ",".join(map(str, gi.pids)) or "-"
+        lines.append(f"  GPU instance {gi.id:>2}  {str(gi.placement):<14} compute instances {cis:<8} processes {pids}")
+    return lines
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@_backend_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document (backend, gpus).")
+def status(scenario: str | None, backend: str, emulator_state: str | None, as_json: bool) -> None:
+    """Show each GPU's MIG mode, layout, instances (ids, compute instances, processes).
+
+    Read-only. With the emulator, SCENARIO (or --emulator-state) says what the GPUs hold.
+    """
+    with _Backend(backend, _scenario(scenario) if backend == "emulator" else None, emulator_state) as opened:
+        try:
+            states = opened.states()
+        except MigratorError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if as_json:
+        _echo_json({"backend": backend, "gpus": [s.to_dict() for s in states]})
+        return
+    for state in states:
+        for line in _status_lines(state):
+            click.echo(line)
+
+
+@main.command()
+@click.argument("journal", type=click.Path(exists=True, dir_okay=False))
+@_backend_option
+@click.option("--to", "prefer", type=click.Choice(["target", "fallback"]), default="target", show_default=True,
+              help="Finish the interrupted change (target) or undo it (fallback, the last good layout).")
+@click.option("--force", is_flag=True, help="Destroy instances that have running processes.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per GPU.")
+def recover(journal: str, backend: str, emulator_state: str | None, prefer: str, force: bool, as_json: bool) -> None:
+    """Finish what a crash left half-done, from JOURNAL (written by `migrator run --journal`).
+
+    Each GPU whose last transaction is open is observed and brought to that transaction's
+    target (or its last good layout with --to fallback); kept instances are not touched.
+    Exit 1 when a GPU could not be brought to either layout.
+    """
+    from dataclasses import asdict
+
+    from .reconfig import recover as recover_journal
+
+    with _Backend(backend, None, emulator_state) as opened:
+        try:
+            results = recover_journal(journal, opened, prefer=prefer, force=force)
+        except MigratorError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if as_json:
+        _echo_json([asdict(r) for r in results])
+    else:
+        for r in results:
+            note = f" ({r.error})" if r.error else ""
+            click.echo(f"gpu{r.gpu}: {r.outcome}: {r.layout or '(empty)'}{note}")
+    if any(r.outcome == "failed" for r in results):
+        raise SystemExit(1)
+
+
+@main.group("mig-parted")
+def mig_parted() -> None:
+    """Export plans to, and import targets from, NVIDIA mig-parted configs (version v1).
+
+    mig-parted keeps instance counts per profile, not placements: an exported config
+    loses where instances sit, and an imported one is placed by migrator's geometry core.
+    """
+
+
+@mig_parted.command("export")
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False),
+              help="Export this plan (the output of `migrator plan --json`) instead of planning SCENARIO.")
+@click.option("--slot", "slots", type=click.IntRange(min=0), multiple=True,
+              help="Slot to export (repeatable); default 0, the decision.")
+@click.option("--prefix", default="migrator", show_default=True, help="Configs are named PREFIX-slot-T.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("--horizon", type=click.IntRange(min=1), help="Slots to plan ahead (default: the scenario's).")
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+              help="Solver time limit in seconds (default: the scenario's).")
+def mig_parted_export(scenario: str | None, plan_path: str | None, slots: tuple[int, ...], prefix: str,
+                      output: str | None, horizon: int | None, time_limit_s: float | None) -> None:
+    """Write a plan's layouts as a mig-parted config (one config per exported slot)."""
+    from pathlib import Path
+
+    from .migparted import dump, export_plan
+    from .planner import Planner
+
+    if plan_path is not None:
+        try:
+            plan_doc: Any = json.loads(Path(plan_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise click.BadParameter(f"cannot read the plan: {exc}", param_hint="--plan") from exc
+    else:
+        s = _scenario(scenario)
+        try:
+            plan_doc = Planner(s, _planner_settings(s, horizon, time_limit_s)).plan()
+        except MigratorError as exc:
+            raise click.ClickException(str(exc)) from exc
+    try:
+        text = dump(export_plan(plan_doc, slots=slots or (0,), prefix=prefix))
+    except (MigratorError, KeyError, TypeError) as exc:
+        raise click.BadParameter(f"not a migrator plan: {exc}", param_hint="--plan/--slot") from exc
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+
+
+@mig_parted.command("import")
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("name")
+@click.option("--gpu", help="GPU model of every device (e.g. A100-40GB), when not read from a backend.")
+@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --gpu: how many such GPUs (what `devices: all` means).")
+@click.option("--backend", type=click.Choice(_BACKENDS),
+              help="Read the GPUs (models and current layouts) from this backend instead of --gpu.")
+@click.option("--emulator-state", "emulator_state", type=click.Path(dir_okay=False),
+              help="With --backend emulator: the emulated GPUs' state file.")
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Apply the targets through the backend (journaled with --journal).")
+@click.option("--journal", "journal_path", type=click.Path(dir_okay=False), help="Journal for --apply.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of targets.")
+def mig_parted_import(config_file: str, name: str, gpu: str | None, count: int, backend: str | None,
+                      emulator_state: str | None, do_apply: bool, journal_path: str | None, as_json: bool) -> None:
+    """Read configuration NAME of mig-parted CONFIG_FILE as target layouts.
+
+    Placements are chosen by the geometry core: the arrangement that keeps most of a GPU's
+    current instances (read from --backend), else the first valid one.
+    """
+    from dataclasses import asdict
+
+    from .migparted import import_config
+
+    if (gpu is None) == (backend is None):
+        raise click.UsageError("give either --gpu MODEL (with --count) or --backend")
+    if do_apply and backend is None:
+        raise click.UsageError("--apply needs --backend")
+    if backend is None:
+        geometries = [_geometry(gpu, None)] * count
+        targets = _import_targets(import_config, config_file, name, geometries, None)
+    else:
+        with _Backend(backend, None, emulator_state) as opened:
+            try:
+                states = opened.states()
+                geometries = [opened.geometry(st.index) for st in states]
+            except MigratorError as exc:
+                raise click.ClickException(str(exc)) from exc
+            targets = _import_targets(import_config, config_file, name, geometries, [st.layout for st in states])
+            if do_apply:
+                _apply_targets(opened, targets, [str(st.layout) for st in states], journal_path)
+    if as_json:
+        _echo_json([asdict(t) for t in targets])
+        return
+    for t in targets:
+        mig = t.layout or "(empty)" if t.mig_enabled else "MIG disabled (migrator leaves MIG mode alone)"
+        click.echo(f"gpu{t.index} ({geometries[t.index].name}): {mig}")
+
+
+def _import_targets(import_config: Any, path: str, name: str, geometries: list[Any], current: Any) -> Any:
+    try:
+        return import_config(path, name, geometries, current=current)
+    except MigratorError as exc:
+        raise click.BadParameter(str(exc), param_hint="CONFIG_FILE") from exc
+
+
+def _apply_targets(backend: Any, targets: Any, current: list[str], journal_path: str | None) -> None:
+    from .reconfig import apply
+
+    journal = _open_journal(journal_path)
+    try:
+        for t in targets:
+            if not t.mig_enabled:
+                click.echo(f"gpu{t.index}: mig-enabled is false; migrator does not switch MIG mode: skipped", err=True)
+                continue
+            result = apply(backend, t.index, t.layout, expected=current[t.index], journal=journal)
+            click.echo(f"gpu{t.index}: {result.before or '(empty)'} -> {result.after or '(empty)'} "
+                       f"({result.executed} actions)", err=True)
+    except MigratorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if journal is not None:
+            journal.close()

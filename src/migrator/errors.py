@@ -73,3 +73,101 @@ class LayoutSyntaxError(InvalidLayout):
 
 class NVMLUnavailable(MigratorError, RuntimeError):
     """NVML (nvidia-ml-py or the driver) cannot be used, or answered with an error."""
+
+
+# -- the actuator (nvml.py, reconfig.py, journal.py) ----------------------------------------------
+
+from typing import Any  # noqa: E402 - appended section
+
+__all__ += [
+    "ExternalChange",
+    "InstanceBusy",
+    "JournalError",
+    "MigModeDisabled",
+    "NVMLCallError",
+    "ReconfigError",
+    "ReconfigFailed",
+    "RollbackFailed",
+]
+
+
+class NVMLCallError(MigratorError, RuntimeError):
+    """An NVML call answered with an error.
+
+    ``call`` is the nvidia-ml-py function (``nvmlGpuInstanceDestroy``), ``error`` the
+    ``NVML_ERROR_*`` name and ``code`` its value, so a caller can tell "in use" from "no
+    permission" without parsing the message.
+    """
+
+    def __init__(self, message: str, *, call: str, code: int, error: str) -> None:
+        super().__init__(message)
+        self.call = call
+        self.code = code
+        self.error = error
+
+
+class ReconfigError(MigratorError, RuntimeError):
+    """A reconfiguration of one GPU did not happen as planned.
+
+    ``gpu`` is the device index, ``action`` the action that failed (``"create GPU instance
+    3g.40gb@4"``) or the check that stopped it, ``nvml_error`` the ``NVML_ERROR_*`` name
+    when NVML refused, else None. ``layout`` is the layout the GPU is in afterwards.
+    """
+
+    def __init__(
+        self, message: str, *, gpu: int, action: str = "", nvml_error: str | None = None,
+        layout: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.gpu = gpu
+        self.action = action
+        self.nvml_error = nvml_error
+        self.layout = layout
+
+
+class ReconfigFailed(ReconfigError):
+    """An action or the final check failed and the GPU was rolled back to its last good
+    layout (``layout``); nothing is left half-done."""
+
+
+class RollbackFailed(ReconfigError):
+    """An action failed and so did the rollback: the GPU is between two layouts. The
+    journal still holds the open transaction; ``migrator recover JOURNAL`` finishes it.
+    ``rollback_error`` is the second failure."""
+
+    def __init__(self, message: str, *, rollback_error: BaseException, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.rollback_error = rollback_error
+
+
+class InstanceBusy(ReconfigError):
+    """An instance that would be destroyed has running processes (``pids``) and ``force``
+    was not given. ``placement`` names the instance."""
+
+    def __init__(self, message: str, *, placement: str, pids: tuple[int, ...], **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.placement = placement
+        self.pids = pids
+
+
+class ExternalChange(ReconfigError):
+    """The GPU's layout is not the one the plan was made from (``expected``): someone else
+    changed it (``observed``) between planning and applying. Nothing was changed."""
+
+    def __init__(self, message: str, *, expected: str, observed: str, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.expected = expected
+        self.observed = observed
+
+
+class MigModeDisabled(ReconfigError):
+    """MIG mode is off on the GPU; migrator never switches it (that needs a GPU reset)."""
+
+
+class JournalError(MigratorError, ValueError):
+    """A reconfiguration journal cannot be read or does not fit the GPU; ``line`` is the
+    1-based line number at fault (0 when the whole file is)."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line

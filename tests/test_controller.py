@@ -1,0 +1,290 @@
+"""The online controller over the emulator: decisions applied, faults and external changes
+counted, a clean stop on SIGTERM, Prometheus metrics, arrival sources."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pytest
+
+import migrator
+from migrator.controller import (
+    Controller,
+    CsvTailArrivals,
+    PushArrivals,
+    SimulatedClock,
+    TraceArrivals,
+    serve_metrics,
+)
+from migrator.emulator import MUTATING_CALLS, NvmlEmulator
+from migrator.errors import ConfigError
+from migrator.journal import Journal, read_journal
+from migrator.layout import Placement
+from migrator.nvml import NvmlBackend
+
+CONFIG = migrator.PlannerConfig(horizon=3, time_limit_s=0.3)
+SUMMARY_KEYS = {"decisions", "reconfigurations", "failures", "decision_ms_p50", "gpus"}
+
+
+@pytest.fixture(scope="module")
+def scenario() -> migrator.Scenario:
+    return migrator.Scenario.from_dict({
+        "name": "small", "duration_s": 60,
+        "gpus": [{"model": "A100-40GB", "layout": "3g.20gb@0,3g.20gb@4"}],
+        "tenants": [
+            {"name": "resnet50", "model": "resnet50", "slo_ms": 100,
+             "arrivals": {"synthetic": "poisson", "mean_rps": 600}},
+            {"name": "bert", "model": "bert_base", "slo_ms": 100,
+             "arrivals": {"synthetic": "poisson", "mean_rps": 500}},
+        ],
+    })
+
+
+def controller(scenario: Any, emu: NvmlEmulator, **options: Any) -> Controller:
+    backend = NvmlBackend(emu).open()
+    options.setdefault("arrivals", TraceArrivals(scenario.arrivals(), [t.name for t in scenario.tenants]))
+    return Controller(scenario, backend, config=CONFIG, clock=options.pop("clock", SimulatedClock()), **options)
+
+
+def mutations(emu: NvmlEmulator) -> int:
+    return sum(call in MUTATING_CALLS for call in emu.calls)
+
+
+def test_run_applies_each_decision_and_summarises(scenario, tmp_path):
+    emu = NvmlEmulator(["A100-40GB"], layouts=[""])
+    seen = []
+    with Journal(tmp_path / "j.jsonl") as journal:
+        c = controller(scenario, emu, journal=journal)
+        summary = c.run(steps=3, on_step=lambda d: seen.append((d, emu.layout(0))))
+    assert SUMMARY_KEYS <= set(summary) and summary["decisions"] == 3 and summary["failures"] == 0
+    assert [d.slot for d, _ in seen] == [0, 1, 2]
+    assert all(d.layouts[0] == layout for d, layout in seen)  # what was decided is what the GPU holds
+    assert summary["gpus"] == [{"name": "gpu0", "model": "A100-40GB", "device": 0, "layout": emu.layout(0)}]
+    assert summary["reconfigurations"] == sum(1 for d, _ in seen if d.reconfigured) >= 1  # from empty
+    assert summary["decision_ms_p50"] > 0
+    # The first decision is the planner's own, from the observed (empty) layout.
+    state = migrator.planner.PlannerState(layouts=("",), assignments=({},))
+    first = migrator.Planner(scenario, CONFIG).plan(state=state)
+    assert seen[0][0].layouts[0] == first.first(0).layout
+    assert all(t.status == "committed" and not t.problems() for t in read_journal(tmp_path / "j.jsonl"))
+
+
+def test_simulated_clock_runs_faster_than_real_time(scenario):
+    slow = dataclasses.replace(scenario, slot_s=10.0)
+    clock = SimulatedClock()
+    started = time.monotonic()
+    c = controller(slow, NvmlEmulator.from_scenario(slow), clock=clock,
+                   arrivals=PushArrivals([t.name for t in slow.tenants]))
+    assert c.run(steps=3)["decisions"] == 3
+    assert clock.now() == 20.0  # two waits of one slot, none after the last step
+    assert time.monotonic() - started < 20.0
+
+
+def test_external_change_is_counted_and_planned_from(scenario):
+    emu = NvmlEmulator.from_scenario(scenario)
+    c = controller(scenario, emu)
+    c.step()
+    emu.set_layout(0, "7g.40gb@0")  # an administrator
+    decision = c.step()
+    summary = c.summary()
+    assert summary["external_changes"] == 1 and summary["failures"] == 0
+    assert decision.layouts[0] == emu.layout(0)
+    assert 'migrator_external_changes_total{gpu="0"} 1' in c.metrics.render()
+
+
+def test_a_failed_apply_is_counted_and_the_gpu_keeps_a_valid_layout(scenario):
+    emu = NvmlEmulator(["A100-40GB"], layouts=[""])  # any useful decision creates instances
+    emu.fail(2)
+    c = controller(scenario, emu)
+    failed = c.step()
+    assert failed.failures and "rolled back" in failed.failures[0] and emu.layout(0) == ""
+    assert c.summary()["failures"] == 1
+    ok = c.step()
+    assert not ok.failures and emu.layout(0) == ok.layouts[0] != ""
+    assert migrator.Geometry.for_gpu("A100-40GB").is_valid(emu.layout(0))
+    assert 'migrator_failures_total{stage="apply"} 1' in c.metrics.render()
+
+
+def test_dry_run_plans_actions_and_changes_nothing(scenario):
+    emu = NvmlEmulator(["A100-40GB"], layouts=[""])
+    c = controller(scenario, emu, dry_run=True)
+    decision = c.step()
+    assert decision.dry_run and decision.actions[0] and decision.actions[0][0].startswith("create GPU instance")
+    assert mutations(emu) == 0 and emu.layout(0) == ""
+    assert c.summary()["actions"] == [list(decision.actions[0])] and c.summary()["reconfigurations"] == 0
+
+
+def test_sigterm_stops_after_the_step_under_way(scenario):
+    emu = NvmlEmulator(["A100-40GB"], layouts=[""])
+
+    class SignalOnSecondPoll(PushArrivals):
+        polls = 0
+
+        def poll(self) -> list[np.ndarray]:
+            self.polls += 1
+            if self.polls == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step
+            return super().poll()
+
+    previous = signal.getsignal(signal.SIGTERM)
+    c = controller(scenario, emu, arrivals=SignalOnSecondPoll([t.name for t in scenario.tenants]))
+    summary = c.run()  # no step limit: only the signal ends it
+    assert summary["stopped_by"] == "SIGTERM" and summary["decisions"] == 2
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert summary["gpus"][0]["layout"] == emu.layout(0)
+    assert migrator.Geometry.for_gpu("A100-40GB").is_valid(emu.layout(0))
+
+
+def test_gpu_instances_left_without_compute_instance_are_removed(scenario):
+    emu = NvmlEmulator(["A100-40GB"], layouts=["3g.20gb@0"])
+    with NvmlBackend(emu) as backend:
+        backend.create_gpu_instance(0, Placement("3g.20gb", 4))  # a crash left it half-made
+    c = controller(scenario, emu)
+    decision = c.step()
+    assert not decision.failures and emu.layout(0) == decision.layouts[0]
+    with NvmlBackend(emu) as backend:
+        assert not backend.state(0).incomplete
+
+
+def test_scenario_and_devices_must_match(scenario):
+    with pytest.raises(ConfigError, match="gpus\\[0\\].*H100") as info:
+        controller(scenario, NvmlEmulator(["H100-80GB"]))
+    assert info.value.field == "gpus[0]"
+    with pytest.raises(ConfigError, match="device 0 does not exist"):
+        controller(scenario, NvmlEmulator([]))
+    with pytest.raises(ConfigError, match="distinct") as info:
+        controller(scenario, NvmlEmulator(["A100-40GB"] * 2), devices=[0, 1])
+    assert info.value.field == "devices"
+
+
+def test_scenario_gpus_map_to_the_devices_given(scenario):
+    # A machine with an H100 and two A100s; the scenario's one A100 is device 2.
+    emu = NvmlEmulator(["H100-80GB", "A100-40GB", "A100-40GB"], layouts=["3g.40gb@0", "7g.40gb@0", ""])
+    c = controller(scenario, emu, devices=[2])
+    c.step()
+    assert emu.layout(0) == "3g.40gb@0" and emu.layout(1) == "7g.40gb@0"  # untouched
+    assert emu.layout(2) == c.summary()["gpus"][0]["layout"] != ""
+    assert c.summary()["gpus"][0]["device"] == 2 and 'migrator_reconfigurations_total{gpu="2"} 1' in c.metrics.render()
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+
+SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*)\})? '
+                    r"(?P<value>[-+0-9.eE]+|\+Inf|NaN)$")
+
+
+def parse_prometheus(text: str) -> tuple[dict[str, str], list[tuple[str, str, float]]]:
+    """(family -> type, samples), checking the exposition format line by line."""
+    types: dict[str, str] = {}
+    samples = []
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            types[name] = kind
+        elif not line.startswith("# HELP "):
+            m = SAMPLE.match(line)
+            assert m, f"not a sample line: {line!r}"
+            family = re.sub(r"_(bucket|sum|count)$", "", m["name"])
+            assert m["name"] in types or family in types, f"{m['name']} before its TYPE line"
+            samples.append((m["name"], m["labels"] or "", float(m["value"])))
+    return types, samples
+
+
+def test_metrics_render_in_prometheus_text_format(scenario):
+    c = controller(scenario, NvmlEmulator(["A100-40GB"], layouts=[""]))
+    c.run(steps=2)
+    types, samples = parse_prometheus(c.metrics.render())
+    assert types["migrator_decisions_total"] == "counter"
+    assert types["migrator_decision_latency_seconds"] == "histogram"
+    values = {(n, labels): v for n, labels, v in samples}
+    summary = c.summary()
+    assert values[("migrator_decisions_total", "")] == summary["decisions"] == 2
+    reconfigured = sum(v for (n, _), v in values.items() if n == "migrator_reconfigurations_total")
+    assert reconfigured == summary["reconfigurations"]
+    buckets = [v for n, labels, v in samples if n == "migrator_decision_latency_seconds_bucket"]
+    assert buckets == sorted(buckets) and buckets[-1] == values[("migrator_decision_latency_seconds_count", "")] == 2
+    assert values[("migrator_decision_latency_seconds_sum", "")] > 0
+
+
+def test_metrics_are_served_over_http(scenario):
+    c = controller(scenario, NvmlEmulator.from_scenario(scenario))
+    c.step()
+    server = serve_metrics(c.metrics, 0)
+    try:
+        host, port = server.server_address[:2]
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert response.read().decode() == c.metrics.render()
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://{host}:{port}/other", timeout=5)
+        assert info.value.code == 404
+        info.value.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- arrival sources -----------------------------------------------------------------------------
+
+
+def test_csv_tail_reads_complete_rows_as_they_are_appended(tmp_path):
+    path = tmp_path / "arrivals.csv"
+    source = CsvTailArrivals(path, ["a", "b"])
+    assert source.poll() == []  # no file yet
+    path.write_text("slot,b,a,extra\n0,2,1,9\n1,4,")
+    rows = source.poll()
+    assert [r.tolist() for r in rows] == [[1.0, 2.0]]  # tenant order, not file order
+    with open(path, "a") as stream:
+        stream.write("3,7\n2,6,5,0\n")
+    assert [r.tolist() for r in source.poll()] == [[3.0, 4.0], [5.0, 6.0]]
+    assert source.poll() == []
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("when,a,b\n", "first column"),
+        ("slot,a\n", "no column for tenant 'b'"),
+        ("slot,a,b\n0,1,x\n", "line 2, column 'b'"),
+        ("slot,a,b\n0,1,-3\n", "non-negative"),
+    ],
+    ids=["time-column", "tenant", "number", "negative"],
+)
+def test_csv_tail_errors_name_the_place(tmp_path, text, words):
+    path = tmp_path / "arrivals.csv"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        CsvTailArrivals(path, ["a", "b"]).poll()
+
+
+def test_pushed_and_observed_counts_feed_the_forecaster(scenario):
+    source = PushArrivals(["resnet50", "bert"])
+    c = controller(scenario, NvmlEmulator.from_scenario(scenario), arrivals=source)
+    source.push({"resnet50": 100.0, "bert": 40.0})
+    c.observe([100.0, 40.0])
+    with pytest.raises(ConfigError, match="unknown tenant 'gpt'"):
+        source.push({"gpt": 1.0})
+    with pytest.raises(ConfigError, match="2 finite, non-negative counts"):
+        c.observe([1.0])
+    c.step()
+    np.testing.assert_allclose(c.forecaster.forecast(2), [[100.0, 100.0], [40.0, 40.0]])
+    with pytest.raises(ConfigError, match="unknown tenant"):
+        c.report_progress("gpt", 1.0)
+
+
+def test_trace_arrivals_see_each_slot_once_it_has_ended(scenario):
+    trace = scenario.arrivals()
+    source = TraceArrivals(trace, ["bert", "resnet50"])
+    assert source.poll() == []
+    first, second = source.poll(), source.poll()
+    np.testing.assert_array_equal(first[0], trace.counts[::-1, 0])
+    np.testing.assert_array_equal(second[0], trace.counts[::-1, 1])
