@@ -76,3 +76,13 @@ def test_merged_shares_serve_at_least_what_the_parts_do(problem):
     merged = merge(parts, solutions)
     worth = planner.expected_score(problem, merged.tasks).goodput - problem.reconfig_penalty * planner.reconfigurations(problem, merged.tasks)
     assert worth >= merged.objective - 1e-6 * abs(merged.objective)
+
+
+def test_parts_carry_their_tenants_terminal_gains():
+    scenario = sized(2, 4, horizon=8).with_planner(terminal_value=True)
+    whole = planner.Planner(scenario).problem()
+    parts = [[0, 1], [1, 2, 3]]
+    shares = np.array([[1.0, 0.5, 0.0, 0.0], [0.0, 0.5, 1.0, 1.0]])
+    subs = split(whole, parts, shares)
+    for tenants, sub, row in zip(parts, subs, shares):
+        np.testing.assert_allclose(sub.terminal_gain, whole.terminal_gain[tenants] * row[tenants])

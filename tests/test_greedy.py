@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 import pytest
 
 import migrator
@@ -51,3 +53,44 @@ def test_greedy_plan_is_valid_and_beats_idling(problem):
         for row in plan:
             geometry.validate(",".join(str(gpu.placements[q]) for q in range(len(row)) if row[q] >= 0))
     assert planner.expected_score(problem, tasks).goodput > planner.expected_score(problem, planner.keep_current(problem)).goodput
+
+
+def _retraining_problem(rate_rps: float, accuracy_after: float = 0.9):
+    """One A100, one tenant whose retraining is short and lifts accuracy a lot."""
+    scenario = migrator.Scenario.from_dict({
+        "name": "retrain", "slot_s": 1.0, "duration_s": 60, "seed": 0,
+        "gpus": [{"model": "A100-40GB", "count": 1, "layout": "3g.20gb@0,3g.20gb@4"}],
+        "tenants": [{"name": "a", "model": "resnet50", "slo_ms": 100,
+                     "arrivals": {"synthetic": "poisson", "mean_rps": rate_rps},
+                     "window_s": 60, "work_gpu_s": 3, "accuracy_before": 0.5, "accuracy_after": accuracy_after}],
+        "planner": {"horizon": 30},
+    })
+    return planner.Planner(scenario).problem()
+
+
+def _retraining_periods(problem, tasks) -> list[int]:
+    retrain = 2  # task of tenant 0's retraining
+    return [j for j in range(len(problem.periods)) if (tasks[0][j] == retrain).any()]
+
+
+def test_a_spare_instance_retrains_when_the_gain_is_worth_it():
+    # 300 req/s need a fraction of one 3g: the other instance's inference is worth little.
+    problem = _retraining_problem(300.0)
+    tasks = greedy_tasks(problem)
+    periods = _retraining_periods(problem, tasks)
+    assert periods and periods[0] == 0  # starts now
+    assert periods[-1] < len(problem.periods) - 1  # and gives the instance back once done
+    score = planner.expected_score(problem, tasks)
+    assert score.completed.any()
+    without = tuple(np.where(t == 2, 1, t) for t in tasks)  # the same plan, never retraining
+    assert score.goodput > planner.expected_score(problem, without).goodput
+
+
+def test_no_retraining_when_it_gives_up_more_inference_than_it_earns():
+    # Far more requests than the GPU serves, and a small gain: the 3g's inference until the
+    # retraining is done is worth more than the gain over the rest of the horizon.
+    problem = _retraining_problem(6000.0, accuracy_after=0.52)
+    assert _retraining_periods(problem, greedy_tasks(problem)) == []
+    # The same with a large gain does retrain: the trade-off, not the load alone, decides.
+    problem = _retraining_problem(6000.0, accuracy_after=0.9)
+    assert _retraining_periods(problem, greedy_tasks(problem))

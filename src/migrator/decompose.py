@@ -108,6 +108,9 @@ def split(problem: Problem, parts: Sequence[Sequence[int]], shares: np.ndarray |
                 window_offset=problem.window_offset[idx],
                 work_full=problem.work_full[idx],
                 gpus=(_sub_gpu(problem.gpus[g], idx),),
+                # The gain of finishing a retraining is earned on the requests this part
+                # serves, as its arrivals are.
+                terminal_gain=None if problem.terminal_gain is None else problem.terminal_gain[idx] * scale,
             )
         )
     return out

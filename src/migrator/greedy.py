@@ -5,7 +5,13 @@ is given tasks greedily, largest instance first, each to the tenant whose remain
 serves best, weighted by accuracy; one more candidate is the GPU's best pattern for the
 remaining demand (``_core.best_pattern``: the best maximal layout and tenants, exactly). The
 candidate worth most over the horizon, less what its new instances lose while they set up,
-is kept and its service taken off the demand. Every period gets the same tasks. It knows nothing of retraining: the solver adds that.
+is kept and its service taken off the demand. Every period gets the same tasks.
+
+Then retraining: for each tenant with work left, the instance whose inference is worth
+least is moved to retraining from the start when the accuracy gain over the rest of the
+window (within the horizon) outweighs the inference it gives up until the retraining is done
+(:func:`_add_retraining`). Without it a solver stopped at its time limit would return a plan
+that never retrains, however much retraining would earn.
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
     """Tasks (periods x placements, -1 for no instance) for every GPU, as the solver takes them."""
     remaining = problem.arrivals.mean(axis=1) / problem.slot_s
     accuracy = problem.acc_before
-    out = []
+    out, served_by = [], []
     for gpu in problem.gpus:
         current = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0]
         candidates = ([current] if current else []) + maximal_sets(gpu)
@@ -90,7 +96,46 @@ def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
             tasks, served, left = _assign(gpu, chosen, remaining, accuracy, tasks_given)
             worth = _worth(problem, gpu, tasks, served)
             if best is None or worth > best[0]:
-                best = (worth, tasks, left)
-        _, tasks, remaining = best
+                best = (worth, tasks, left, served)
+        _, tasks, remaining, served = best
         out.append(np.tile(tasks, (len(problem.periods), 1)))
-    return tuple(out)
+        served_by.append(served)
+    return _add_retraining(problem, out, served_by)
+
+
+def _retraining_slots(problem: Problem, gpu: GpuProblem, i: int, q: int) -> float:
+    """Slots from now until a retraining of tenant ``i`` started on placement ``q`` now is
+    done (set-up included); infinite where the instance cannot retrain it."""
+    speed = float(gpu.retrain_speed[i, q]) * problem.slot_s
+    if speed <= 0:
+        return np.inf
+    return (problem.setup_s + float(problem.work_left[i]) / speed * problem.slot_s) / problem.slot_s
+
+
+def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Move, tenant by tenant, the instance whose inference is worth least to retraining
+    where the accuracy gain until the window's (or horizon's) end is worth more."""
+    starts = problem.period_starts()
+    rate = problem.arrivals.mean(axis=1)  # requests per slot
+    gain_per_slot = (problem.acc_after - problem.acc_before) * rate
+    taken: set[tuple[int, int]] = set()
+    for i in np.argsort(-gain_per_slot):
+        if problem.window_slots[i] <= 0 or problem.done0[i] or gain_per_slot[i] <= 0:
+            continue
+        end = min(int(problem.window_slots[i] - problem.window_offset[i]), problem.horizon)
+        best: tuple[float, int, int, float] | None = None
+        for g, gpu in enumerate(problem.gpus):
+            for q in np.flatnonzero(tasks[g][0] >= 0):
+                finish = _retraining_slots(problem, gpu, int(i), int(q))
+                if (g, q) in taken or finish >= end:
+                    continue
+                # Inference given up while retraining (accuracy-weighted requests per slot).
+                value = gain_per_slot[i] * (end - finish) - served[g][q] * problem.slot_s * finish
+                if value > 0 and (best is None or value > best[0]):
+                    best = (value, g, int(q), finish)
+        if best is None:
+            continue
+        _, g, q, finish = best
+        tasks[g][starts < finish, q] = 2 + 2 * int(i)
+        taken.add((g, q))
+    return tuple(tasks)

@@ -1,0 +1,159 @@
+"""Cluster scale on Ray (migrator.cluster, migrator.agent): a local Ray cluster with emulated
+nodes, each its own agent; the controller reaches the planned layouts on every node, an
+agent killed mid-reconfiguration recovers from its journal, a slow part does not hold up
+the others. Plus what needs no Ray: migrator without it, the DaemonSet's command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from migrator.cli import main
+from scenarios import sized
+
+ROOT = Path(__file__).resolve().parent.parent
+N_NODES, GPUS_PER_NODE = 2, 2
+
+
+# -- without Ray ---------------------------------------------------------------------------------
+
+
+def test_migrator_imports_and_runs_without_ray() -> None:
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "import migrator, migrator.cli\n"
+        "from click.testing import CliRunner\n"
+        "help = CliRunner().invoke(migrator.cli.main, ['--help'])\n"
+        "assert help.exit_code == 0 and 'cluster' in help.output, help.output\n"
+        "result = CliRunner().invoke(migrator.cli.main, ['cluster'])\n"
+        "assert result.exit_code == 1, result.output\n"
+        "print(result.output, end='')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Error: this command needs Ray: pip install 'migrator[cluster]'"
+    assert "Traceback" not in done.stdout
+
+
+def _daemonset() -> dict:
+    documents = [d for d in yaml.safe_load_all((ROOT / "deploy" / "agent-daemonset.yaml").read_text(encoding="utf-8")) if d]
+    (daemonset,) = [d for d in documents if d["kind"] == "DaemonSet"]
+    return daemonset
+
+
+def test_daemonset_runs_the_agent_command_on_gpu_nodes() -> None:
+    pod = _daemonset()["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]  # GPU nodes only
+    (container,) = pod["containers"]
+    assert container["securityContext"]["privileged"] is True  # MIG changes need it
+    command = container["command"] + container.get("args", [])
+    assert command[:2] == ["migrator", "agent"]
+    journal = command[command.index("--journal") + 1]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    host_paths = {v["name"] for v in pod["volumes"] if "hostPath" in v}
+    assert any(journal.startswith(mounts[name]) for name in host_paths), "the journal must outlive the pod"
+    # The arguments are the CLI's: parsing them must succeed (nothing runs).
+    agent = main.get_command(None, "agent")
+    env = {e["name"] for e in container["env"]}
+    assert "NODE_NAME" in env  # --node's default
+    context = agent.make_context("agent", command[2:] + ["--node", "gpu-node-1"])
+    assert context.params["backend"] == "nvml"
+
+
+# -- on a local Ray cluster ----------------------------------------------------------------------
+
+ray = pytest.importorskip("ray")
+cluster_module = pytest.importorskip("migrator.cluster")
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    scenario = sized(N_NODES * GPUS_PER_NODE, 4, horizon=15)
+    with cluster_module.LocalCluster(scenario, gpus_per_node=GPUS_PER_NODE, num_cpus=2) as cluster:
+        cluster_module.warm_up()
+        yield cluster
+    assert not ray.is_initialized()
+
+
+def _layouts(cluster) -> list[str]:
+    reports = ray.get([cluster.agents[n].report.remote() for n in cluster.nodes])
+    return [str(s.layout) for r in reports for s in r.states]
+
+
+def _set_layout(cluster, gpu: int, layout: str) -> None:
+    """Put one emulated GPU at ``layout`` through its agent (as an outside change would)."""
+    from migrator.agent import GpuTarget
+
+    node, device = divmod(gpu, GPUS_PER_NODE)
+    (result,) = ray.get(cluster.agents[cluster.nodes[node]].apply.remote({device: GpuTarget(layout)})).values()
+    assert not isinstance(result, str), result
+
+
+def test_agents_sit_on_their_nodes(local_cluster) -> None:
+    reports = ray.get([local_cluster.agents[n].report.remote() for n in local_cluster.nodes])
+    assert [r.node for r in reports] == list(local_cluster.nodes)
+    assert [len(r.states) for r in reports] == [GPUS_PER_NODE] * N_NODES
+    # The local shares of the arrivals add up to the scenario's trace (first slot).
+    first = sum(r.arrivals[0][t.name] for r in reports for t in local_cluster.scenario.tenants[:1])
+    assert first == pytest.approx(float(local_cluster.scenario.arrivals().counts[0, 0]))
+
+
+def test_controller_reaches_the_planned_layouts_on_every_node(local_cluster) -> None:
+    _set_layout(local_cluster, 0, "")  # something the plan is sure to change
+    controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=10.0)
+    for _ in range(2):
+        decision = controller.step()
+        assert decision.failures == ()
+        assert [p.status for p in decision.parts] == ["solved"] * N_NODES * GPUS_PER_NODE
+        assert list(decision.planned) == _layouts(local_cluster) == list(decision.layouts)
+    summary = controller.summary()
+    assert summary["decisions"] == 2 and summary["failures"] == 0 and summary["reconfigurations"] >= 1
+    assert summary["gpus"][0]["layout"] != ""
+    assert {g["node"] for g in summary["gpus"]} == set(local_cluster.nodes)
+    assert all(p["solve_ms"] > 0 for p in summary["parts"])
+
+
+def test_an_agent_killed_mid_reconfiguration_recovers_from_its_journal(local_cluster) -> None:
+    from migrator.journal import read_journal
+
+    node = local_cluster.nodes[1]
+    _set_layout(local_cluster, GPUS_PER_NODE, "")  # node1's first GPU: the plan will create instances
+    controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=10.0)
+    before = _layouts(local_cluster)
+    ray.get(local_cluster.agents[node].inject_crash.remote(1))  # dies right after its first NVML change
+    decision = controller.step()
+    assert any(node in f for f in decision.failures)
+    after = _layouts(local_cluster)  # waits for the restarted agent, which recovered first
+    for g in range(GPUS_PER_NODE, 2 * GPUS_PER_NODE):
+        assert after[g] in (before[g], decision.planned[g])
+    assert after[GPUS_PER_NODE] == decision.planned[GPUS_PER_NODE] != ""  # recovery goes to the target
+    journal = read_journal(local_cluster.workdir / f"{node}.journal.jsonl")
+    assert all(not t.problems() for t in journal)
+    last = {t.gpu: t for t in journal}
+    assert all(t.status == "committed" for t in last.values())
+    (interrupted,) = [t for t in journal if t.status == "open"]
+    assert last[0].kind == "recover" and last[0].recovers == interrupted.txn
+    # The next step sees the restart and the recovery and works normally.
+    decision = controller.step()
+    assert decision.failures == ()
+    summary = controller.summary()
+    assert summary["restarted"] == [node]
+    assert [(r["node"], r["outcome"]) for r in summary["recoveries"]] == [(node, "target")]
+
+
+def test_a_slow_part_keeps_its_layout_and_does_not_block_the_others(local_cluster) -> None:
+    slow = 1
+    _set_layout(local_cluster, slow, "")  # a solved plan would create instances here
+    controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=2.0)
+    controller.inject_delay(slow, 30.0)
+    decision = controller.step()
+    statuses = {p.gpu: p.status for p in decision.parts}
+    assert statuses.pop(slow) == "late"
+    assert set(statuses.values()) == {"solved"}
+    assert decision.layouts[slow] == "" == _layouts(local_cluster)[slow]
+    assert decision.decision_ms < 2000 + 1500  # the deadline, plus building and merging
+    assert controller.summary()["late_parts"] == 1
