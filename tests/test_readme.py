@@ -14,8 +14,8 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
 
 
-def test_python_examples_run(capsys):
-    geometry, planning = _blocks("python")
+def test_python_examples_run(capsys, tmp_path, monkeypatch):
+    geometry, planning, comparing = _blocks("python")
     exec(compile(geometry, str(README), "exec"), {})
     out = capsys.readouterr().out
     assert "memory_overlap" in out and "3g.20gb@0,3g.20gb@4" in out
@@ -23,6 +23,11 @@ def test_python_examples_run(capsys):
     exec(compile(planning, str(README), "exec"), namespace)
     assert set(namespace["plan"].goodput) == {t.name for t in namespace["scenario"].tenants}
     assert '"gpus"' in namespace["document"]
+    monkeypatch.chdir(tmp_path)  # the comparison example writes its files to out/
+    namespace = {}
+    exec(compile(comparing, str(README), "exec"), namespace)
+    assert set(namespace["result"].runs) == {"migrator", "paris", "static"}
+    assert (tmp_path / "out" / "results.json").exists()
 
 
 def test_gpu_table_lists_every_built_in_gpu():

@@ -615,9 +615,9 @@ class ClusterController:
                                deadline_s=self.deadline_s, parallel=self.parallel, delays=self._delays)
         solve_s = lap()
         raw = merge_outcomes(problem, parts, subs, outcomes)
-        # Planner._decode turns a raw solution into a Plan (layouts, Goodput): the split
+        # Planner.decode turns a raw solution into a Plan (layouts, Goodput): the split
         # planner's own path; it is not public yet (see the report of issue 8).
-        plan = self.planner._decode(problem, raw)
+        plan = self.planner.decode(problem, raw)
         self.timings = {"build": build_s, "split": split_s, "solve": solve_s, "merge": lap()}
         return plan, outcomes
 
@@ -708,16 +708,10 @@ class ClusterController:
         ``decision_ms_p50``, ``apply_ms_p50``, ``external_changes``, ``slots``, ``gpus`` with
         ``node`` and ``device``), plus ``nodes``, ``deadline_s``, ``late_parts`` (all steps),
         ``recoveries`` and ``parts`` (the last decision's, with their solve times)."""
-        m = self.metrics
         last = self.last_decision
         solve_ms = [o.solve_s * 1e3 for o in last.parts] if last is not None else []
         return {
-            "decisions": m.decisions,
-            "reconfigurations": sum(m.reconfigurations.values()),
-            "failures": sum(m.failures.values()),
-            "decision_ms_p50": m.decision.p50_ms(),
-            "apply_ms_p50": m.apply.p50_ms(),
-            "external_changes": sum(m.external_changes.values()),
+            **self.metrics.totals(),
             "slots": self.slot,
             "nodes": list(self.agents),
             "deadline_s": self.deadline_s,

@@ -274,6 +274,17 @@ class Metrics:
         self.decision = _Histogram()
         self.apply = _Histogram()
 
+    def totals(self) -> dict[str, Any]:
+        """The counters every controller's summary starts with."""
+        return {
+            "decisions": self.decisions,
+            "reconfigurations": sum(self.reconfigurations.values()),
+            "failures": sum(self.failures.values()),
+            "decision_ms_p50": self.decision.p50_ms(),
+            "apply_ms_p50": self.apply.p50_ms(),
+            "external_changes": sum(self.external_changes.values()),
+        }
+
     def record_decision(self, seconds: float) -> None:
         with self._lock:
             self.decisions += 1
@@ -636,15 +647,9 @@ class Controller:
         ``failures``, ``decision_ms_p50``, ``gpus`` (``name``, ``model``, ``device``, ``layout``), plus
         ``external_changes``, ``apply_ms_p50``, ``slots``, ``dry_run``, ``stopped_by`` and
         ``actions`` (per GPU, the last decision's actions: what a dry run would do)."""
-        m = self.metrics
         last = self.last_decision
         return {
-            "decisions": m.decisions,
-            "reconfigurations": sum(m.reconfigurations.values()),
-            "failures": sum(m.failures.values()),
-            "decision_ms_p50": m.decision.p50_ms(),
-            "apply_ms_p50": m.apply.p50_ms(),
-            "external_changes": sum(m.external_changes.values()),
+            **self.metrics.totals(),
             "slots": self.slot,
             "dry_run": self.dry_run,
             "stopped_by": self._stop_reason or None,

@@ -400,7 +400,7 @@ class Planner:
             warm = self._shifted_previous(problem) or greedy_tasks(problem)
             raw = solve_problem(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap, warm_start=warm)
         self._previous = raw.tasks
-        return self._decode(problem, raw)
+        return self.decode(problem, raw)
 
     @staticmethod
     def advance(plan: Plan) -> PlannerState:
@@ -473,7 +473,9 @@ class Planner:
             shifted.append(np.vstack([tasks[1:], tasks[-1:]]))
         return tuple(shifted)
 
-    def _decode(self, problem: Problem, raw: RawSolution) -> Plan:
+    def decode(self, problem: Problem, raw: RawSolution) -> Plan:
+        """The Plan of a raw solution of ``problem`` (layouts, assignments, Goodput, stats):
+        for callers that solve the parts themselves, as the cluster controller does."""
         started = time.perf_counter()
         result = expected_score(problem, raw.tasks)
         changes = reconfigurations(problem, raw.tasks)
