@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from migrator import _ilp_reference as reference
+import migrator
 from migrator import planner
 from migrator.planner_problem import Problem
 from test_planner_exact import small_random_case
@@ -55,3 +56,13 @@ def test_gain_is_zero_when_the_window_ends_with_the_horizon() -> None:
         if window and (problem.window_offset[i] + problem.horizon) % window == 0:
             assert gain == 0.0
     assert np.all(problem.terminal_gain >= 0)
+
+
+def test_the_terminal_weight_scales_the_terminal_gains():
+    from dataclasses import replace as _replace
+
+    scenario = migrator.Scenario.default()
+    full = migrator.Planner(scenario, _replace(scenario.planner, terminal_value=True)).problem()
+    tenth = migrator.Planner(scenario, _replace(scenario.planner, terminal_value=True, terminal_weight=0.1)).problem()
+    assert full.terminal_gain.sum() > 0
+    np.testing.assert_allclose(tenth.terminal_gain, 0.1 * full.terminal_gain)

@@ -287,7 +287,7 @@ def build_problem(
     acc_before = np.array([t.accuracy_before for t in tenants])
     acc_after = np.array([t.accuracy_after if t.retrains else t.accuracy_before for t in tenants])
     terminal = (
-        _terminal_gain(arrivals, acc_after - acc_before, window, offset, done, sum(lengths))
+        config.terminal_weight * _terminal_gain(arrivals, acc_after - acc_before, window, offset, done, sum(lengths))
         if config.terminal_value else None
     )
     gpus = tuple(

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .planner import Plan, Planner
+from .errors import ConfigError
 from .policy import Allocation, Environment, Observation, Policy, check_interval
 from .settings import PlannerConfig
 
@@ -45,12 +46,22 @@ class MigratorPolicy(Policy):
         Seconds between decisions.
     config : PlannerConfig, optional
         Planner settings; default the scenario's. Keyword ``planner_options`` override fields.
+    headroom_sigmas : float
+        Plan for the forecast plus this many standard deviations of the forecaster's recent
+        one-slot errors: a request turned away costs its Goodput, capacity left spare costs
+        only what it could have done elsewhere, so planning for the mean alone under-serves
+        a rising load. Off by default: over the built-in scenario's first window 0, 1, 2
+        and 3 sigmas earned within 1 % of one another, with more reconfigurations as it grew.
     """
 
     name = "migrator"
 
-    def __init__(self, interval_s: float = 2.0, config: PlannerConfig | None = None, **planner_options: Any) -> None:
+    def __init__(self, interval_s: float = 2.0, config: PlannerConfig | None = None,
+                 headroom_sigmas: float = 0.0, **planner_options: Any) -> None:
         self.interval_s = check_interval(interval_s)
+        if isinstance(headroom_sigmas, bool) or not isinstance(headroom_sigmas, (int, float)) or headroom_sigmas < 0:
+            raise ConfigError(f"headroom_sigmas must be a number >= 0, got {headroom_sigmas!r}", field="headroom_sigmas")
+        self.headroom_sigmas = float(headroom_sigmas)
         self._config_in = config
         self._options = planner_options
 
@@ -63,12 +74,18 @@ class MigratorPolicy(Policy):
         # first decision is not made on nothing.
         self.forecaster.update(env.mean_rps * env.scenario.slot_s)
         self._seen = 0
+        self._error_var = np.zeros(len(env.scenario.tenants))
 
     def forecast(self, observation: Observation) -> np.ndarray:
         for column in range(self._seen, observation.slot):
-            self.forecaster.update(observation.arrived[:, column])
+            actual = observation.arrived[:, column]
+            error = actual - self.forecaster.forecast(1)[:, 0]
+            # Recent one-slot errors, exponentially weighted (about the last ten slots).
+            self._error_var = 0.9 * self._error_var + 0.1 * error**2
+            self.forecaster.update(actual)
         self._seen = observation.slot
-        return self.forecaster.forecast(self.config.horizon)
+        expected = self.forecaster.forecast(self.config.horizon)
+        return expected + self.headroom_sigmas * np.sqrt(self._error_var)[:, None]
 
     def decide(self, observation: Observation) -> Allocation:
         plan = self.planner.plan(forecast=self.forecast(observation), state=observation.planner_state())
@@ -76,7 +93,7 @@ class MigratorPolicy(Policy):
         return _first(plan)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "planner": self.config.to_dict()}
+        return {**super().describe(), "headroom_sigmas": self.headroom_sigmas, "planner": self.config.to_dict()}
 
 
 class OraclePolicy(MigratorPolicy):

@@ -37,6 +37,9 @@ class PlannerConfig:
         the accuracy gain over the rest of its window (docs/model.md, constraint 13), so that
         a retraining longer than the horizon can still be started. Off by default until the
         simulator has measured what it is worth; off: plain horizon Goodput.
+    terminal_weight : float
+        Scales the terminal value (1: the full share of the gain). A small weight only breaks
+        ties, so that instances with nothing better to do retrain rather than idle.
     decompose_above : int
         When the whole program would have more task variables than this (periods x
         placements x tasks, summed over GPUs), each GPU is planned on its own with the
@@ -51,6 +54,7 @@ class PlannerConfig:
     max_wait_slots: int = 1
     forecaster: Mapping[str, Any] = field(default_factory=lambda: {"name": "ewma", "alpha": 0.3})
     terminal_value: bool = False
+    terminal_weight: float = 1.0
     decompose_above: int = 4000
 
     def __post_init__(self) -> None:
@@ -61,6 +65,7 @@ class PlannerConfig:
         _number(self.reconfig_penalty, "planner.reconfig_penalty", low=0.0)
         _number(self.time_limit_s, "planner.time_limit_s", low=0.0, strict=True)
         _number(self.mip_gap, "planner.mip_gap", low=0.0)
+        _number(self.terminal_weight, "planner.terminal_weight", low=0.0)
         if not isinstance(self.forecaster, Mapping) or self.forecaster.get("name") not in FORECASTERS:
             raise ConfigError(
                 f"planner.forecaster must be a mapping with name one of {', '.join(FORECASTERS)}, "
