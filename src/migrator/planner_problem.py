@@ -189,9 +189,33 @@ def planning_placements(geometry: Geometry, models_fit: Any = None, keep: Sequen
     return [pl for pl in geometry.placements() if (pl.profile, pl.start) in chosen]
 
 
+def _profile_figures(
+    gpu_model: str, profile: str, tenants: Sequence[Tenant], models: Mapping[str, Any],
+    cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every tenant's SLO capacity and retraining speed on one profile of one GPU model,
+    computed once per decision however many GPUs and placements share them."""
+    key = (gpu_model, profile)
+    if key not in cache:
+        capacity, speed = np.zeros(len(tenants)), np.zeros(len(tenants))
+        for i, t in enumerate(tenants):
+            model = models[t.model]
+            if not model.fits(gpu_model, profile):
+                continue
+            capacity[i] = slo_capacity(
+                t.model, profile, t.slo_ms, gpu=gpu_model, percentile=t.percentile,
+                max_batch=t.max_batch, models=models,
+            )
+            if t.retrains:
+                speed[i] = model.retrain_speed(gpu_model, profile)
+        cache[key] = (capacity, speed)
+    return cache[key]
+
+
 def _gpu_problem(
     index: int, geometry: Geometry, layout: str, assignment: Mapping[str, str],
     tenants: Sequence[Tenant], models: Mapping[str, Any],
+    figures: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> GpuProblem:
     names = [t.name for t in tenants]
     current_layout = geometry.validate(layout)
@@ -201,21 +225,13 @@ def _gpu_problem(
         return all(models[t.model].fits(geometry.name, profile) for t in tenants)
 
     placements = planning_placements(geometry, fits_all, keep)
+    figures = {} if figures is None else figures
     profiles = sorted({p.profile for p in placements})
     by_name = {p.name: p for p in geometry.profiles}
     capacity = np.zeros((len(tenants), len(placements)))
     speed = np.zeros_like(capacity)
-    for i, t in enumerate(tenants):
-        model = models[t.model]
-        for q, pl in enumerate(placements):
-            if not model.fits(geometry.name, pl.profile):
-                continue
-            capacity[i, q] = slo_capacity(
-                t.model, pl.profile, t.slo_ms, gpu=geometry.name, percentile=t.percentile,
-                max_batch=t.max_batch, models=models,
-            )
-            if t.retrains:
-                speed[i, q] = model.retrain_speed(geometry.name, pl.profile)
+    for q, pl in enumerate(placements):
+        capacity[:, q], speed[:, q] = _profile_figures(geometry.name, pl.profile, tenants, models, figures)
     current = np.full(len(placements), -1, dtype=np.int64)
     index_of = {str(pl): q for q, pl in enumerate(placements)}
     for placement in keep:
@@ -290,8 +306,9 @@ def build_problem(
         config.terminal_weight * _terminal_gain(arrivals, acc_after - acc_before, window, offset, done, sum(lengths))
         if config.terminal_value else None
     )
+    figures: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     gpus = tuple(
-        _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, models)
+        _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, models, figures)
         for g, geometry in enumerate(geometries)
     )
     return Problem(
