@@ -103,39 +103,46 @@ def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
     return _add_retraining(problem, out, served_by)
 
 
-def _retraining_slots(problem: Problem, gpu: GpuProblem, i: int, q: int) -> float:
-    """Slots from now until a retraining of tenant ``i`` started on placement ``q`` now is
-    done (set-up included); infinite where the instance cannot retrain it."""
-    speed = float(gpu.retrain_speed[i, q]) * problem.slot_s
-    if speed <= 0:
-        return np.inf
-    return (problem.setup_s + float(problem.work_left[i]) / speed * problem.slot_s) / problem.slot_s
+def _retraining_values(
+    problem: Problem, gpu: GpuProblem, first: np.ndarray, served: np.ndarray, gain: np.ndarray, end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per tenant and placement of one GPU: slots until a retraining started there now is
+    done (set-up included), and what it earns over the rest of the window (or horizon) less
+    the inference the instance gives up meanwhile; -inf where it cannot finish in time or the
+    placement holds no instance. Arrays (N, Q)."""
+    speed = gpu.retrain_speed
+    with np.errstate(divide="ignore", invalid="ignore"):
+        finish = np.where(speed > 0, (problem.setup_s + problem.work_left[:, None] / speed) / problem.slot_s, np.inf)
+    # served: accuracy-weighted requests per second of each instance's inference.
+    value = gain[:, None] * (end[:, None] - finish) - served[None, :] * problem.slot_s * finish
+    value[(finish >= end[:, None]) | (first < 0)[None, :]] = -np.inf
+    return finish, value
 
 
 def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-    """Move, tenant by tenant, the instance whose inference is worth least to retraining
-    where the accuracy gain until the window's (or horizon's) end is worth more."""
+    """Move, tenant by tenant (largest gain first), the instance where retraining is worth
+    most to retraining from now, where the accuracy gain until the window's (or horizon's)
+    end outweighs the inference it gives up until the retraining is done."""
+    n = len(problem.tenants)
+    if n == 0 or not problem.gpus:
+        return tuple(tasks)
+    rate = problem.arrivals.mean(axis=1) if problem.arrivals.shape[1] else np.zeros(n)  # requests per slot
+    gain = (problem.acc_after - problem.acc_before) * rate
+    end = np.minimum(problem.window_slots - problem.window_offset, problem.horizon).astype(np.float64)
+    eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0)
+    width = max(len(g.placements) for g in problem.gpus)
+    finish = np.full((len(problem.gpus), n, width), np.inf)
+    value = np.full_like(finish, -np.inf)
+    for g, gpu in enumerate(problem.gpus):
+        q = len(gpu.placements)
+        finish[g, :, :q], value[g, :, :q] = _retraining_values(problem, gpu, tasks[g][0], served[g], gain, end)
     starts = problem.period_starts()
-    rate = problem.arrivals.mean(axis=1)  # requests per slot
-    gain_per_slot = (problem.acc_after - problem.acc_before) * rate
-    taken: set[tuple[int, int]] = set()
-    for i in np.argsort(-gain_per_slot):
-        if problem.window_slots[i] <= 0 or problem.done0[i] or gain_per_slot[i] <= 0:
+    for i in np.argsort(-gain):
+        if not eligible[i]:
             continue
-        end = min(int(problem.window_slots[i] - problem.window_offset[i]), problem.horizon)
-        best: tuple[float, int, int, float] | None = None
-        for g, gpu in enumerate(problem.gpus):
-            for q in np.flatnonzero(tasks[g][0] >= 0):
-                finish = _retraining_slots(problem, gpu, int(i), int(q))
-                if (g, q) in taken or finish >= end:
-                    continue
-                # Inference given up while retraining (accuracy-weighted requests per slot).
-                value = gain_per_slot[i] * (end - finish) - served[g][q] * problem.slot_s * finish
-                if value > 0 and (best is None or value > best[0]):
-                    best = (value, g, int(q), finish)
-        if best is None:
+        g, q = np.unravel_index(int(np.argmax(value[:, i, :])), (len(problem.gpus), width))
+        if not value[g, i, q] > 0:
             continue
-        _, g, q, finish = best
-        tasks[g][starts < finish, q] = 2 + 2 * int(i)
-        taken.add((g, q))
+        tasks[g][starts < finish[g, i, q], q] = 2 + 2 * int(i)
+        value[g, :, q] = -np.inf  # one retraining per instance
     return tuple(tasks)
