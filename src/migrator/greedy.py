@@ -111,11 +111,12 @@ def _retraining_values(
     the inference the instance gives up meanwhile; -inf where it cannot finish in time or the
     placement holds no instance. Arrays (N, Q)."""
     speed = gpu.retrain_speed
+    # An instance that cannot retrain a tenant finishes never (inf), and inf x 0 is no value.
     with np.errstate(divide="ignore", invalid="ignore"):
         finish = np.where(speed > 0, (problem.setup_s + problem.work_left[:, None] / speed) / problem.slot_s, np.inf)
-    # served: accuracy-weighted requests per second of each instance's inference.
-    value = gain[:, None] * (end[:, None] - finish) - served[None, :] * problem.slot_s * finish
-    value[(finish >= end[:, None]) | (first < 0)[None, :]] = -np.inf
+        # served: accuracy-weighted requests per second of each instance's inference.
+        value = gain[:, None] * (end[:, None] - finish) - served[None, :] * problem.slot_s * finish
+    value[~np.isfinite(finish) | (finish >= end[:, None]) | (first < 0)[None, :]] = -np.inf
     return finish, value
 
 
