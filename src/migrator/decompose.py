@@ -61,7 +61,7 @@ def shares_from_plan(problem: Problem, tasks: Sequence[np.ndarray]) -> np.ndarra
     return shares
 
 
-def _task_map(tenants: Sequence[int]) -> dict[int, int]:
+def task_map(tenants: Sequence[int]) -> dict[int, int]:
     """Global task index -> the part's task index, for the part's tenants."""
     mapping = {IDLE: IDLE}
     for new, i in enumerate(tenants):
@@ -70,8 +70,8 @@ def _task_map(tenants: Sequence[int]) -> dict[int, int]:
     return mapping
 
 
-def _sub_gpu(gpu: GpuProblem, tenants: Sequence[int]) -> GpuProblem:
-    mapping = _task_map(tenants)
+def sub_gpu(gpu: GpuProblem, tenants: Sequence[int]) -> GpuProblem:
+    mapping = task_map(tenants)
     # An instance now serving a tenant of another part is idle as far as this part goes:
     # giving it a task of this part is a re-assignment either way.
     current = np.array([-1 if k < 0 else mapping.get(int(k), IDLE) for k in gpu.current], dtype=np.int64)
@@ -107,7 +107,7 @@ def split(problem: Problem, parts: Sequence[Sequence[int]], shares: np.ndarray |
                 window_slots=problem.window_slots[idx],
                 window_offset=problem.window_offset[idx],
                 work_full=problem.work_full[idx],
-                gpus=(_sub_gpu(problem.gpus[g], idx),),
+                gpus=(sub_gpu(problem.gpus[g], idx),),
                 # The gain of finishing a retraining is earned on the requests this part
                 # serves, as its arrivals are.
                 terminal_gain=None if problem.terminal_gain is None else problem.terminal_gain[idx] * scale,
@@ -121,7 +121,7 @@ def merge(parts: Sequence[Sequence[int]], solutions: Sequence[RawSolution]) -> R
     objective, the bound and the times add up (the bound is that of the split problem)."""
     tasks = []
     for tenants, solution in zip(parts, solutions):
-        back = {v: k for k, v in _task_map(tenants).items()}
+        back = {v: k for k, v in task_map(tenants).items()}
         (local,) = solution.tasks
         tasks.append(np.vectorize(lambda k: back.get(int(k), -1) if k >= 0 else -1, otypes=[np.int64])(local))
     objective = float(sum(s.objective for s in solutions))

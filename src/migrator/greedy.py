@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .decompose import sub_gpu, task_map
 from .planner_problem import IDLE, GpuProblem, Problem, core_gpu
 
 __all__ = ["greedy_tasks", "maximal_sets"]
@@ -61,12 +62,18 @@ def _assign(
 
 def _best_pattern(problem: Problem, gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray) -> np.ndarray | None:
     """The placements and tenants of the GPU's best maximal layout for the remaining demand
-    (the C++ search the builder bounds each period with); None where there is none."""
-    n = len(problem.tenants)
-    if n == 0:
+    (the C++ search the builder bounds each period with); None where there is none.
+
+    Only tenants with demand left take part: the search grows with the tenants, and on a
+    cluster most of them are already served by the GPUs before this one."""
+    active = [int(i) for i in np.flatnonzero(remaining > 0)]
+    if not active:
         return None
-    _, tasks = _core.best_pattern(core_gpu(gpu), n, np.asarray(accuracy, dtype=np.float64),
-                                  np.asarray(remaining, dtype=np.float64) * problem.slot_s, problem.slot_s)
+    part = sub_gpu(gpu, active)
+    _, local = _core.best_pattern(core_gpu(part), len(active), np.asarray(accuracy, dtype=np.float64)[active],
+                                  np.asarray(remaining, dtype=np.float64)[active] * problem.slot_s, problem.slot_s)
+    back = {v: k for k, v in task_map(active).items()}
+    tasks = np.array([back.get(int(k), IDLE) if k >= 0 else -1 for k in local], dtype=np.int64)
     return tasks if (tasks > 0).any() else None
 
 
