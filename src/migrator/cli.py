@@ -344,7 +344,8 @@ def _improvement_lines(comparison: Any) -> list[str]:
 @click.option("--policies", default="migrator,ekya,astraea,paris,static,oracle", show_default=True,
               help="Comma-separated policies to compare: migrator, oracle, static, ekya, astraea, paris.")
 @click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Replays per policy, on arrivals drawn with seeds 0..N-1 (same seeds for every policy).")
+              help="Replays per policy, on arrivals drawn with the scenario's seed and the N-1 after it "
+                   "(the same seeds for every policy).")
 @click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True),
               help="Simulated seconds (default: the scenario's duration_s).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
