@@ -35,8 +35,9 @@ class PlannerConfig:
     terminal_value : bool
         Credit retraining progress still unfinished at the horizon's end with its share of
         the accuracy gain over the rest of its window (docs/model.md, constraint 13), so that
-        a retraining longer than the horizon can still be started. Off by default until the
-        simulator has measured what it is worth; off: plain horizon Goodput.
+        a retraining longer than the horizon can still be started. Off by default: in the
+        simulator it made receding plans move retraining around without finishing any
+        (docs/results.md); off: plain horizon Goodput.
     terminal_weight : float
         Scales the terminal value (1: the full share of the gain). A small weight only breaks
         ties, so that instances with nothing better to do retrain rather than idle.
