@@ -22,6 +22,7 @@ import numpy as np
 from . import _core
 from .decompose import merge, parts_of, shares_from_plan, split
 from .greedy import greedy_tasks
+from .retraining import retrain_over_window
 from .errors import ConfigError
 from .goodput import Instance, allocation_rates, score
 from .layout import Layout
@@ -399,6 +400,8 @@ class Planner:
         else:
             warm = self._shifted_previous(problem) or greedy_tasks(problem)
             raw = solve_problem(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap, warm_start=warm)
+        if self.config.retrain_over_window:
+            raw = dataclasses.replace(raw, tasks=retrain_over_window(problem, raw.tasks))
         self._previous = raw.tasks
         return self.decode(problem, raw)
 

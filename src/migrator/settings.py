@@ -41,6 +41,10 @@ class PlannerConfig:
     terminal_weight : float
         Scales the terminal value (1: the full share of the gain). A small weight only breaks
         ties, so that instances with nothing better to do retrain rather than idle.
+    retrain_over_window : bool
+        After solving, move instances of the first period to retraining where the accuracy
+        it adds over the rest of its window outweighs the inference given up
+        (``migrator.retraining``); the plan's expected Goodput then values the changed plan.
     decompose_above : int
         When the whole program would have more task variables than this (periods x
         placements x tasks, summed over GPUs), each GPU is planned on its own with the
@@ -56,6 +60,7 @@ class PlannerConfig:
     forecaster: Mapping[str, Any] = field(default_factory=lambda: {"name": "ewma", "alpha": 0.3})
     terminal_value: bool = False
     terminal_weight: float = 1.0
+    retrain_over_window: bool = False
     decompose_above: int = 4000
 
     def __post_init__(self) -> None:

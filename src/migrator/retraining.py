@@ -1,0 +1,89 @@
+"""Retraining over its whole window: a pass over a plan's first period.
+
+The planner values a retraining only by what it earns within the horizon (a few tens of
+seconds), and the per-GPU split only lets a GPU retrain the tenants it serves, so retraining
+that needs minutes is never started even where an instance's inference is worth less than
+the accuracy the retraining would add over the rest of its window. This pass applies the
+greedy start's rule (``migrator.greedy``) to the plan's first period with the whole window in
+view: for each tenant with work left, largest gain first, the instance whose retraining is
+worth most, ``gain x requests per slot x slots left in the window after it is done`` less the
+inference the instance gives up until then (what its tenant would lose without it, not its
+capacity), is moved to retraining. An instance already retraining keeps its tenant while
+that still pays, so that decisions do not undo each other.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .greedy import _retraining_values
+from .planner_problem import IDLE, Problem
+
+__all__ = ["marginal_service", "retrain_over_window"]
+
+
+def marginal_service(problem: Problem, first: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per GPU and placement: accuracy-weighted requests per second its tenant would lose
+    if the instance stopped serving inference (0 for idle or retraining instances), against
+    the forecast's mean rate."""
+    demand = problem.arrivals.mean(axis=1) / problem.slot_s if problem.arrivals.shape[1] else np.zeros(len(problem.tenants))
+    capacity = np.zeros(len(problem.tenants))
+    for g, gpu in enumerate(problem.gpus):
+        for q, task in enumerate(first[g]):
+            if task > IDLE and task % 2 == 1:
+                capacity[(task - 1) // 2] += gpu.capacity_rps[(task - 1) // 2, q]
+    out = []
+    for g, gpu in enumerate(problem.gpus):
+        lost = np.zeros(len(gpu.placements))
+        for q, task in enumerate(first[g]):
+            if task > IDLE and task % 2 == 1:
+                i = (task - 1) // 2
+                cap = gpu.capacity_rps[i, q]
+                lost[q] = problem.acc_before[i] * max(0.0, min(cap, demand[i] - (capacity[i] - cap)))
+        out.append(lost)
+    return out
+
+
+def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The plan with its first period's instances moved to retraining where that pays over
+    the retraining's window (see the module docstring)."""
+    n = len(problem.tenants)
+    out = [t.copy() for t in tasks]
+    if n == 0 or not problem.gpus:
+        return tuple(out)
+    first = [t[0].copy() for t in out]
+    served = marginal_service(problem, first)
+    rate = problem.arrivals.mean(axis=1) if problem.arrivals.shape[1] else np.zeros(n)
+    gain = (problem.acc_after - problem.acc_before) * rate
+    end = (problem.window_slots - problem.window_offset).astype(np.float64)
+    eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
+    values = []
+    for g, gpu in enumerate(problem.gpus):
+        _, value = _retraining_values(problem, gpu, first[g], served[g], gain, end)
+        values.append(value)
+    taken = set()
+    # Keep retraining under way where it still pays.
+    for g, gpu in enumerate(problem.gpus):
+        for q in np.flatnonzero(gpu.current > IDLE):
+            j = int(gpu.current[q])
+            i = (j - 2) // 2
+            if j % 2 == 0 and first[g][q] >= 0 and eligible[i] and values[g][i, q] > 0:
+                out[g][0, q] = j
+                taken.add((g, int(q)))
+                eligible[i] = False
+    for i in np.argsort(-gain):
+        if not eligible[i]:
+            continue
+        best = max(
+            ((values[g][i, q], g, int(q)) for g in range(len(problem.gpus)) for q in range(values[g].shape[1])
+             if (g, int(q)) not in taken),
+            default=None,
+        )
+        if best is None or not best[0] > 0:
+            continue
+        _, g, q = best
+        out[g][0, q] = 2 + 2 * int(i)
+        taken.add((g, q))
+    return tuple(out)

@@ -1,0 +1,78 @@
+"""The retraining pass over a plan's first period: the whole window in view."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import migrator
+from migrator import planner
+from migrator.greedy import greedy_tasks
+from migrator.planner_problem import PlannerState
+from migrator.retraining import marginal_service, retrain_over_window
+
+RETRAIN_A = 2  # tenant 0's retraining task
+
+
+def scenario(rate_rps: float, work_gpu_s: float = 20.0, window_s: float = 200.0) -> migrator.Scenario:
+    """One A100, one tenant whose retraining takes longer than the 30 s horizon."""
+    return migrator.Scenario.from_dict({
+        "name": "window", "slot_s": 1.0, "duration_s": 200, "seed": 0,
+        "gpus": [{"model": "A100-40GB", "count": 1, "layout": "3g.20gb@0,3g.20gb@4"}],
+        "tenants": [{"name": "a", "model": "resnet50", "slo_ms": 100,
+                     "arrivals": {"synthetic": "poisson", "mean_rps": rate_rps},
+                     "window_s": window_s, "work_gpu_s": work_gpu_s,
+                     "accuracy_before": 0.5, "accuracy_after": 0.9}],
+        "planner": {"horizon": 30},
+    })
+
+
+def test_marginal_service_is_what_the_tenant_would_lose():
+    problem = planner.Planner(scenario(300.0)).problem()
+    both = np.where(np.array([str(p) in ("3g.20gb@0", "3g.20gb@4") for p in problem.gpus[0].placements]), 1, -1)
+    lost = marginal_service(problem, [both])[0]
+    # 300 req/s need well under one 3g (1224 req/s): dropping either instance loses nothing.
+    assert np.all(lost == 0)
+    problem = planner.Planner(scenario(2000.0)).problem()
+    lost = marginal_service(problem, [both])[0]
+    capacity = problem.gpus[0].capacity_rps[0]
+    q = int(np.flatnonzero(both > 0)[0])
+    demand = problem.arrivals.mean() / problem.slot_s
+    expected = 0.5 * min(capacity[q], demand - (capacity[both > 0].sum() - capacity[q]))
+    assert lost[q] == np.float64(expected) and lost[q] > 0
+
+
+def test_a_retraining_longer_than_the_horizon_starts_when_the_window_pays():
+    problem = planner.Planner(scenario(300.0)).problem()
+    tasks = greedy_tasks(problem)
+    # 20 GPU-seconds need ~47 s on a 3g: beyond the 30-slot horizon, so the greedy start does not retrain...
+    assert not any((t == RETRAIN_A).any() for t in tasks)
+    moved = retrain_over_window(problem, tasks)
+    # ...but the window (200 s) has room for it: a spare instance retrains from now.
+    assert (moved[0][0] == RETRAIN_A).sum() == 1
+    np.testing.assert_array_equal(moved[0][1:], tasks[0][1:])  # only the first period changes
+
+
+def test_no_retraining_when_it_cannot_finish_in_the_window():
+    problem = planner.Planner(scenario(300.0, work_gpu_s=300.0)).problem()
+    tasks = greedy_tasks(problem)
+    np.testing.assert_array_equal(retrain_over_window(problem, tasks)[0], tasks[0])
+
+
+def test_a_retraining_under_way_is_kept():
+    s = scenario(300.0)
+    state = PlannerState(layouts=("3g.20gb@0,3g.20gb@4",),
+                         assignments=({"3g.20gb@0": "a:infer", "3g.20gb@4": "a:retrain"},), slot=10)
+    problem = planner.Planner(s).problem(forecast=np.full((1, 30), 300.0), state=state)
+    q = [str(p) for p in problem.gpus[0].placements].index("3g.20gb@4")
+    tasks = tuple(t.copy() for t in greedy_tasks(problem))
+    tasks[0][:, q] = 1  # the solver gave the instance back to inference
+    moved = retrain_over_window(problem, tasks)
+    assert moved[0][0, q] == RETRAIN_A
+
+
+def test_the_planner_option_keeps_the_plan_consistent():
+    s = scenario(300.0).with_planner(retrain_over_window=True)
+    plan = migrator.Planner(s).plan()
+    assert "a:retrain" in plan.first(0).assignment.values()
+    score = planner.expected_score(plan.problem, plan.tasks)
+    assert plan.goodput == score.goodput_per_tenant()
