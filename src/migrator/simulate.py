@@ -127,11 +127,11 @@ class _Rates:
         self._index = {name: i for i, name in enumerate(env.tenant_names)}
         self._cache: dict[tuple[str, int, str], tuple[int, float, bool]] = {}
 
-    def of(self, task: str, gpu: int, profile: str) -> tuple[int, float, bool]:
+    def of(self, task: str, gpu: int, placement: str) -> tuple[int, float, bool]:
         """(tenant index, figure, is inference) for an instance; figure 0 when idle."""
-        key = (task, gpu, profile)
+        key = (task, gpu, placement)
         if key not in self._cache:
-            self._cache[key] = self._lookup(task, gpu, profile)
+            self._cache[key] = self._lookup(task, gpu, Placement.parse(placement).profile)
         return self._cache[key]
 
     def _lookup(self, task: str, gpu: int, profile: str) -> tuple[int, float, bool]:
@@ -218,7 +218,7 @@ def _serve(
             share = (stop_s - max(start_s, inst.ready_s)) / slot_s
             if share <= 0:
                 continue
-            tenant, figure, infer = rates.of(inst.task, g, Placement.parse(placement).profile)
+            tenant, figure, infer = rates.of(inst.task, g, placement)
             if tenant >= 0:
                 (capacity if infer else retrain)[tenant] += share * figure
 
@@ -240,6 +240,7 @@ class _Replay:
         self.env = Environment(scenario, mean_rps=trace.mean(axis=1) / self.slot_s, seed=seed, trace=trace)
         self.rates = _Rates(self.env)
         self.live = _initial_live(scenario)
+        self.layouts = _allocation_of(self.live).layouts  # changes only when a decision applies
         n = len(scenario.tenants)
         self.before, self.after, self.work, self.window = _tenant_arrays(scenario.tenants, self.slot_s)
         self.queue = np.zeros((n, scenario.planner.max_wait_slots))
@@ -301,6 +302,7 @@ class _Replay:
             at = max(at, start)
             _serve(self.live, self.rates, start, at, self.slot_s, capacity, retrain)
             changes = _apply(self.live, target, at, self.scenario.planner.setup_s)
+            self.layouts = target.layouts
             record = self.records[index]
             self.records[index] = DecisionRecord(record.slot, record.latency_s, at, *changes)
             self.pending = None
@@ -356,7 +358,7 @@ def simulate(
     layouts: list[list[str]] = [[] for _ in scenario.gpus]
     for t in range(replay.n_slots):
         columns.append(replay.run_slot(t))
-        for g, text in enumerate(_allocation_of(replay.live).layouts):
+        for g, text in enumerate(replay.layouts):
             layouts[g].append(text)
         if on_slot is not None:
             on_slot(t)
