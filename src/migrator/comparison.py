@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import ConfigError
+from .planner import json_default
 from .policy import POLICY_NAMES, Policy, make_policy
 from .scenario import Scenario
 from .simulate import SimResult, simulate
@@ -85,7 +86,7 @@ class Comparison:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=_plain, allow_nan=False)
+        return json.dumps(self.to_dict(), indent=indent, default=json_default, allow_nan=False)
 
     def to_csv(self) -> str:
         """One row per policy: the means, then the standard deviations (``*_std``)."""
@@ -105,14 +106,6 @@ class Comparison:
         paths[0].write_text(self.to_json() + "\n", encoding="utf-8")
         paths[1].write_text(self.to_csv(), encoding="utf-8")
         return paths
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def compare(

@@ -24,7 +24,7 @@ from . import _core
 from .decompose import sub_gpu, task_map
 from .planner_problem import IDLE, GpuProblem, Problem, core_gpu
 
-__all__ = ["greedy_tasks", "maximal_sets"]
+__all__ = ["greedy_tasks", "maximal_sets", "retraining_values"]
 
 
 def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
@@ -110,7 +110,7 @@ def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
     return _add_retraining(problem, out, served_by)
 
 
-def _retraining_values(
+def retraining_values(
     problem: Problem, gpu: GpuProblem, first: np.ndarray, served: np.ndarray, gain: np.ndarray, end: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per tenant and placement of one GPU: slots until a retraining started there now is
@@ -143,7 +143,7 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
     value = np.full_like(finish, -np.inf)
     for g, gpu in enumerate(problem.gpus):
         q = len(gpu.placements)
-        finish[g, :, :q], value[g, :, :q] = _retraining_values(problem, gpu, tasks[g][0], served[g], gain, end)
+        finish[g, :, :q], value[g, :, :q] = retraining_values(problem, gpu, tasks[g][0], served[g], gain, end)
     starts = problem.period_starts()
     for i in np.argsort(-gain):
         if not eligible[i]:

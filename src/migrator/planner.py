@@ -265,7 +265,7 @@ class Plan:
 
     def to_json(self, indent: int | None = 2) -> str:
         """A stable JSON document: keys ``gpus`` (``name``, ``model``, ``slots``), ``goodput``, ``stats``."""
-        return json.dumps(self.to_dict(), indent=indent, default=_json_number, allow_nan=False)
+        return json.dumps(self.to_dict(), indent=indent, default=json_default, allow_nan=False)
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -274,7 +274,8 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _json_number(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for our documents: numpy scalars as Python numbers."""
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

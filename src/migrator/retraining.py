@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .greedy import _retraining_values
+from .greedy import retraining_values
 from .planner_problem import IDLE, Problem
 
 __all__ = ["marginal_service", "retrain_over_window"]
@@ -61,7 +61,7 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
     values = []
     for g, gpu in enumerate(problem.gpus):
-        _, value = _retraining_values(problem, gpu, first[g], served[g], gain, end)
+        _, value = retraining_values(problem, gpu, first[g], served[g], gain, end)
         values.append(value)
     taken = set()
     # Keep retraining under way where it still pays.
