@@ -42,7 +42,7 @@ import ray
 from ray.exceptions import RayError
 
 from .agent import AgentSpec, GpuTarget, NodeAgent, NodeReport
-from .controller import Metrics, SimulatedClock, TraceArrivals, WallClock
+from .controller import Metrics, SimulatedClock, TraceArrivals, WallClock, run_paced
 from .decompose import merge, parts_of, shares_from_plan, split
 from .emulator import EmulatedCrash
 from .errors import ConfigError, MigratorError
@@ -690,17 +690,7 @@ class ClusterController:
     def run(self, steps: int | None = None, on_step: Callable[[ClusterDecision], None] | None = None) -> dict[str, Any]:
         """Step every ``slot_s`` of the clock until ``steps`` decisions or :meth:`stop`;
         returns :meth:`summary`."""
-        deadline = self.clock.now()
-        done = 0
-        while not self._stop.is_set() and (steps is None or done < steps):
-            decision = self.step()
-            if on_step is not None:
-                on_step(decision)
-            done += 1
-            # A step longer than the slot starts the next one at once, not several at once.
-            deadline = max(deadline + self.scenario.slot_s, self.clock.now())
-            if steps is None or done < steps:
-                self.clock.sleep_until(deadline, self._stop)
+        run_paced(self.step, self.clock, self._stop, self.scenario.slot_s, steps, on_step)
         return self.summary()
 
     def summary(self) -> dict[str, Any]:

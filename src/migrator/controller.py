@@ -61,6 +61,7 @@ __all__ = [
     "SimulatedClock",
     "TraceArrivals",
     "WallClock",
+    "run_paced",
     "serve_metrics",
 ]
 
@@ -369,6 +370,29 @@ def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> Threa
 # -- the controller -----------------------------------------------------------------------------
 
 
+def run_paced(
+    step: Callable[[], Any], clock: Any, stop: threading.Event, slot_s: float,
+    steps: int | None = None, on_step: Callable[[Any], None] | None = None,
+) -> int:
+    """Call ``step`` once every ``slot_s`` seconds of ``clock`` until ``steps`` calls or
+    ``stop`` is set; ``on_step(result)`` after each. A step longer than the slot starts the
+    next one at once, not several at once. Returns the number of steps taken."""
+    deadline = clock.now()
+    done = 0
+    while not stop.is_set() and (steps is None or done < steps):
+        result = step()
+        if on_step is not None:
+            on_step(result)
+        done += 1
+        deadline += slot_s
+        if clock.now() > deadline:
+            log.warning("step %d took longer than the slot (%.3f s)", done, slot_s)
+            deadline = clock.now()
+        elif steps is None or done < steps:
+            clock.sleep_until(deadline, stop)
+    return done
+
+
 @dataclass(frozen=True)
 class Decision:
     """One control step: the layouts and tasks chosen for each GPU (applied, or only
@@ -606,21 +630,8 @@ class Controller:
         or SIGTERM/SIGINT; returns :meth:`summary`. ``on_step(decision)`` runs after each
         step (to print it, or write the metrics). Signal handlers are installed only when
         called from the main thread, and restored on return."""
-        slot_s = self.scenario.slot_s
         with self._signals():
-            deadline = self.clock.now()
-            done = 0
-            while not self._stop.is_set() and (steps is None or done < steps):
-                decision = self.step()
-                if on_step is not None:
-                    on_step(decision)
-                done += 1
-                deadline += slot_s
-                if self.clock.now() > deadline:
-                    log.warning("slot %d: the step took longer than the slot (%.3f s)", self.slot, slot_s)
-                    deadline = self.clock.now()
-                elif steps is None or done < steps:
-                    self.clock.sleep_until(deadline, self._stop)
+            done = run_paced(self.step, self.clock, self._stop, self.scenario.slot_s, steps, on_step)
         if self._stop_reason:
             log.info("stopped (%s) after %d steps; layouts: %s", self._stop_reason, done,
                      "|".join(self._last_layouts))
