@@ -209,18 +209,11 @@ def test_wide_csv_round_trips(trace: Trace) -> None:
     assert loaded.counts.dtype == trace.counts.dtype
 
 
-@given(traces(busy_ends=True))
-def test_timestamps_csv_round_trips(trace: Trace) -> None:
+@pytest.mark.parametrize("layout", [timestamps_csv, long_counts_csv], ids=["timestamps", "long-counts"])
+@given(trace=traces(busy_ends=True))
+def test_long_csv_layouts_round_trip(layout, trace: Trace) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        path = write(Path(folder), timestamps_csv(trace))
-        loaded = load_csv(path, slot_s=trace.slot_s, tenants=trace.tenants)
-    assert loaded == trace
-
-
-@given(traces(busy_ends=True))
-def test_long_counts_csv_round_trips(trace: Trace) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = write(Path(folder), long_counts_csv(trace))
+        path = write(Path(folder), layout(trace))
         loaded = load_csv(path, slot_s=trace.slot_s, tenants=trace.tenants)
     assert loaded == trace
 
