@@ -30,8 +30,9 @@ import numpy as np
 
 from . import _kernels
 from .errors import ConfigError, MigratorError
-from .goodput import INFER, RETRAIN, ScoreResult, _tenant_arrays
+from .goodput import INFER, ScoreResult, _tenant_arrays
 from .layout import Layout, Placement
+from .planner_problem import parse_task
 from .policy import Allocation, Environment, Observation, Policy
 from .scenario import Scenario
 
@@ -163,7 +164,7 @@ def _checked(allocation: Any, env: Environment, policy: str) -> Allocation:
             f"({len(env.geometries)}), got {allocation!r}",
             field="allocation",
         )
-    tenants = set(env.tenant_names)
+    tenants = env.tenant_names
     layouts = []
     for g, (geometry, layout, assignment) in enumerate(zip(env.geometries, allocation.layouts, allocation.assignments)):
         try:
@@ -177,13 +178,10 @@ def _checked(allocation: Any, env: Environment, policy: str) -> Allocation:
                     f"policy {policy!r}, GPU {g}: task for {placement}, which is not in layout {canonical!r}",
                     field="allocation.assignments",
                 )
-            name, _, kind = task.rpartition(":")
-            if task != "idle" and (name not in tenants or kind not in (INFER, RETRAIN)):
-                raise ConfigError(
-                    f"policy {policy!r}, GPU {g}: task {task!r} must be 'idle' or "
-                    f"'<tenant>:infer|retrain' with tenant one of {', '.join(sorted(tenants))}",
-                    field="allocation.assignments",
-                )
+            try:
+                parse_task(task, tenants)
+            except ConfigError as exc:
+                raise ConfigError(f"policy {policy!r}, GPU {g}: {exc}", field="allocation.assignments") from exc
         layouts.append(canonical)
     return Allocation.of(layouts, allocation.assignments)
 
