@@ -150,6 +150,7 @@ void bind_ilp(py::module_& m) {
         .def_property_readonly("z_column", [](const ModelArrays& a) { return to_numpy(a.z_column); })
         .def_property_readonly("z_offset", [](const ModelArrays& a) { return to_numpy(a.z_offset); })
         .def_property_readonly("retrains", [](const ModelArrays& a) { return to_numpy(a.retrains); })
+        .def_property_readonly("twin_pairs", [](const ModelArrays& a) { return to_numpy(a.twin_pairs); })
         .def_property_readonly("period_bounds", [](const ModelArrays& a) { return to_numpy(a.period_bounds); })
         .def_readonly("n_integers", &ModelArrays::n_integers);
 
@@ -159,7 +160,7 @@ void bind_ilp(py::module_& m) {
            const Array<double>& arrivals, const Array<double>& acc_before, const Array<double>& acc_after,
            const Array<double>& work_left, const Array<double>& work_full, const Array<int>& done0,
            const Array<int>& window, const Array<int>& offset, const Array<double>& terminal_gain,
-           std::vector<GpuInput> gpus, bool strengthen) {
+           std::vector<GpuInput> gpus, bool strengthen, bool break_symmetry) {
             PlanInput in;
             in.n_tenants = n_tenants;
             in.slot_s = slot_s;
@@ -177,13 +178,14 @@ void bind_ilp(py::module_& m) {
             in.terminal_gain = to_vector(terminal_gain);
             in.gpus = std::move(gpus);
             in.strengthen = strengthen;
+            in.break_symmetry = break_symmetry;
             py::gil_scoped_release release;
             return build_plan_model(in);
         },
         py::arg("n_tenants"), py::arg("slot_s"), py::arg("periods"), py::arg("setup_s"),
         py::arg("penalty"), py::arg("arrivals"), py::arg("acc_before"), py::arg("acc_after"),
         py::arg("work_left"), py::arg("work_full"), py::arg("done0"), py::arg("window"),
-        py::arg("offset"), py::arg("terminal_gain"), py::arg("gpus"), py::arg("strengthen") = true,
+        py::arg("offset"), py::arg("terminal_gain"), py::arg("gpus"), py::arg("strengthen") = true, py::arg("break_symmetry") = true,
         "Build the planning program of docs/model.md.");
 
     m.def("maximal_layouts", &maximal_layouts, py::arg("gpu"),

@@ -127,6 +127,7 @@ class PlanBuilder {
         best_accuracy_.assign(static_cast<std::size_t>(n_) * horizon_, 0.0);
         for (int i = 0; i < n_; ++i) add_tenant(i);
         if (in_.strengthen) add_period_bounds();
+        if (in_.break_symmetry) add_symmetry_order();
         ModelArrays m = a_.finish();
         m.retrains.assign(plans_retraining_.begin(), plans_retraining_.end());
         return m;
@@ -392,6 +393,63 @@ class PlanBuilder {
             const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
             a_.row(-kInf, 0.0, {{tau, work}, {progress, -1.0}});
         }
+    }
+
+    // Symmetry. Swapping the whole timelines of two twin placements of a GPU (the same
+    // profile, figures, current task and overlap with every other placement, as 1g@0 and
+    // 1g@1 of an A100) maps every plan to one of the same value. So period 0 may hold each
+    // group of twins in order of a rank of their states (one per task, the lowest for no
+    // instance): any plan can be sorted into it, and the solver no longer explores mirrored
+    // copies of its branches. Alike GPUs are left to HiGHS's own symmetry detection: rows
+    // ordering them measured slower (docs/model.md).
+    void add_symmetry_order() {
+        for (std::size_t g = 0; g < in_.gpus.size(); ++g) {
+            const GpuInput& gpu = in_.gpus[g];
+            const int q_count = static_cast<int>(gpu.memory_mask.size());
+            std::vector<bool> grouped(q_count, false);
+            for (int q = 0; q < q_count; ++q) {
+                if (grouped[q]) continue;
+                int last = q;
+                for (int r = q + 1; r < q_count; ++r) {
+                    if (grouped[r] || !twins(gpu, q, r)) continue;
+                    grouped[r] = true;
+                    Terms terms = first_period_rank(static_cast<int>(g), last, 1.0);  // rank(last) >= rank(r)
+                    for (const auto& term : first_period_rank(static_cast<int>(g), r, -1.0)) terms.push_back(term);
+                    if (!terms.empty()) a_.row(0.0, kInf, terms);
+                    for (int v : {static_cast<int>(g), last, r}) a_.model().twin_pairs.push_back(v);
+                    last = r;
+                }
+            }
+        }
+    }
+
+    // The rank of placement q's state in period 0: K - k for task k, 0 for no instance.
+    Terms first_period_rank(int g, int q, double sign) const {
+        const GpuColumns& cols = gpus_[g];
+        Terms terms;
+        for (int k = 0; k < k_; ++k) {
+            const int z = cols.z[cols.at(0, q, k)];
+            if (z >= 0) terms.emplace_back(z, sign * (k_ - k));
+        }
+        return terms;
+    }
+
+    bool twins(const GpuInput& gpu, int q, int r) const {
+        const std::size_t q_count = gpu.memory_mask.size();
+        if (gpu.profile[q] != gpu.profile[r] || gpu.compute[q] != gpu.compute[r] ||
+            gpu.engines[q] != gpu.engines[r] || gpu.current[q] != gpu.current[r])
+            return false;
+        for (int i = 0; i < n_; ++i) {
+            const std::size_t a = static_cast<std::size_t>(i) * q_count;
+            if (gpu.capacity[a + q] != gpu.capacity[a + r] || gpu.speed[a + q] != gpu.speed[a + r]) return false;
+        }
+        for (std::size_t o = 0; o < q_count; ++o) {
+            if (static_cast<int>(o) == q || static_cast<int>(o) == r) continue;
+            const bool with_q = (gpu.memory_mask[o] & gpu.memory_mask[q]) != 0;
+            const bool with_r = (gpu.memory_mask[o] & gpu.memory_mask[r]) != 0;
+            if (with_q != with_r) return false;
+        }
+        return true;
     }
 
     // (14) Goodput of period j <= what the GPUs could earn in it, each on its own with all

@@ -141,6 +141,8 @@ class ModelArrays:
     @property
     def period_bounds(self) -> npt.NDArray[np.float64]: ...
     @property
+    def twin_pairs(self) -> npt.NDArray[np.int32]: ...
+    @property
     def n_integers(self) -> int: ...
 
 def build_plan_model(
@@ -160,6 +162,7 @@ def build_plan_model(
     terminal_gain: npt.ArrayLike,
     gpus: list[GpuInput],
     strengthen: bool = True,
+    break_symmetry: bool = True,
 ) -> ModelArrays: ...
 
 def maximal_layouts(gpu: GpuInput) -> list[list[int]]: ...

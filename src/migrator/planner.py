@@ -48,7 +48,7 @@ _FEASIBLE = 2  # HiGHS kSolutionStatusFeasible
 # -- solving ------------------------------------------------------------------------------------
 
 
-def _core_input(problem: Problem, strengthen: bool = True) -> Any:
+def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool = True) -> Any:
     return _core.build_plan_model(
         n_tenants=len(problem.tenants),
         slot_s=problem.slot_s,
@@ -66,6 +66,7 @@ def _core_input(problem: Problem, strengthen: bool = True) -> Any:
         terminal_gain=terminal_gains(problem),
         gpus=[core_gpu(g) for g in problem.gpus],
         strengthen=strengthen,
+        break_symmetry=break_symmetry,
     )
 
 
@@ -138,16 +139,17 @@ def new_highs() -> highspy.Highs:
 
 def solve_problem(
     problem: Problem, *, time_limit_s: float | None = None, mip_gap: float = 1e-4,
-    warm_start: Sequence[np.ndarray] | None = None, strengthen: bool = True,
+    warm_start: Sequence[np.ndarray] | None = None, strengthen: bool = True, break_symmetry: bool = True,
 ) -> RawSolution:
     """Build the program in C++, solve it with HiGHS, decode the instances' tasks.
 
     At the time limit the best plan found is returned with its gap; with none found, the
     current layout and tasks are kept (status says so). ``strengthen=False`` leaves out the
-    redundant rows that tighten the relaxation (docs/model.md), for tests and measurements.
+    redundant rows that tighten the relaxation and ``break_symmetry=False`` the rows that
+    order interchangeable placements and GPUs (docs/model.md), for tests and measurements.
     """
     started = time.perf_counter()
-    arrays = _core_input(problem, strengthen)
+    arrays = _core_input(problem, strengthen, break_symmetry)
     h = new_highs()
     h.setOptionValue("mip_rel_gap", float(mip_gap))
     if time_limit_s is not None:
@@ -182,8 +184,28 @@ def solve_problem(
     )
 
 
+def twin_ordered(problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The plan with each group of twin placements' timelines swapped into the order the
+    symmetry rows (15) ask of period 0: the same plan, by value, that the solver accepts."""
+    out = [np.array(t, copy=True) for t in tasks]
+    pairs = np.asarray(arrays.twin_pairs, dtype=np.int64).reshape(-1, 3)
+    groups: dict[tuple[int, int], list[int]] = {}
+    head: dict[tuple[int, int], tuple[int, int]] = {}
+    for g, q, r in pairs.tolist():
+        key = head.get((g, q), (g, q))
+        groups.setdefault(key, [q]).append(r)
+        head[(g, r)] = key
+    for (g, _), members in groups.items():
+        first = out[g][0, members]
+        rank = np.where(first >= 0, problem.n_tasks - first, 0)
+        order = [members[m] for m in np.argsort(-rank, kind="stable")]
+        out[g][:, members] = out[g][:, order]
+    return tuple(out)
+
+
 def _warm_start(h: highspy.Highs, problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> None:
     """Offer a previous plan's z values as a starting point; HiGHS completes the rest."""
+    tasks = twin_ordered(problem, arrays, tasks)
     index, value = [], []
     for g in range(len(problem.gpus)):
         columns = _z_columns(problem, arrays, g)

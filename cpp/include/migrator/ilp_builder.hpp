@@ -43,6 +43,9 @@ struct PlanInput {
     // Add the redundant rows that tighten the relaxation (docs/model.md, "Tightening"); off
     // gives the plain model, for tests and measurements.
     bool strengthen = true;
+    // Order interchangeable placements and GPUs in the first period (docs/model.md,
+    // "Symmetry"); off gives the model without those rows.
+    bool break_symmetry = true;
 };
 
 struct ModelArrays {
@@ -58,6 +61,9 @@ struct ModelArrays {
     // Per tenant, 1 where the program decides its retraining; 0 where the tenant does not
     // retrain or its retraining cannot finish in time to earn anything (no variables).
     std::vector<int> retrains;
+    // (g, q, r) triplets, flat: twin placements q < r of GPU g that the symmetry rows hold
+    // in order in period 0 (a starting plan must follow it to be taken).
+    std::vector<int> twin_pairs;
     // Per period, a bound on its Goodput (constraint 14), +inf where none was computed; their
     // sum bounds the whole objective, whatever a solver proves.
     std::vector<double> period_bounds;
