@@ -22,6 +22,8 @@ from .tenant import Tenant
 
 __all__ = [
     "Instance",
+    "model_table",
+    "tenant_arrays",
     "operating_batch",
     "ScoreResult",
     "allocation_rates",
@@ -102,7 +104,7 @@ def slo_capacity(
 
     Returns 0.0 when the model does not fit the profile or cannot meet the SLO there.
     """
-    table = _model(model, models)
+    table = model_table(model, models)
     if not table.fits(gpu, profile):
         return 0.0
     sizes = np.asarray(table.batch_sizes, dtype=np.int64)
@@ -123,7 +125,9 @@ def _capacity_cached(sizes: tuple[int, ...], service: tuple[float, ...], slo_ms:
     return slo_capacity_from_service(sizes, service, slo_ms, percentile)
 
 
-def _model(name: str, models: Mapping[str, Any] | None) -> Any:
+def model_table(name: str, models: Mapping[str, Any] | None) -> Any:
+    """The table of model ``name`` in ``models`` (the built-in ones when None); a clear
+    error naming the known models otherwise."""
     from .models import builtin_models
 
     tables = builtin_models() if models is None else models
@@ -235,7 +239,7 @@ def allocation_rates(
                     percentile=tenant.percentile, max_batch=tenant.max_batch, models=models,
                 )
             else:
-                retrain[index[name], t] += share * _model(tenant.model, models).retrain_speed(
+                retrain[index[name], t] += share * model_table(tenant.model, models).retrain_speed(
                     gpu, inst.placement.profile
                 )
     return capacity, retrain
@@ -284,7 +288,9 @@ class ScoreResult:
         return np.flatnonzero(self.completed[self.tenants.index(tenant)]).tolist()
 
 
-def _tenant_arrays(tenants: Sequence[Tenant], slot_s: float) -> tuple[np.ndarray, ...]:
+def tenant_arrays(tenants: Sequence[Tenant], slot_s: float) -> tuple[np.ndarray, ...]:
+    """Per tenant: accuracy before and after retraining (after = before for a tenant that
+    does not retrain), retraining work (full-GPU s) and window (slots, 0 = none)."""
     before = np.array([t.accuracy_before for t in tenants], dtype=np.float64)
     after = np.array([t.accuracy_after if t.retrains else t.accuracy_before for t in tenants])
     work = np.array([t.work_gpu_s for t in tenants], dtype=np.float64)
@@ -332,7 +338,7 @@ def score(
     work_done = _matrix(retrain_speed, "retrain_speed", len(tenants), arrived.shape) * slot_s
     if not isinstance(max_wait_slots, int) or max_wait_slots < 0:
         raise ConfigError("max_wait_slots must be an integer >= 0", field="max_wait_slots")
-    before, after, work, window = _tenant_arrays(tenants, slot_s)
+    before, after, work, window = tenant_arrays(tenants, slot_s)
     n = len(tenants)
     queue = np.zeros((n, max_wait_slots))
     progress = np.zeros(n) if progress_gpu_s is None else np.array(progress_gpu_s, dtype=np.float64)

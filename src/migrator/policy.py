@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .geometry import Geometry
-from .goodput import _model, slo_capacity
+from .goodput import model_table, slo_capacity
 from .layout import Layout
 from .planner_problem import PlannerState, TenantState
 from .scenario import Scenario
@@ -103,7 +103,7 @@ class Environment:
 
     def retrain_speed(self, tenant: int, gpu: int, profile: str) -> float:
         """Retraining speed of an instance of ``profile``, as a fraction of a full GPU."""
-        table = _model(self.scenario.tenants[tenant].model, self._models)
+        table = model_table(self.scenario.tenants[tenant].model, self._models)
         gpu_model = self.scenario.gpus[gpu].model
         return table.retrain_speed(gpu_model, profile) if table.fits(gpu_model, profile) else 0.0
 

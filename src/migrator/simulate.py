@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _kernels
 from .errors import ConfigError, MigratorError
-from .goodput import INFER, ScoreResult, _tenant_arrays
+from .goodput import INFER, ScoreResult, tenant_arrays
 from .layout import Layout, Placement
 from .planner_problem import parse_task
 from .policy import Allocation, Environment, Observation, Policy
@@ -240,7 +240,7 @@ class _Replay:
         self.live = _initial_live(scenario)
         self.layouts = _allocation_of(self.live).layouts  # changes only when a decision applies
         n = len(scenario.tenants)
-        self.before, self.after, self.work, self.window = _tenant_arrays(scenario.tenants, self.slot_s)
+        self.before, self.after, self.work, self.window = tenant_arrays(scenario.tenants, self.slot_s)
         self.queue = np.zeros((n, scenario.planner.max_wait_slots))
         self.progress = np.zeros(n)
         self.done = np.zeros(n, dtype=np.bool_)
