@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,25 @@ def test_controller_reaches_the_planned_layouts_on_every_node(local_cluster) -> 
     assert summary["gpus"][0]["layout"] != ""
     assert {g["node"] for g in summary["gpus"]} == set(local_cluster.nodes)
     assert all(p["solve_ms"] > 0 for p in summary["parts"])
+
+
+def test_a_cluster_plan_reports_its_gap_to_the_whole_problem(local_cluster) -> None:
+    from migrator.split_bound import split_bound
+
+    controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=10.0)
+    plan, _, _ = controller.decide()
+    # The bound ran as a Ray task beside the parts: the same value as computed here.
+    assert plan.stats.bound == pytest.approx(split_bound(plan.problem), rel=1e-9)
+    assert plan.stats.objective <= plan.stats.bound
+    assert 0 <= plan.stats.mip_gap < 1
+    assert "bound" in controller.timings
+
+
+def test_a_late_bound_is_reported_as_none_and_delays_nothing(local_cluster) -> None:
+    problem = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents).planner.problem()
+    started = time.perf_counter()
+    assert cluster_module.WholeBound(problem, 0.0, parallel=True).result() == float("inf")
+    assert time.perf_counter() - started < 1.0
 
 
 def test_an_agent_killed_mid_reconfiguration_recovers_from_its_journal(local_cluster) -> None:

@@ -61,6 +61,7 @@ __all__ = [
     "ClusterDecision",
     "LocalCluster",
     "PartOutcome",
+    "WholeBound",
     "cluster_scenario",
     "find_agents",
     "node_resource",
@@ -343,6 +344,34 @@ def solve_parts(
     return outcomes
 
 
+class WholeBound:
+    """What the whole problem could be worth at most (:func:`migrator.split_bound.split_bound`),
+    so a split plan reports a true gap. On Ray it is one more task beside the parts, due by
+    the same deadline (inf, no bound, when late: it never delays a decision); in this
+    process it is computed when asked for."""
+
+    def __init__(self, problem: Problem, wait_s: float, parallel: bool) -> None:
+        self._problem, self._wait_s = problem, wait_s
+        self._due = time.perf_counter() + wait_s
+        self._ref = _bound_task.remote(problem, time_limit_s=wait_s) if parallel else None
+
+    def result(self) -> float:
+        if self._ref is None:
+            return split_bound(self._problem, time_limit_s=self._wait_s)
+        if not _wait_each([self._ref], self._due):
+            with _quietly("cancel a late bound"):
+                ray.cancel(self._ref)
+            return float("inf")
+        try:
+            return float(ray.get(self._ref))
+        except RayError as exc:
+            log.warning("the bound of the whole problem failed: %s", exc)
+            return float("inf")
+
+
+_bound_task = ray.remote(num_cpus=1, max_retries=0)(split_bound)
+
+
 def _wait_each(refs: list[Any], deadline: float) -> dict[Any, float]:
     """When each result arrived (perf_counter), for those that did before ``deadline``."""
     arrived: dict[Any, float] = {}
@@ -612,13 +641,14 @@ class ClusterController:
         build_s = lap()
         parts, subs = split_problem(problem)
         split_s = lap()
+        bound = WholeBound(problem, self.config.time_limit_s if self.deadline_s is None else self.deadline_s,
+                           self.parallel)
         outcomes = solve_parts(parts, subs, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap,
                                deadline_s=self.deadline_s, parallel=self.parallel, delays=self._delays)
         solve_s = lap()
         raw = merge_outcomes(problem, parts, subs, outcomes)
         merge_s = lap()
-        # What the whole problem could be worth at most, so the plan reports a true gap.
-        raw = dataclasses.replace(raw, bound=split_bound(problem, time_limit_s=self.config.time_limit_s))
+        raw = dataclasses.replace(raw, bound=bound.result())
         bound_s = lap()
         # Planner.decode turns a raw solution into a Plan (layouts, Goodput): the split
         # planner's own path; it is not public yet (see the report of issue 8).

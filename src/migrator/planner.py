@@ -461,6 +461,7 @@ class Planner:
     def _solve_split(self, problem: Problem) -> RawSolution:
         """Each GPU on its own with the share of demand the greedy plan gives it, sharing
         the time limit; the merged plan, or the greedy one where it is worth more."""
+        began = time.perf_counter()
         greedy = greedy_tasks(problem)
         shares = shares_from_plan(problem, greedy)
         parts = parts_of(shares)
@@ -476,8 +477,10 @@ class Planner:
         # parts' bounds do not bound it; the relaxation of migrator.split_bound does.
         worth = {name: self._worth(problem, tasks) for name, tasks in (("merged", merged.tasks), ("greedy", greedy))}
         best = max(worth, key=worth.get)
+        # The bound gets what the parts left of the time limit (none: no bound, inf).
         started = time.perf_counter()
-        bound = split_bound(problem, time_limit_s=self.config.time_limit_s)
+        left = self.config.time_limit_s - (started - began)
+        bound = split_bound(problem, time_limit_s=left) if left > 0.01 else float("inf")
         return dataclasses.replace(
             merged,
             tasks=merged.tasks if best == "merged" else greedy,
