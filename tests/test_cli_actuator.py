@@ -53,6 +53,17 @@ def test_run_json_summary_matches_the_emulated_gpus(tmp_path):
     assert all(t.status == "committed" and not t.problems() for t in transactions)
 
 
+def test_run_with_the_emulator_ignores_the_scenarios_device_indices(tmp_path):
+    # Devices 4 and 5 on the real machine; the emulator emulates just these two GPUs.
+    table = migrator.Scenario.default().to_dict()
+    table["gpus"] = [{"model": "A100-40GB", "devices": [4, 5], "layout": "3g.20gb@0,3g.20gb@4"}]
+    path = tmp_path / "placed.yaml"
+    path.write_text(yaml.safe_dump(table))
+    code, out = run("run", str(path), "--steps", "1", "--json", *FAST)
+    assert code == 0, out
+    assert [g["device"] for g in json.loads(out)["gpus"]] == [0, 1]
+
+
 def test_run_text_prints_each_decision_and_dry_run_changes_nothing(tmp_path):
     state = tmp_path / "emu.json"
     emulated(state, ["", ""])

@@ -175,6 +175,17 @@ def test_scenario_gpus_map_to_the_devices_given(scenario):
     assert c.summary()["gpus"][0]["device"] == 2 and 'migrator_reconfigurations_total{gpu="2"} 1' in c.metrics.render()
 
 
+def test_the_scenario_names_its_devices(scenario):
+    # The same machine; the scenario says its A100 is device 2, so no --devices is needed.
+    emu = NvmlEmulator(["H100-80GB", "A100-40GB", "A100-40GB"], layouts=["3g.40gb@0", "7g.40gb@0", ""])
+    placed = dataclasses.replace(scenario, gpus=(dataclasses.replace(scenario.gpus[0], device=2),))
+    c = controller(placed, emu)
+    assert c.devices == (2,)
+    c.step()
+    assert emu.layout(1) == "7g.40gb@0" and emu.layout(2) == c.summary()["gpus"][0]["layout"] != ""
+    assert controller(placed, emu, devices=[1]).devices == (1,)  # an explicit mapping wins
+
+
 # -- metrics ----------------------------------------------------------------------------------------
 
 SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*)\})? '

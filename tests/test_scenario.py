@@ -101,6 +101,24 @@ def test_discover_nvml_reads_the_device(data_dir: Path):
     assert [g.model for g in s.gpus] == ["H100-80GB"]
 
 
+def test_discovered_gpus_carry_their_device_index(data_dir: Path):
+    replay = NvmlReplay.from_json(data_dir / "nvml_h100_80gb_hbm3.json")
+    replay.nvmlInit = lambda: None  # type: ignore[attr-defined]
+    replay.nvmlShutdown = lambda: None  # type: ignore[attr-defined]
+    table = edited("gpus", [{"discover": "nvml", "indices": [0]}])
+    table["tenants"][0]["model"] = "resnet50"
+    assert [g.device for g in Scenario.from_dict(table, nvml=replay).gpus] == [0]
+
+
+def test_gpu_devices_are_kept_and_round_trip():
+    s = Scenario.from_dict(edited("gpus", [{"model": "A100-40GB", "devices": [3, 1], "layout": "7g.40gb@0"},
+                                           {"model": "H100-80GB", "count": 1, "devices": [0]}]))
+    assert [(g.model, g.device, g.layout) for g in s.gpus] == [
+        ("A100-40GB", 3, "7g.40gb@0"), ("A100-40GB", 1, "7g.40gb@0"), ("H100-80GB", 0, "")]
+    assert [g.device for g in Scenario.from_dict(s.to_dict()).gpus] == [3, 1, 0]
+    assert [g.device for g in Scenario.default().gpus] == [None, None]
+
+
 def test_discover_without_nvml_is_a_config_error():
     class NoDriver:
         def nvmlInit(self) -> None:  # noqa: N802
@@ -120,6 +138,12 @@ BAD = {
     "gpu-count-zero": ("gpus.0.count", 0, "gpus[0].count"),
     "gpu-extra-key": ("gpus.0.memory", 3, "gpus[0].memory"),
     "gpu-bad-layout": ("gpus.0.layout", "3g.20gb@0,4g.20gb@0", "gpus[0].layout"),
+    "gpu-devices-text": ("gpus.0.devices", "0,1", "gpus[0].devices"),
+    "gpu-devices-negative": ("gpus.0.devices", [0, -1], "gpus[0].devices"),
+    "gpu-devices-empty": ("gpus.0.devices", [], "gpus[0].devices"),
+    "gpu-devices-count": ("gpus.0.devices", [0, 1, 2], "gpus[0].devices"),
+    "gpu-devices-twice": ("gpus", [{"model": "A100-40GB", "devices": [1]}, {"model": "A100-40GB", "devices": [1]}], "gpus"),
+    "gpu-devices-some": ("gpus", [{"model": "A100-40GB", "devices": [1]}, {"model": "A100-40GB"}], "gpus"),
     "gpu-layout-syntax": ("gpus.0.layout", "3g.20gb@zero", "gpus[0].layout"),
     "discover-other": ("gpus.0", {"discover": "dcgm"}, "gpus[0].discover"),
     "tenants-missing": ("tenants", ..., "tenants"),

@@ -559,12 +559,15 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
     (make-before-break, journaled, rolled back on failure). With the emulator a simulated
     clock runs the slots as fast as the planner decides; with NVML the slots are real
     time. SIGTERM or SIGINT stops after the step under way, leaving valid layouts.
-    GPU i of the scenario is NVML device i unless --devices says otherwise.
+    GPU i of the scenario is NVML device i unless --devices, or the scenario's own
+    `devices` entries, say otherwise (the emulator emulates the scenario's GPUs in order).
     """
     from .controller import Controller, CsvTailArrivals, SimulatedClock, TraceArrivals, WallClock, serve_metrics
 
     s = _scenario(scenario)
     devices = _device_list(devices_text)
+    if devices is None and backend == "emulator":
+        devices = list(range(len(s.gpus)))  # the emulator's devices are the scenario's GPUs, in order
     tenants = [t.name for t in s.tenants]
     arrivals = CsvTailArrivals(arrivals_csv, tenants) if arrivals_csv else TraceArrivals(s.arrivals(), tenants)
     simulated = clock == "simulated" or (clock == "auto" and backend == "emulator")

@@ -434,9 +434,9 @@ class Controller:
     dry_run : bool
         Plan and log the actions, change nothing.
     devices : sequence of int, optional
-        The backend's device index of each scenario GPU (``0..n-1`` by default); each must
-        have the scenario GPU's geometry. A scenario does not record device indices, so a
-        ``discover: nvml`` with ``indices`` needs the same indices here.
+        The backend's device index of each scenario GPU; by default the scenario's own
+        (``devices`` in its GPU entries, or the indices ``discover: nvml`` found), else
+        ``0..n-1``. Each must have the scenario GPU's geometry.
     """
 
     def __init__(
@@ -480,7 +480,10 @@ class Controller:
 
     def _check_devices(self, devices: Sequence[int] | None) -> tuple[int, ...]:
         count = self.backend.device_count()
-        wanted = tuple(range(len(self._gpus))) if devices is None else tuple(devices)
+        if devices is None:
+            own = [g.device for g in self.scenario.gpus]
+            devices = own if all(d is not None for d in own) else range(len(self._gpus))
+        wanted = tuple(int(d) for d in devices)
         if len(wanted) != len(self._gpus) or len(set(wanted)) != len(wanted):
             raise ConfigError(f"devices must name {len(self._gpus)} distinct device indices (one per scenario GPU), "
                               f"got {list(wanted)}", field="devices")

@@ -9,6 +9,7 @@ A scenario file looks like ``data/scenarios/default.yaml``::
     models: my-models.yaml # optional: a measured model table instead of the built-in one
     gpus:
       - {model: A100-40GB, count: 2, layout: "3g.20gb@0,3g.20gb@4"}
+      - {model: H100-80GB, devices: [2, 3]}  # optional: their NVML device indices
       - {discover: nvml}   # every MIG-capable GPU of this machine, read through NVML
     tenants:
       - name: vision
@@ -45,7 +46,7 @@ from .tenant import Tenant
 __all__ = ["GpuSpec", "Scenario"]
 
 _TOP_KEYS = ("name", "slot_s", "duration_s", "seed", "models", "gpus", "tenants", "planner")
-_GPU_KEYS = ("model", "count", "layout")
+_GPU_KEYS = ("model", "count", "layout", "devices")
 _DISCOVER_KEYS = ("discover", "indices")
 _TENANT_KEYS = tuple(f for f in Tenant.__dataclass_fields__)
 _ARRIVAL_SOURCES = ("synthetic", "sample", "csv")
@@ -58,10 +59,12 @@ _ARRIVAL_KEYS = {
 
 @dataclass(frozen=True)
 class GpuSpec:
-    """One GPU of the scenario: its geometry and the layout it starts from."""
+    """One GPU of the scenario: its geometry, the layout it starts from and, where the
+    scenario says (``devices``, or found by ``discover: nvml``), its NVML device index."""
 
     geometry: Geometry
     layout: str = ""
+    device: int | None = None
 
     @property
     def model(self) -> str:
@@ -237,7 +240,7 @@ class Scenario:
             "duration_s": self.duration_s,
             "seed": self.seed,
             **({"models": str(self.models_path)} if self.models_path else {}),
-            "gpus": [{"model": g.model, "layout": g.layout} for g in self.gpus],
+            "gpus": [_gpu_dict(g) for g in self.gpus],
             "tenants": [_tenant_dict(t) for t in self.tenants],
             "planner": self.planner.to_dict(),
         }
@@ -245,6 +248,10 @@ class Scenario:
     def with_planner(self, **changes: Any) -> Scenario:
         """A copy with some planner settings changed."""
         return replace(self, planner=replace(self.planner, **changes))
+
+
+def _gpu_dict(gpu: GpuSpec) -> dict[str, Any]:
+    return {"model": gpu.model, "layout": gpu.layout, **({"devices": [gpu.device]} if gpu.device is not None else {})}
 
 
 @functools.lru_cache(maxsize=1)
@@ -324,7 +331,20 @@ def _gpus(value: Any, nvml: Any) -> tuple[GpuSpec, ...]:
             specs.extend(_discovered(entry, where, nvml))
         else:
             specs.extend(_listed(entry, where))
+    _check_devices(specs)
     return tuple(specs)
+
+
+def _check_devices(specs: Sequence[GpuSpec]) -> None:
+    """Device indices, where given, for every GPU and each once: a controller maps the
+    scenario's GPUs onto devices by them."""
+    given = [s.device for s in specs if s.device is not None]
+    if given and len(given) != len(specs):
+        raise ConfigError("gpus: give devices for every GPU entry or for none "
+                          f"({len(given)} of {len(specs)} GPUs have one)", field="gpus")
+    repeated = sorted({d for d in given if given.count(d) > 1})
+    if repeated:
+        raise ConfigError(f"gpus: device {repeated[0]} is named twice", field="gpus")
 
 
 def _listed(entry: Mapping[str, Any], where: str) -> list[GpuSpec]:
@@ -335,7 +355,7 @@ def _listed(entry: Mapping[str, Any], where: str) -> list[GpuSpec]:
         geometry = Geometry.for_gpu(_text(entry["model"], f"{where}.model"))
     except UnknownGPU as exc:
         raise ConfigError(f"{where}.model: {exc}", field=f"{where}.model") from exc
-    count = entry.get("count", 1)
+    count = entry.get("count", max(1, len(entry["devices"])) if isinstance(entry.get("devices"), list) else 1)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(f"{where}.count must be a positive integer, got {count!r}", field=f"{where}.count")
     layout = entry.get("layout", "")
@@ -345,7 +365,22 @@ def _listed(entry: Mapping[str, Any], where: str) -> list[GpuSpec]:
         layout = geometry.canonical(layout)
     except InvalidLayout as exc:
         raise ConfigError(f"{where}.layout: {exc}", field=f"{where}.layout") from exc
-    return [GpuSpec(geometry, layout) for _ in range(count)]
+    devices = _device_indices(entry, where, count)
+    return [GpuSpec(geometry, layout, device) for device in devices]
+
+
+def _device_indices(entry: Mapping[str, Any], where: str, count: int) -> list[int | None]:
+    if "devices" not in entry:
+        return [None] * count
+    devices = entry["devices"]
+    ok = isinstance(devices, list) and bool(devices) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+    if not ok:
+        raise ConfigError(f"{where}.devices must be a list of NVML device indices (integers >= 0), got {devices!r}",
+                          field=f"{where}.devices")
+    if len(devices) != count:
+        raise ConfigError(f"{where}.devices names {len(devices)} devices but count is {count}",
+                          field=f"{where}.devices")
+    return list(devices)
 
 
 def _discovered(entry: Mapping[str, Any], where: str, nvml: Any) -> list[GpuSpec]:
@@ -367,7 +402,7 @@ def _discovered(entry: Mapping[str, Any], where: str, nvml: Any) -> list[GpuSpec
         for index in indices:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             try:
-                specs.append(GpuSpec(Geometry.from_nvml(handle, nvml)))
+                specs.append(GpuSpec(Geometry.from_nvml(handle, nvml), device=int(index)))
             except (MigratorError, GeometryError) as exc:
                 raise ConfigError(f"{where}: GPU {index}: {exc}", field=f"{where}.indices") from exc
         return specs
