@@ -533,8 +533,8 @@ def _write_atomically(path: str, text: str) -> None:
                    "tenant, one row per slot); default: replay the scenario's own arrivals.")
 @click.option("--force", is_flag=True, help="Destroy instances that have running processes.")
 @click.option("--devices", "devices_text", metavar="I,J,...",
-              help="Device index of each scenario GPU, in order (default 0,1,...): needed when the scenario "
-                   "discovers GPUs with `indices`.")
+              help="Device index of each scenario GPU, in order (default: the scenario's own `devices`, "
+                   "else 0,1,...).")
 @click.option("--clock", type=click.Choice(["auto", "simulated", "wall"]), default="auto", show_default=True,
               help="simulated: slots pass as fast as decisions are made; wall: real time. "
                    "auto: simulated with the emulator, wall with NVML.")
