@@ -194,7 +194,7 @@ void bind_ilp(py::module_& m) {
     m.def(
         "best_pattern",
         [](const GpuInput& gpu, int n_tenants, const Array<double>& accuracy, const Array<double>& arrivals,
-           double slot_s) {
+           double slot_s, double penalty) {
             const auto acc = to_vector(accuracy);
             const auto arr = to_vector(arrivals);
             if (n_tenants < 1 || arr.size() % n_tenants != 0 || acc.size() != arr.size())
@@ -203,12 +203,14 @@ void bind_ilp(py::module_& m) {
             Pattern best;
             {
                 py::gil_scoped_release release;
-                best = PatternSearch(gpu, n_tenants).best(acc, arr, slots, 0, slots, slot_s);
+                best = PatternSearch(gpu, n_tenants).best(acc, arr, slots, 0, slots, slot_s, {}, penalty);
             }
             return py::make_tuple(best.value, to_numpy(std::move(best.task)));
         },
         py::arg("gpu"), py::arg("n_tenants"), py::arg("accuracy"), py::arg("arrivals"), py::arg("slot_s"),
-        "The most Goodput one GPU earns over the slots, and each placement's inference task (-1: none).");
+        py::arg("penalty") = 0.0,
+        "The most Goodput one GPU earns over the slots, less `penalty` per instance not already\n"
+        "serving its tenant, and each placement's inference task (-1: none).");
 }
 
 }  // namespace

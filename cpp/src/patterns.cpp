@@ -120,8 +120,15 @@ int PatternSearch::state_of(const std::vector<int>& counts) const {
     return st;
 }
 
+int PatternSearch::new_instances(int tenant, int state) const {
+    int count = 0;
+    for (int p = 0; p < profiles_; ++p)
+        count += std::max(0, digits_[state * profiles_ + p] - kept_[static_cast<std::size_t>(tenant) * profiles_ + p]);
+    return count;
+}
+
 Pattern PatternSearch::best(const std::vector<double>& accuracy, const std::vector<double>& arrivals, int horizon,
-                            int t0, int t1, double slot_s, const std::vector<double>& ready) const {
+                            int t0, int t1, double slot_s, const std::vector<double>& ready, double penalty) const {
     Pattern out;
     out.task.assign(gpu_.memory_mask.size(), -1);
     out.served.assign(static_cast<std::size_t>(n_tenants_) * (t1 - t0), 0.0);
@@ -148,7 +155,7 @@ Pattern PatternSearch::best(const std::vector<double>& accuracy, const std::vect
             double value = 0.0;
             for (int t = t0; t < t1; ++t)
                 if (accuracy[row + t] > 0.0) value += accuracy[row + t] * servable(i, st, t);
-            own[st] = value;
+            own[st] = value - penalty * new_instances(i, st);
         }
         next = best;
         for (const auto& [st, sub, rest] : splits_) {

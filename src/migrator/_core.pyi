@@ -172,4 +172,5 @@ def best_pattern(
     accuracy: npt.ArrayLike,
     arrivals: npt.ArrayLike,
     slot_s: float,
+    penalty: float = 0.0,
 ) -> tuple[float, npt.NDArray[np.int32]]: ...

@@ -70,19 +70,23 @@ def _best_pattern(problem: Problem, gpu: GpuProblem, remaining: np.ndarray, accu
     if not active:
         return None
     part = sub_gpu(gpu, active)
+    # The search values one slot of the demand; the plan holds its tasks the whole horizon,
+    # so an instance's reconfiguration penalty is spread over the horizon's slots.
     _, local = _core.best_pattern(core_gpu(part), len(active), np.asarray(accuracy, dtype=np.float64)[active],
-                                  np.asarray(remaining, dtype=np.float64)[active] * problem.slot_s, problem.slot_s)
+                                  np.asarray(remaining, dtype=np.float64)[active] * problem.slot_s, problem.slot_s,
+                                  penalty=problem.reconfig_penalty / max(1, problem.horizon))
     back = {v: k for k, v in task_map(active).items()}
     tasks = np.array([back.get(int(k), IDLE) if k >= 0 else -1 for k in local], dtype=np.int64)
     return tasks if (tasks > 0).any() else None
 
 
 def _worth(problem: Problem, gpu: GpuProblem, tasks: np.ndarray, served: np.ndarray) -> float:
-    """Goodput per horizon, less what new instances lose while setting up."""
+    """Goodput per horizon, less what new instances lose while setting up and their
+    reconfiguration penalty (the program's objective, on the mean demand)."""
     horizon_s = problem.horizon * problem.slot_s
     new = (tasks >= 0) & (tasks != gpu.current)
     setup = min(problem.setup_s, horizon_s)
-    return float(served.sum() * horizon_s - served[new].sum() * setup)
+    return float(served.sum() * horizon_s - served[new].sum() * setup - problem.reconfig_penalty * new.sum())
 
 
 def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:

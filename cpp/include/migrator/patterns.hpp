@@ -35,12 +35,15 @@ class PatternSearch {
     // `accuracy` (earned per request) and `arrivals` are n_tenants x horizon; the stretch is
     // slots [t0, t1) of `slot_s` seconds. `ready`, where given, is per slot of the stretch
     // the share a new instance serves (set-up downtime); as many instances of a profile as
-    // now serve a tenant (GpuInput::current) count as kept and serve it fully.
+    // now serve a tenant (GpuInput::current) count as kept and serve it fully. `penalty` is
+    // charged per instance that is not kept (a starting plan's reconfiguration cost; the
+    // period bounds, which bound Goodput alone, leave it 0).
     Pattern best(const std::vector<double>& accuracy, const std::vector<double>& arrivals, int horizon, int t0,
-                 int t1, double slot_s, const std::vector<double>& ready = {}) const;
+                 int t1, double slot_s, const std::vector<double>& ready = {}, double penalty = 0.0) const;
 
   private:
     int state_of(const std::vector<int>& counts) const;
+    int new_instances(int tenant, int state) const;  // instances of `state` not kept for the tenant
 
     const GpuInput& gpu_;
     int n_tenants_;
