@@ -147,7 +147,7 @@ def solve_problem(
     At the time limit the best plan found is returned with its gap; with none found, the
     current layout and tasks are kept (status says so). ``strengthen=False`` leaves out the
     redundant rows that tighten the relaxation and ``break_symmetry=False`` the rows that
-    order interchangeable placements and GPUs (docs/model.md), for tests and measurements.
+    order twin placements in the first period (docs/model.md), for tests and measurements.
     """
     started = time.perf_counter()
     arrays = _core_input(problem, strengthen, break_symmetry)

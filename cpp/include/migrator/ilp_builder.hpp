@@ -43,7 +43,7 @@ struct PlanInput {
     // Add the redundant rows that tighten the relaxation (docs/model.md, "Tightening"); off
     // gives the plain model, for tests and measurements.
     bool strengthen = true;
-    // Order interchangeable placements and GPUs in the first period (docs/model.md,
+    // Order twin placements (interchangeable within a GPU) in the first period (docs/model.md,
     // "Symmetry"); off gives the model without those rows.
     bool break_symmetry = true;
 };
