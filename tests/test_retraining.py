@@ -8,7 +8,7 @@ import migrator
 from migrator import planner
 from migrator.greedy import greedy_tasks
 from migrator.planner_problem import PlannerState
-from migrator.retraining import marginal_service, retrain_over_window
+from migrator.retraining import fits_beside, marginal_service, retrain_over_window
 
 RETRAIN_A = 2  # tenant 0's retraining task
 
@@ -76,3 +76,58 @@ def test_the_planner_option_keeps_the_plan_consistent():
     assert "a:retrain" in plan.first(0).assignment.values()
     score = planner.expected_score(plan.problem, plan.tasks)
     assert plan.goodput == score.goodput_per_tenant()
+
+
+def two_gpus(rate_rps: float = 300.0) -> migrator.Scenario:
+    """The one-tenant scenario on two A100s: one GPU is enough to serve it."""
+    table = scenario(rate_rps).to_dict()
+    table["gpus"] = [{"model": "A100-40GB", "count": 2, "layout": ""}]
+    return migrator.Scenario.from_dict(table)
+
+
+def test_free_room_retrains_without_giving_up_inference():
+    problem = planner.Planner(two_gpus()).problem()
+    tasks = tuple(t.copy() for t in greedy_tasks(problem))
+    names = [str(p) for p in problem.gpus[0].placements]
+    # Only GPU 0 serves, from one 3g instance; GPU 1 is empty.
+    for t in tasks:
+        t[:] = -1
+    tasks[0][:, names.index("3g.20gb@0")] = 1
+    moved = retrain_over_window(problem, tasks)
+    assert moved[0][0, names.index("3g.20gb@0")] == 1  # the serving instance keeps serving
+    created = [(g, q) for g in range(2) for q in np.flatnonzero(moved[g][0] == RETRAIN_A)]
+    assert len(created) == 1
+    g, q = created[0]
+    # The fastest retraining: the empty GPU's full 7g instance, or a free 4g beside the 3g.
+    assert problem.gpus[g].retrain_speed[0, q] == max(
+        problem.gpus[h].retrain_speed[0, r] for h in range(2) for r in range(len(names))
+        if tasks[h][0, r] < 0 and fits_beside(problem.gpus[h], list(np.flatnonzero(tasks[h][0] >= 0)), r))
+    for h in range(2):
+        layout = ",".join(names[r] for r in np.flatnonzero(moved[h][0] >= 0))
+        assert migrator.Geometry.for_gpu("A100-40GB").is_valid(layout)
+
+
+def test_no_new_instance_when_the_penalty_outweighs_the_gain():
+    s = two_gpus().with_planner(reconfig_penalty=1e9)
+    problem = planner.Planner(s).problem()
+    tasks = greedy_tasks(problem)
+    for before, after in zip(tasks, retrain_over_window(problem, tasks)):
+        np.testing.assert_array_equal(after, before)
+
+
+def test_fits_beside_agrees_with_the_geometry():
+    geometry = migrator.Geometry.for_gpu("A100-40GB")
+    problem = planner.Planner(scenario(300.0)).problem()
+    gpu = problem.gpus[0]
+    names = [str(p) for p in gpu.placements]
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(300):
+        occupied = [int(q) for q in rng.choice(len(names), size=int(rng.integers(0, 4)), replace=False)]
+        if not geometry.is_valid(",".join(names[q] for q in occupied)):
+            continue
+        for q in set(range(len(names))) - set(occupied):
+            expected = geometry.is_valid(",".join(names[r] for r in occupied + [q]))
+            assert fits_beside(gpu, occupied, q) == expected
+            checked += 1
+    assert checked > 100

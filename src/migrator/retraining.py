@@ -8,8 +8,10 @@ greedy start's rule (``migrator.greedy``) to the plan's first period with the wh
 view: for each tenant with work left, largest gain first, the instance whose retraining is
 worth most, ``gain x requests per slot x slots left in the window after it is done`` less the
 inference the instance gives up until then (what its tenant would lose without it, not its
-capacity), is moved to retraining. An instance already retraining keeps its tenant while
-that still pays, so that decisions do not undo each other.
+capacity) and the reconfiguration penalty, is moved to retraining. Free room counts too: a
+placement that fits beside the first period's instances (a GPU the plan leaves empty, say)
+gives up no inference, so a new instance there retrains where that pays. An instance already
+retraining keeps its tenant while that still pays, so that decisions do not undo each other.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Sequence
 import numpy as np
 
 from .greedy import retraining_values
-from .planner_problem import IDLE, Problem
+from .planner_problem import IDLE, GpuProblem, Problem
 
-__all__ = ["marginal_service", "retrain_over_window"]
+__all__ = ["fits_beside", "marginal_service", "retrain_over_window"]
 
 
 def marginal_service(problem: Problem, first: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -46,6 +48,18 @@ def marginal_service(problem: Problem, first: Sequence[np.ndarray]) -> list[np.n
     return out
 
 
+def fits_beside(gpu: GpuProblem, occupied: Sequence[int], q: int) -> bool:
+    """Whether placement ``q`` can hold an instance beside those at ``occupied``: no memory
+    slice twice, within the compute slices, the profile's count and the media engines."""
+    chosen = list(occupied) + [q]
+    memory = [int(gpu.memory_mask[r]) for r in chosen]
+    overlap = any(memory[a] & memory[b] for a in range(len(memory)) for b in range(a + 1, len(memory)))
+    counts = np.bincount(gpu.profile[chosen], minlength=len(gpu.max_count))
+    return (not overlap and int(gpu.compute[chosen].sum()) <= gpu.compute_slices
+            and bool((counts <= gpu.max_count).all())
+            and bool((gpu.engines[chosen].sum(axis=0) <= gpu.engine_totals).all()))
+
+
 def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     """The plan with its first period's instances moved to retraining where that pays over
     the retraining's window (see the module docstring)."""
@@ -61,29 +75,36 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
     values = []
     for g, gpu in enumerate(problem.gpus):
-        _, value = retraining_values(problem, gpu, first[g], served[g], gain, end)
+        # Free placements are valued as idle instances (no inference to give up); whether
+        # one still fits is checked when it is picked.
+        room = np.where(first[g] >= 0, first[g], IDLE)
+        _, value = retraining_values(problem, gpu, room, served[g], gain, end)
         values.append(value)
     taken = set()
-    # Keep retraining under way where it still pays.
+    # Keep retraining under way where it still pays (where the plan dropped its instance,
+    # as long as nothing planned took its place).
     for g, gpu in enumerate(problem.gpus):
         for q in np.flatnonzero(gpu.current > IDLE):
             j = int(gpu.current[q])
             i = (j - 2) // 2
-            if j % 2 == 0 and first[g][q] >= 0 and eligible[i] and values[g][i, q] > 0:
+            if j % 2 or not eligible[i] or not values[g][i, q] > 0:
+                continue
+            if first[g][q] >= 0 or fits_beside(gpu, [int(r) for r in np.flatnonzero(out[g][0] >= 0)], int(q)):
                 out[g][0, q] = j
                 taken.add((g, int(q)))
                 eligible[i] = False
     for i in np.argsort(-gain):
         if not eligible[i]:
             continue
-        best = max(
+        candidates = sorted(
             ((values[g][i, q], g, int(q)) for g in range(len(problem.gpus)) for q in range(values[g].shape[1])
-             if (g, int(q)) not in taken),
-            default=None,
+             if (g, int(q)) not in taken and values[g][i, q] > problem.reconfig_penalty),
+            reverse=True,
         )
-        if best is None or not best[0] > 0:
-            continue
-        _, g, q = best
-        out[g][0, q] = 2 + 2 * int(i)
-        taken.add((g, q))
+        for _, g, q in candidates:
+            occupied = [int(r) for r in np.flatnonzero(out[g][0] >= 0)]
+            if out[g][0, q] >= 0 or fits_beside(problem.gpus[g], occupied, q):
+                out[g][0, q] = 2 + 2 * int(i)
+                taken.add((g, q))
+                break
     return tuple(out)
