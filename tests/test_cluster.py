@@ -130,6 +130,29 @@ def test_a_cluster_plan_reports_its_gap_to_the_whole_problem(local_cluster) -> N
     assert "bound" in controller.timings
 
 
+def test_a_cluster_plan_gets_the_retraining_pass_its_settings_ask_for(local_cluster) -> None:
+    from migrator.planner import RawSolution
+    from migrator.retraining import retrain_over_window
+
+    assert local_cluster.scenario.planner.retrain_over_window
+    controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=10.0)
+    seen = []
+    solved = controller.planner.finish
+
+    def spy(problem, raw: RawSolution, keep=()):
+        seen.append((problem, raw.tasks, keep))
+        return solved(problem, raw, keep)
+
+    controller.planner.finish = spy
+    plan, _, _ = controller.decide()
+    (problem, merged, keep), = seen
+    assert keep == set()  # every part solved
+    expected = retrain_over_window(problem, merged)
+    assert all((a == b).all() for a, b in zip(plan.tasks, expected))
+    # The pass did something here: some first-period instance retrains.
+    assert any(((t[0] > 0) & (t[0] % 2 == 0)).any() for t in plan.tasks)
+
+
 def test_a_late_bound_is_reported_as_none_and_delays_nothing(local_cluster) -> None:
     problem = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents).planner.problem()
     started = time.perf_counter()

@@ -131,3 +131,14 @@ def test_fits_beside_agrees_with_the_geometry():
             assert fits_beside(gpu, occupied, q) == expected
             checked += 1
     assert checked > 100
+
+
+def test_gpus_to_keep_are_left_as_they_are():
+    problem = planner.Planner(two_gpus()).problem()
+    names = [str(p) for p in problem.gpus[0].placements]
+    tasks = tuple(np.full((len(problem.periods), len(names)), -1, dtype=np.int64) for _ in range(2))
+    tasks[0][:, names.index("3g.20gb@0")] = 1
+    assert (retrain_over_window(problem, tasks)[1][0] == RETRAIN_A).any()  # the empty GPU would retrain
+    kept = retrain_over_window(problem, tasks, keep={1})
+    np.testing.assert_array_equal(kept[1], tasks[1])
+    assert (kept[0][0] == RETRAIN_A).sum() == 1  # the room beside the 3g on GPU 0 instead

@@ -650,9 +650,9 @@ class ClusterController:
         merge_s = lap()
         raw = dataclasses.replace(raw, bound=bound.result())
         bound_s = lap()
-        # Planner.decode turns a raw solution into a Plan (layouts, Goodput): the split
-        # planner's own path; it is not public yet (see the report of issue 8).
-        plan = self.planner.decode(problem, raw)
+        # The planner's own last steps: the retraining pass where its settings ask (not on
+        # the GPUs of parts without a solution: they keep what they have), decoding.
+        plan = self.planner.finish(problem, raw, keep={o.gpu for o in outcomes if o.solution is None})
         self.timings = {"build": build_s, "split": split_s, "solve": solve_s, "bound": bound_s, "merge": merge_s + lap()}
         return plan, outcomes
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import highspy
 import numpy as np
@@ -424,8 +424,15 @@ class Planner:
         else:
             warm = self._shifted_previous(problem) or greedy_tasks(problem)
             raw = solve_problem(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap, warm_start=warm)
+        return self.finish(problem, raw)
+
+    def finish(self, problem: Problem, raw: RawSolution, keep: Collection[int] = ()) -> Plan:
+        """The Plan of a solved ``problem``: the retraining pass where the settings ask for it
+        (``retrain_over_window``; GPUs in ``keep`` untouched), remembered as the next
+        decision's start, decoded. For callers that solve the parts themselves, as the
+        cluster controller does."""
         if self.config.retrain_over_window:
-            raw = dataclasses.replace(raw, tasks=retrain_over_window(problem, raw.tasks))
+            raw = dataclasses.replace(raw, tasks=retrain_over_window(problem, raw.tasks, keep))
         self._previous = raw.tasks
         return self.decode(problem, raw)
 
@@ -507,8 +514,8 @@ class Planner:
         return tuple(shifted)
 
     def decode(self, problem: Problem, raw: RawSolution) -> Plan:
-        """The Plan of a raw solution of ``problem`` (layouts, assignments, Goodput, stats):
-        for callers that solve the parts themselves, as the cluster controller does."""
+        """The Plan of a raw solution of ``problem`` (layouts, assignments, Goodput, stats),
+        as it is (:meth:`finish` adds the retraining pass first)."""
         started = time.perf_counter()
         result = expected_score(problem, raw.tasks)
         changes = reconfigurations(problem, raw.tasks)

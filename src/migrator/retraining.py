@@ -16,7 +16,7 @@ retraining keeps its tenant while that still pays, so that decisions do not undo
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 
@@ -60,9 +60,10 @@ def fits_beside(gpu: GpuProblem, occupied: Sequence[int], q: int) -> bool:
             and bool((gpu.engines[chosen].sum(axis=0) <= gpu.engine_totals).all()))
 
 
-def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Collection[int] = ()) -> tuple[np.ndarray, ...]:
     """The plan with its first period's instances moved to retraining where that pays over
-    the retraining's window (see the module docstring)."""
+    the retraining's window (see the module docstring); the GPUs in ``keep`` are left as
+    they are (the cluster's late parts, which keep their current layout and tasks)."""
     n = len(problem.tenants)
     out = [t.copy() for t in tasks]
     if n == 0 or not problem.gpus:
@@ -79,7 +80,7 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[
         # one still fits is checked when it is picked.
         room = np.where(first[g] >= 0, first[g], IDLE)
         _, value = retraining_values(problem, gpu, room, served[g], gain, end)
-        values.append(value)
+        values.append(np.full_like(value, -np.inf) if g in keep else value)
     taken = set()
     # Keep retraining under way where it still pays (where the plan dropped its instance,
     # as long as nothing planned took its place).
