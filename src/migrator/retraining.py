@@ -74,38 +74,49 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     gain = (problem.acc_after - problem.acc_before) * rate
     end = (problem.window_slots - problem.window_offset).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
-    values = []
+    # value[g, i, q]: what retraining tenant i at GPU g's placement q earns; -inf where it
+    # cannot or the placement is taken.
+    width = max(len(g.placements) for g in problem.gpus)
+    value = np.full((len(problem.gpus), n, width), -np.inf)
     for g, gpu in enumerate(problem.gpus):
+        if g in keep:
+            continue
         # Free placements are valued as idle instances (no inference to give up); whether
         # one still fits is checked when it is picked.
         room = np.where(first[g] >= 0, first[g], IDLE)
-        _, value = retraining_values(problem, gpu, room, served[g], gain, end)
-        values.append(np.full_like(value, -np.inf) if g in keep else value)
-    taken = set()
+        value[g, :, : len(gpu.placements)] = retraining_values(problem, gpu, room, served[g], gain, end)[1]
+
+    def take(g: int, q: int, task: int) -> None:
+        """Give placement q of GPU g the task; free placements it leaves no room for go."""
+        new = out[g][0, q] < 0
+        out[g][0, q] = task
+        value[g, :, q] = -np.inf
+        if new:
+            block_unfit(g)
+
+    def block_unfit(g: int) -> None:
+        gpu, occupied = problem.gpus[g], [int(r) for r in np.flatnonzero(out[g][0] >= 0)]
+        for q in np.flatnonzero(np.isfinite(value[g]).any(axis=0)):
+            if out[g][0, q] < 0 and not fits_beside(gpu, occupied, int(q)):
+                value[g, :, q] = -np.inf
+
+    for g in range(len(problem.gpus)):
+        block_unfit(g)
     # Keep retraining under way where it still pays (where the plan dropped its instance,
     # as long as nothing planned took its place).
     for g, gpu in enumerate(problem.gpus):
         for q in np.flatnonzero(gpu.current > IDLE):
             j = int(gpu.current[q])
             i = (j - 2) // 2
-            if j % 2 or not eligible[i] or not values[g][i, q] > 0:
-                continue
-            if first[g][q] >= 0 or fits_beside(gpu, [int(r) for r in np.flatnonzero(out[g][0] >= 0)], int(q)):
-                out[g][0, q] = j
-                taken.add((g, int(q)))
+            if j % 2 == 0 and eligible[i] and value[g, i, q] > 0:
+                take(g, int(q), j)
                 eligible[i] = False
     for i in np.argsort(-gain):
         if not eligible[i]:
             continue
-        candidates = sorted(
-            ((values[g][i, q], g, int(q)) for g in range(len(problem.gpus)) for q in range(values[g].shape[1])
-             if (g, int(q)) not in taken and values[g][i, q] > problem.reconfig_penalty),
-            reverse=True,
-        )
-        for _, g, q in candidates:
-            occupied = [int(r) for r in np.flatnonzero(out[g][0] >= 0)]
-            if out[g][0, q] >= 0 or fits_beside(problem.gpus[g], occupied, q):
-                out[g][0, q] = 2 + 2 * int(i)
-                taken.add((g, q))
-                break
+        flat = value[:, i, :].ravel()
+        at = int(np.argmax(flat[::-1]))  # the most valuable; among equals the last, as it always was
+        at = len(flat) - 1 - at
+        if flat[at] > problem.reconfig_penalty:
+            take(*divmod(at, width), 2 + 2 * int(i))
     return tuple(out)
