@@ -239,6 +239,12 @@ class GpuPlan:
 
 @dataclass(frozen=True)
 class PlanStats:
+    """How a plan was found. ``objective``, ``bound`` and ``mip_gap`` describe the program's
+    solution over the horizon (for a split, the merged plan's value and the bound of
+    ``migrator.split_bound``); the retraining pass (``retrain_over_window``) may then move
+    first-period instances to retraining for gains beyond the horizon, which the plan's
+    ``goodput`` and ``reconfigurations`` include and ``objective`` does not."""
+
     build_s: float
     solve_s: float
     decode_s: float
