@@ -1,7 +1,7 @@
 """An upper bound on the whole program's optimum, for plans the per-GPU split makes.
 
 The split (:mod:`migrator.decompose`) solves every GPU on its own with a share of the demand,
-so no part's bound bounds the whole and the split plan had no gap. This is a relaxation of
+so no part's bound bounds the whole and, without this, a split plan has no gap. This is a relaxation of
 the whole program of docs/model.md ("Bounding a split plan"), small whatever the number of
 GPUs: GPUs with the same placements form a class, and per class and period the program
 only counts instances per (task, profile), held within the convex hull of the class's
