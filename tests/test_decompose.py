@@ -86,3 +86,31 @@ def test_parts_carry_their_tenants_terminal_gains():
     subs = split(whole, parts, shares)
     for tenants, sub, row in zip(parts, subs, shares):
         np.testing.assert_allclose(sub.terminal_gain, whole.terminal_gain[tenants] * row[tenants])
+
+
+def _churn(planner_: planner.Planner, decisions: int, jitter: float) -> int:
+    """GPU layout changes after the first decision, the forecast jittered each time (as an
+    EWMA forecaster's updates move it), nothing else moving."""
+    rng = np.random.default_rng(0)
+    state = planner_.initial_state()
+    base = planner_.default_forecast(state)
+    changes = 0
+    for step in range(decisions):
+        forecast = base * rng.uniform(1 - jitter, 1 + jitter, size=(base.shape[0], 1))
+        following = planner.Planner.advance(planner_.plan(forecast=forecast, state=state))
+        if step > 0:
+            changes += sum(a != b for a, b in zip(state.layouts, following.layouts))
+        state = following
+    return changes
+
+
+def test_the_split_does_not_re_deal_tenants_among_alike_gpus():
+    scenario = sized(8, 16)
+    stable = _churn(planner.Planner(scenario), decisions=6, jitter=0.05)
+    # The greedy plan alone deals tenants afresh each time (what the split did before it
+    # weighed the last plan and the current layouts against it): GPUs reconfigure for
+    # nothing (measured 7 changes against 0; in the simulator 183 against 56 in 300 s).
+    greedy_only = planner.Planner(scenario)
+    greedy_only._split_start = planner.greedy_tasks  # type: ignore[method-assign]
+    assert stable <= 1
+    assert _churn(greedy_only, decisions=6, jitter=0.05) >= stable + 3

@@ -475,8 +475,8 @@ class Planner:
         """Each GPU on its own with the share of demand the greedy plan gives it, sharing
         the time limit; the merged plan, or the greedy one where it is worth more."""
         began = time.perf_counter()
-        greedy = greedy_tasks(problem)
-        shares = shares_from_plan(problem, greedy)
+        start = self._split_start(problem)
+        shares = shares_from_plan(problem, start)
         parts = parts_of(shares)
         subs = split(problem, parts, shares)
         budget = self.config.time_limit_s / len(subs)
@@ -488,7 +488,7 @@ class Planner:
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
         # parts' bounds do not bound it; the relaxation of migrator.split_bound does.
-        worth = {name: self._worth(problem, tasks) for name, tasks in (("merged", merged.tasks), ("greedy", greedy))}
+        worth = {name: self._worth(problem, tasks) for name, tasks in (("merged", merged.tasks), ("start", start))}
         best = max(worth, key=worth.get)
         # The bound gets what the parts left of the time limit (none: no bound, inf).
         started = time.perf_counter()
@@ -496,13 +496,24 @@ class Planner:
         bound = split_bound(problem, time_limit_s=left) if left > 0.01 else float("inf")
         return dataclasses.replace(
             merged,
-            tasks=merged.tasks if best == "merged" else greedy,
+            tasks=merged.tasks if best == "merged" else start,
             objective=worth[best],
             bound=bound,
             mip_gap=_gap(worth[best], bound),
             solve_s=merged.solve_s + time.perf_counter() - started,
-            status=merged.status + ("" if best == "merged" else "; greedy plan kept (better)"),
+            status=merged.status + ("" if best == "merged" else "; starting plan kept (better)"),
         )
+
+    def _split_start(self, problem: Problem) -> tuple[np.ndarray, ...]:
+        """The plan whose shares of demand the split gives each GPU: the greedy plan, the
+        last plan moved on, or the layouts and tasks as they are, whichever is worth most
+        (set-up and penalty included). Left to the greedy plan alone, the split re-deals
+        tenants among alike GPUs from one decision to the next and reconfigures for nothing."""
+        candidates = [greedy_tasks(problem), keep_current(problem)]
+        previous = self._shifted_previous(problem)
+        if previous is not None:
+            candidates.append(previous)
+        return max(candidates, key=lambda tasks: self._worth(problem, tasks))
 
     @staticmethod
     def _worth(problem: Problem, tasks: Sequence[np.ndarray]) -> float:
