@@ -279,10 +279,11 @@ class PartOutcome:
                 "solve_ms": self.solve_s * 1e3, "wall_ms": self.wall_s * 1e3}
 
 
-def split_problem(problem: Problem) -> tuple[list[list[int]], list[Problem]]:
-    """One part per GPU, each with its share of the tenants the greedy plan gives it
-    (:mod:`migrator.decompose`); returns each part's tenants and its problem."""
-    shares = shares_from_plan(problem, greedy_tasks(problem))
+def split_problem(problem: Problem, start: Sequence[np.ndarray] | None = None) -> tuple[list[list[int]], list[Problem]]:
+    """One part per GPU, each with its share of the tenants the starting plan ``start``
+    gives it (the greedy plan by default; :mod:`migrator.decompose`); returns each part's
+    tenants and its problem."""
+    shares = shares_from_plan(problem, greedy_tasks(problem) if start is None else start)
     parts = parts_of(shares)
     return parts, split(problem, parts, shares)
 
@@ -639,7 +640,9 @@ class ClusterController:
         forecast = self.forecaster.forecast(self.config.horizon) if self._observed_slots else None
         problem = self.planner.problem(forecast, state)
         build_s = lap()
-        parts, subs = split_problem(problem)
+        # The planner's starting plan: not the greedy plan alone, which would re-deal the
+        # tenants among alike GPUs whenever the forecast moves.
+        parts, subs = split_problem(problem, self.planner.split_start(problem))
         split_s = lap()
         bound = WholeBound(problem, self.config.time_limit_s if self.deadline_s is None else self.deadline_s,
                            self.parallel)

@@ -2,9 +2,9 @@
 
 The whole program couples every GPU through the tenants they share. When it is too large
 to solve in the decision time, every GPU is planned on its own with a share of the tenants'
-demand: the share the greedy starting plan gives it (:func:`shares_from_plan`), or, for a
-tenant the greedy plan serves nowhere, all of it on the GPU it loads least
-(:func:`assign_tenants`). The parts are exact programs; what the split gives up is moving
+demand: the share a starting plan gives it (:func:`shares_from_plan`; the planner picks the
+greedy plan, the last plan or the current layouts, whichever is worth most), or, for a
+tenant that plan serves nowhere, all of it on the GPU it loads least (:func:`assign_tenants`). The parts are exact programs; what the split gives up is moving
 demand between GPUs after the split, which is why it is used only above a size
 (``PlannerConfig.decompose_above``). The merged plan serves at least what the parts do.
 """

@@ -475,7 +475,7 @@ class Planner:
         """Each GPU on its own with the share of demand the greedy plan gives it, sharing
         the time limit; the merged plan, or the greedy one where it is worth more."""
         began = time.perf_counter()
-        start = self._split_start(problem)
+        start = self.split_start(problem)
         shares = shares_from_plan(problem, start)
         parts = parts_of(shares)
         subs = split(problem, parts, shares)
@@ -504,7 +504,7 @@ class Planner:
             status=merged.status + ("" if best == "merged" else "; starting plan kept (better)"),
         )
 
-    def _split_start(self, problem: Problem) -> tuple[np.ndarray, ...]:
+    def split_start(self, problem: Problem) -> tuple[np.ndarray, ...]:
         """The plan whose shares of demand the split gives each GPU: the greedy plan, the
         last plan moved on, or the layouts and tasks as they are, whichever is worth most
         (set-up and penalty included). Left to the greedy plan alone, the split re-deals
