@@ -20,7 +20,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
-from .greedy import retraining_values
+from .greedy import maximal_sets, retraining_values
 from .planner_problem import IDLE, GpuProblem, Problem
 
 __all__ = ["fits_beside", "marginal_service", "retrain_over_window"]
@@ -48,16 +48,15 @@ def marginal_service(problem: Problem, first: Sequence[np.ndarray]) -> list[np.n
     return out
 
 
-def fits_beside(gpu: GpuProblem, occupied: Sequence[int], q: int) -> bool:
-    """Whether placement ``q`` can hold an instance beside those at ``occupied``: no memory
-    slice twice, within the compute slices, the profile's count and the media engines."""
-    chosen = list(occupied) + [q]
-    memory = [int(gpu.memory_mask[r]) for r in chosen]
-    overlap = any(memory[a] & memory[b] for a in range(len(memory)) for b in range(a + 1, len(memory)))
-    counts = np.bincount(gpu.profile[chosen], minlength=len(gpu.max_count))
-    return (not overlap and int(gpu.compute[chosen].sum()) <= gpu.compute_slices
-            and bool((counts <= gpu.max_count).all())
-            and bool((gpu.engines[chosen].sum(axis=0) <= gpu.engine_totals).all()))
+def fits_beside(gpu: GpuProblem, occupied: Sequence[int], q: int,
+                layouts: Sequence[frozenset[int]] | None = None) -> bool:
+    """Whether placement ``q`` can hold an instance beside those at ``occupied``: whether
+    they all lie within one of the GPU's maximal layouts (``layouts``, the geometry core's
+    :func:`migrator.greedy.maximal_sets`, computed when not given)."""
+    if layouts is None:
+        layouts = [frozenset(m) for m in maximal_sets(gpu)]
+    wanted = {*occupied, q}
+    return any(wanted <= layout for layout in layouts)
 
 
 def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Collection[int] = ()) -> tuple[np.ndarray, ...]:
@@ -94,10 +93,16 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
         if new:
             block_unfit(g)
 
+    layouts: dict[int, list[frozenset[int]]] = {}
+
     def block_unfit(g: int) -> None:
         gpu, occupied = problem.gpus[g], [int(r) for r in np.flatnonzero(out[g][0] >= 0)]
         for q in np.flatnonzero(np.isfinite(value[g]).any(axis=0)):
-            if out[g][0, q] < 0 and not fits_beside(gpu, occupied, int(q)):
+            if out[g][0, q] >= 0:
+                continue
+            if g not in layouts:
+                layouts[g] = [frozenset(m) for m in maximal_sets(gpu)]
+            if not fits_beside(gpu, occupied, int(q), layouts[g]):
                 value[g, :, q] = -np.inf
 
     for g in range(len(problem.gpus)):
