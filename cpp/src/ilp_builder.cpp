@@ -416,7 +416,7 @@ class PlanBuilder {
                     Terms terms = first_period_rank(static_cast<int>(g), last, 1.0);  // rank(last) >= rank(r)
                     for (const auto& term : first_period_rank(static_cast<int>(g), r, -1.0)) terms.push_back(term);
                     if (!terms.empty()) a_.row(0.0, kInf, terms);
-                    for (int v : {static_cast<int>(g), last, r}) a_.model().twin_pairs.push_back(v);
+                    for (int v : {static_cast<int>(g), q, r}) a_.model().twin_pairs.push_back(v);
                     last = r;
                 }
             }

@@ -189,13 +189,9 @@ def twin_ordered(problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> 
     """The plan with each group of twin placements' timelines swapped into the order the
     symmetry rows (15) ask of period 0: the same plan, by value, that the solver accepts."""
     out = [np.array(t, copy=True) for t in tasks]
-    pairs = np.asarray(arrays.twin_pairs, dtype=np.int64).reshape(-1, 3)
     groups: dict[tuple[int, int], list[int]] = {}
-    head: dict[tuple[int, int], tuple[int, int]] = {}
-    for g, q, r in pairs.tolist():
-        key = head.get((g, q), (g, q))
-        groups.setdefault(key, [q]).append(r)
-        head[(g, r)] = key
+    for g, first, r in np.asarray(arrays.twin_pairs, dtype=np.int64).reshape(-1, 3).tolist():
+        groups.setdefault((g, first), [first]).append(r)
     for (g, _), members in groups.items():
         first = out[g][0, members]
         rank = np.where(first >= 0, problem.n_tasks - first, 0)
@@ -475,7 +471,7 @@ class Planner:
         """Each GPU on its own with the share of demand the greedy plan gives it, sharing
         the time limit; the merged plan, or the greedy one where it is worth more."""
         began = time.perf_counter()
-        start = self.split_start(problem)
+        start_worth, start = self._scored_start(problem)
         shares = shares_from_plan(problem, start)
         parts = parts_of(shares)
         subs = split(problem, parts, shares)
@@ -488,7 +484,7 @@ class Planner:
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
         # parts' bounds do not bound it; the relaxation of migrator.split_bound does.
-        worth = {name: self._worth(problem, tasks) for name, tasks in (("merged", merged.tasks), ("start", start))}
+        worth = {"merged": self._worth(problem, merged.tasks), "start": start_worth}
         best = max(worth, key=worth.get)
         # The bound gets what the parts left of the time limit (none: no bound, inf).
         started = time.perf_counter()
@@ -509,11 +505,15 @@ class Planner:
         last plan moved on, or the layouts and tasks as they are, whichever is worth most
         (set-up and penalty included). Left to the greedy plan alone, the split re-deals
         tenants among alike GPUs from one decision to the next and reconfigures for nothing."""
+        return self._scored_start(problem)[1]
+
+    def _scored_start(self, problem: Problem) -> tuple[float, tuple[np.ndarray, ...]]:
         candidates = [greedy_tasks(problem), keep_current(problem)]
         previous = self._shifted_previous(problem)
         if previous is not None:
             candidates.append(previous)
-        return max(candidates, key=lambda tasks: self._worth(problem, tasks))
+        scored = [(self._worth(problem, tasks), tasks) for tasks in candidates]
+        return max(scored, key=lambda pair: pair[0])
 
     @staticmethod
     def _worth(problem: Problem, tasks: Sequence[np.ndarray]) -> float:

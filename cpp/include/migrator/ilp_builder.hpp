@@ -61,8 +61,9 @@ struct ModelArrays {
     // Per tenant, 1 where the program decides its retraining; 0 where the tenant does not
     // retrain or its retraining cannot finish in time to earn anything (no variables).
     std::vector<int> retrains;
-    // (g, q, r) triplets, flat: twin placements q < r of GPU g that the symmetry rows hold
-    // in order in period 0 (a starting plan must follow it to be taken).
+    // (g, q, r) triplets, flat: placement r of GPU g is a twin of q, the first of its group;
+    // the symmetry rows hold each group in order in period 0 (a starting plan must follow
+    // it to be taken).
     std::vector<int> twin_pairs;
     // Per period, a bound on its Goodput (constraint 14), +inf where none was computed; their
     // sum bounds the whole objective, whatever a solver proves.
