@@ -142,3 +142,37 @@ def test_gpus_to_keep_are_left_as_they_are():
     kept = retrain_over_window(problem, tasks, keep={1})
     np.testing.assert_array_equal(kept[1], tasks[1])
     assert (kept[0][0] == RETRAIN_A).sum() == 1  # the room beside the 3g on GPU 0 instead
+
+
+def three_tenants() -> migrator.Scenario:
+    """Tenant ``a`` (no retraining) needs one of two 3g instances; ``b`` and ``c`` could
+    each retrain on the other, and the gain pays for one instance that ``a`` can spare,
+    not for both."""
+    def retrainer(name: str) -> dict:
+        return {"name": name, "model": "resnet50", "slo_ms": 100,
+                "arrivals": {"synthetic": "poisson", "mean_rps": 300.0},
+                "window_s": 200.0, "work_gpu_s": 20.0, "accuracy_before": 0.5, "accuracy_after": 0.9}
+    return migrator.Scenario.from_dict({
+        "name": "three", "slot_s": 1.0, "duration_s": 200, "seed": 0,
+        "gpus": [{"model": "A100-40GB", "count": 1, "layout": "3g.20gb@0,3g.20gb@4"}],
+        "tenants": [{"name": "a", "model": "resnet50", "slo_ms": 100,
+                     "arrivals": {"synthetic": "poisson", "mean_rps": 1100.0}},
+                    retrainer("b"), retrainer("c")],
+        "planner": {"horizon": 30},
+    })
+
+
+def test_a_tenant_giving_up_one_instance_values_the_others_more():
+    problem = planner.Planner(three_tenants()).problem()
+    names = [str(p) for p in problem.gpus[0].placements]
+    tasks = np.full((len(problem.periods), len(names)), -1)
+    serving = [names.index("3g.20gb@0"), names.index("3g.20gb@4")]
+    tasks[:, serving] = 1  # both serve a
+    capacity = problem.gpus[0].capacity_rps[0, serving]
+    demand = problem.arrivals[0].mean() / problem.slot_s
+    assert capacity.min() > demand  # either instance alone serves a
+    # Each instance alone costs a nothing, so valued once, up front, both would retrain.
+    assert np.all(marginal_service(problem, [tasks[0]])[0][serving] == 0)
+    moved = retrain_over_window(problem, (tasks,))[0][0]
+    assert (moved[serving] == 1).sum() == 1  # a keeps one instance
+    assert sorted(moved[serving]) in ([1, 4], [1, 6])  # the other retrains b or c

@@ -24,7 +24,7 @@ from . import _core
 from .decompose import sub_gpu, task_map
 from .planner_problem import IDLE, GpuProblem, Problem, core_gpu
 
-__all__ = ["greedy_tasks", "maximal_sets", "retraining_values"]
+__all__ = ["greedy_tasks", "maximal_sets", "retraining_values", "window_value"]
 
 
 def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
@@ -125,10 +125,16 @@ def retraining_values(
     # An instance that cannot retrain a tenant finishes never (inf), and inf x 0 is no value.
     with np.errstate(divide="ignore", invalid="ignore"):
         finish = np.where(speed > 0, (problem.setup_s + problem.work_left[:, None] / speed) / problem.slot_s, np.inf)
-        # served: accuracy-weighted requests per second of each instance's inference.
-        value = gain[:, None] * (end[:, None] - finish) - served[None, :] * problem.slot_s * finish
+        value = window_value(problem, gain[:, None], end[:, None], finish, served[None, :])
     value[~np.isfinite(finish) | (finish >= end[:, None]) | (first < 0)[None, :]] = -np.inf
     return finish, value
+
+
+def window_value(problem: Problem, gain: np.ndarray, end: np.ndarray, finish: np.ndarray, served: np.ndarray) -> np.ndarray:
+    """What a retraining done after ``finish`` slots earns until ``end`` (``gain`` per slot)
+    less the inference its instance gives up until then (``served``: accuracy-weighted
+    requests per second)."""
+    return gain * (end - finish) - served * problem.slot_s * finish
 
 
 def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.ndarray]) -> tuple[np.ndarray, ...]:

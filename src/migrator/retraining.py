@@ -20,31 +20,50 @@ from typing import Collection, Sequence
 
 import numpy as np
 
-from .greedy import maximal_sets, retraining_values
+from .greedy import maximal_sets, retraining_values, window_value
 from .planner_problem import IDLE, GpuProblem, Problem
 
 __all__ = ["fits_beside", "marginal_service", "retrain_over_window"]
+
+
+def _demand_rps(problem: Problem) -> np.ndarray:
+    if not problem.arrivals.shape[1]:
+        return np.zeros(len(problem.tenants))
+    return problem.arrivals.mean(axis=1) / problem.slot_s
+
+
+def _inference_of(task: int) -> int:
+    """The tenant an inference task serves; -1 for idle, retraining or no instance."""
+    return (task - 1) // 2 if task > IDLE and task % 2 == 1 else -1
+
+
+def _serving(problem: Problem, first: Sequence[np.ndarray]) -> list[list[tuple[int, int]]]:
+    """Per tenant, the (GPU, placement) of every first-period instance serving its inference."""
+    out: list[list[tuple[int, int]]] = [[] for _ in problem.tenants]
+    for g, tasks in enumerate(first):
+        for q, task in enumerate(tasks):
+            i = _inference_of(int(task))
+            if i >= 0:
+                out[i].append((g, q))
+    return out
+
+
+def _losses(problem: Problem, i: int, at: Sequence[tuple[int, int]], demand: float) -> np.ndarray:
+    """What tenant ``i`` would lose (accuracy-weighted req/s) without each of its instances
+    ``at``, the others still serving."""
+    capacity = np.array([problem.gpus[g].capacity_rps[i, q] for g, q in at])
+    return problem.acc_before[i] * np.maximum(0.0, np.minimum(capacity, demand - (capacity.sum() - capacity)))
 
 
 def marginal_service(problem: Problem, first: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Per GPU and placement: accuracy-weighted requests per second its tenant would lose
     if the instance stopped serving inference (0 for idle or retraining instances), against
     the forecast's mean rate."""
-    demand = problem.arrivals.mean(axis=1) / problem.slot_s if problem.arrivals.shape[1] else np.zeros(len(problem.tenants))
-    capacity = np.zeros(len(problem.tenants))
-    for g, gpu in enumerate(problem.gpus):
-        for q, task in enumerate(first[g]):
-            if task > IDLE and task % 2 == 1:
-                capacity[(task - 1) // 2] += gpu.capacity_rps[(task - 1) // 2, q]
-    out = []
-    for g, gpu in enumerate(problem.gpus):
-        lost = np.zeros(len(gpu.placements))
-        for q, task in enumerate(first[g]):
-            if task > IDLE and task % 2 == 1:
-                i = (task - 1) // 2
-                cap = gpu.capacity_rps[i, q]
-                lost[q] = problem.acc_before[i] * max(0.0, min(cap, demand[i] - (capacity[i] - cap)))
-        out.append(lost)
+    demand = _demand_rps(problem)
+    out = [np.zeros(len(gpu.placements)) for gpu in problem.gpus]
+    for i, at in enumerate(_serving(problem, first)):
+        for (g, q), lost in zip(at, _losses(problem, i, at, demand[i])):
+            out[g][q] = lost
     return out
 
 
@@ -69,6 +88,8 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
         return tuple(out)
     first = [t[0].copy() for t in out]
     served = marginal_service(problem, first)
+    serving = _serving(problem, first)
+    demand = _demand_rps(problem)
     rate = problem.arrivals.mean(axis=1) if problem.arrivals.shape[1] else np.zeros(n)
     gain = (problem.acc_after - problem.acc_before) * rate
     end = (problem.window_slots - problem.window_offset).astype(np.float64)
@@ -77,21 +98,34 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     # cannot or the placement is taken.
     width = max(len(g.placements) for g in problem.gpus)
     value = np.full((len(problem.gpus), n, width), -np.inf)
+    finish = np.full_like(value, np.inf)
     for g, gpu in enumerate(problem.gpus):
         if g in keep:
             continue
         # Free placements are valued as idle instances (no inference to give up); whether
         # one still fits is checked when it is picked.
         room = np.where(first[g] >= 0, first[g], IDLE)
-        value[g, :, : len(gpu.placements)] = retraining_values(problem, gpu, room, served[g], gain, end)[1]
+        finish[g, :, : len(gpu.placements)], value[g, :, : len(gpu.placements)] = retraining_values(
+            problem, gpu, room, served[g], gain, end)
+
+    def reprice(i: int) -> None:
+        """Tenant i gave up an instance: each one it keeps is now worth more to it."""
+        for (g, q), lost in zip(serving[i], _losses(problem, i, serving[i], demand[i])):
+            column = value[g, :, q]
+            ok = np.isfinite(column)
+            column[ok] = window_value(problem, gain[ok], end[ok], finish[g, ok, q], lost)
 
     def take(g: int, q: int, task: int) -> None:
         """Give placement q of GPU g the task; free placements it leaves no room for go."""
         new = out[g][0, q] < 0
+        served_before = _inference_of(int(out[g][0, q]))
         out[g][0, q] = task
         value[g, :, q] = -np.inf
         if new:
             block_unfit(g)
+        if served_before >= 0:
+            serving[served_before].remove((g, q))
+            reprice(served_before)
 
     layouts: dict[int, list[frozenset[int]]] = {}
 
