@@ -86,3 +86,15 @@ def test_decision_scaling(benchmark, n_gpus: int, n_tenants: int, horizon: int) 
     assert plan.total_goodput > 0 and np.isfinite(plan.stats.objective)
     benchmark.extra_info.update(status=plan.stats.status, mip_gap=plan.stats.mip_gap,
                                 integers=plan.stats.integers)
+
+
+@pytest.mark.benchmark(group="bound")
+def test_split_bound(benchmark, case) -> None:
+    """The whole-problem bound that split plans report their gap against (docs/model.md,
+    "Bounding a split plan"); part of each split decision's time."""
+    from migrator.split_bound import split_bound
+
+    _, scenario, problem = case
+    bound = benchmark.pedantic(split_bound, args=(problem,), kwargs={"time_limit_s": 60.0}, rounds=3, iterations=1)
+    plan = planner.Planner(scenario).plan()
+    assert np.isfinite(bound) and bound >= plan.stats.objective - 1e-6 * abs(bound)
