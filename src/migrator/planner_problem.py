@@ -84,6 +84,15 @@ class TenantState:
     progress_gpu_s: float = 0.0
     done: bool = False
 
+    def __post_init__(self) -> None:
+        value = self.progress_gpu_s
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0 or value == np.inf:
+            raise ConfigError(
+                f"progress_gpu_s must be a finite number of GPU-seconds >= 0, got {value!r}", field="progress_gpu_s"
+            )
+        if not isinstance(self.done, (bool, np.bool_)):
+            raise ConfigError(f"done must be true or false, got {self.done!r}", field="done")
+
 
 @dataclass(frozen=True)
 class PlannerState:
@@ -94,6 +103,16 @@ class PlannerState:
     assignments: tuple[Mapping[str, str], ...]
     tenants: Mapping[str, TenantState] = field(default_factory=dict)
     slot: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.slot, bool) or not isinstance(self.slot, (int, np.integer)) or self.slot < 0:
+            raise ConfigError(f"state.slot must be an integer >= 0, got {self.slot!r}", field="state.slot")
+        for name, tenant in dict(self.tenants).items():
+            if not isinstance(tenant, TenantState):
+                raise ConfigError(
+                    f"state.tenants[{name!r}] must be a TenantState, got {type(tenant).__name__}",
+                    field="state.tenants",
+                )
 
 
 @dataclass(frozen=True)
@@ -293,6 +312,12 @@ def build_problem(
         )
     if len(state.layouts) != len(geometries) or len(state.assignments) != len(geometries):
         raise ConfigError(f"state must give a layout and an assignment for each of the {len(geometries)} GPUs", field="state")
+    unknown = sorted(set(state.tenants) - set(names))
+    if unknown:
+        # A misspelt tenant would silently restart its retraining from nothing.
+        raise ConfigError(
+            f"state.tenants has no tenant {unknown[0]!r}; tenants are {', '.join(names)}", field="state.tenants"
+        )
     window = np.array([0 if t.window_s is None else max(1, round(t.window_s / slot_s)) for t in tenants], dtype=np.int64)
     offset = np.array([state.slot % w if w else 0 for w in window], dtype=np.int64)
     # A window that starts at the decision slot starts afresh, whatever the state says.
