@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import migrator
 from migrator import planner
 from migrator.greedy import greedy_tasks
-from migrator.planner_problem import PlannerState
+from migrator.planner_problem import PlannerState, TenantState
 from migrator.retraining import fits_beside, marginal_service, retrain_over_window
+from scenarios import sized
 
 RETRAIN_A = 2  # tenant 0's retraining task
 
@@ -176,3 +179,44 @@ def test_a_tenant_giving_up_one_instance_values_the_others_more():
     moved = retrain_over_window(problem, (tasks,))[0][0]
     assert (moved[serving] == 1).sum() == 1  # a keeps one instance
     assert sorted(moved[serving]) in ([1, 4], [1, 6])  # the other retrains b or c
+
+
+@settings(max_examples=40)
+@given(n_gpus=st.integers(1, 3), n_tenants=st.integers(1, 8), load=st.floats(0.1, 3.0),
+       slot=st.integers(0, 399), seed=st.integers(0, 2**16), penalty=st.sampled_from([0.0, 200.0, 5000.0]))
+def test_the_pass_changes_only_what_it_may(n_gpus, n_tenants, load, slot, seed, penalty) -> None:
+    """On random problems: only the first period changes, kept GPUs not at all; every
+    layout stays valid; what changes goes to an eligible tenant's retraining, one instance
+    a tenant at most."""
+    rng = np.random.default_rng(seed)
+    scenario = sized(n_gpus, n_tenants, horizon=8).with_planner(reconfig_penalty=penalty)
+    base = planner.Planner(scenario)
+    names = [t.name for t in scenario.tenants]
+    layouts = ("3g.20gb@0,3g.20gb@4", "7g.40gb@0", "", "4g.20gb@0,2g.10gb@4,1g.5gb@6")
+    tasks_now = [f"{names[int(rng.integers(len(names)))]}:{rng.choice(['infer', 'retrain'])}" for _ in range(3)]
+    chosen = [layouts[int(rng.integers(len(layouts)))] for _ in range(n_gpus)]
+    state = PlannerState(
+        layouts=tuple(chosen),
+        assignments=tuple({p: tasks_now[k] for k, p in enumerate(filter(None, lay.split(",")))} for lay in chosen),
+        tenants={n: TenantState(progress_gpu_s=float(rng.uniform(0, 60)), done=bool(rng.random() < 0.2)) for n in names},
+        slot=slot,
+    )
+    problem = base.problem(forecast=base.default_forecast(state) * load, state=state)
+    tasks = greedy_tasks(problem)
+    keep = {g for g in range(n_gpus) if rng.random() < 0.3}
+    moved = retrain_over_window(problem, tasks, keep)
+    eligible = (problem.window_slots > 0) & ~problem.done0 & (problem.work_left > 0) & (problem.acc_after > problem.acc_before)
+    started = np.zeros(n_tenants, dtype=int)
+    for g, (before, after) in enumerate(zip(tasks, moved)):
+        np.testing.assert_array_equal(after[1:], before[1:])
+        if g in keep:
+            np.testing.assert_array_equal(after, before)
+        gpu = problem.gpus[g]
+        layout = ",".join(str(gpu.placements[q]) for q in np.flatnonzero(after[0] >= 0))
+        assert migrator.Geometry.for_gpu("A100-40GB").is_valid(layout)
+        for q in np.flatnonzero(after[0] != before[0]):
+            task = int(after[0, q])
+            assert task > 0 and task % 2 == 0, "only retraining is added"
+            assert eligible[(task - 2) // 2]
+            started[(task - 2) // 2] += 1
+    assert started.max(initial=0) <= 1
