@@ -8,7 +8,9 @@ greedy start's rule (``migrator.greedy``) to the plan's first period with the wh
 view: for each tenant with work left, largest gain first, the instance whose retraining is
 worth most, ``gain x requests per slot x slots left in the window after it is done`` less the
 inference the instance gives up until then (what its tenant would lose without it, not its
-capacity) and the reconfiguration penalty, is moved to retraining. Free room counts too: a
+capacity; valued anew for the tenant's other instances once one of them is taken, so that a
+tenant does not lose them all, each as if the others stayed) and the reconfiguration
+penalty, is moved to retraining. Free room counts too: a
 placement that fits beside the first period's instances (a GPU the plan leaves empty, say)
 gives up no inference, so a new instance there retrains where that pays. An instance already
 retraining keeps its tenant while that still pays, so that decisions do not undo each other.
