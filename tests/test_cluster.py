@@ -140,7 +140,7 @@ def test_a_cluster_plan_gets_the_retraining_pass_its_settings_ask_for(local_clus
     solved = controller.planner.finish
 
     def spy(problem, raw: RawSolution, keep=()):
-        seen.append((problem, raw.tasks, keep))
+        seen.append((problem, raw.tasks, set(keep) | set(raw.kept_gpus)))
         return solved(problem, raw, keep)
 
     controller.planner.finish = spy

@@ -43,7 +43,7 @@ from ray.exceptions import RayError
 
 from .agent import AgentSpec, GpuTarget, NodeAgent, NodeReport
 from .controller import Metrics, SimulatedClock, TraceArrivals, WallClock, run_paced
-from .decompose import merge, parts_of, shares_from_plan, split
+from .decompose import keep_current_where, merge, parts_of, shares_from_plan, split
 from .emulator import EmulatedCrash
 from .errors import ConfigError, MigratorError
 from .greedy import greedy_tasks
@@ -407,20 +407,17 @@ def merge_outcomes(problem: Problem, parts: Sequence[Sequence[int]], subs: Seque
                    outcomes: Sequence[PartOutcome]) -> RawSolution:
     """The parts' plans as one (:func:`migrator.decompose.merge`); a part without a solution
     keeps its GPU's current layout and tasks for the whole horizon."""
-    kept = [o.solution is None for o in outcomes]
+    late = {g for g, o in enumerate(outcomes) if o.solution is None}
     solutions = [
         o.solution if o.solution is not None
         else RawSolution(keep_current(sub), 0.0, 0.0, o.status, float("inf"), 0.0, 0.0)
         for o, sub in zip(outcomes, subs)
     ]
     merged = merge(parts, solutions)
-    # A late part's current tasks come from the whole problem: its own part maps the
-    # instances that serve other parts' tenants to idle.
-    tasks = tuple(np.tile(problem.gpus[g].current, (len(problem.periods), 1)) if kept[g] else t
-                  for g, t in enumerate(merged.tasks))
+    merged = keep_current_where(problem, merged, late | set(merged.kept_gpus))
     # The parts' objectives do not add up to the merged plan's value (shared tenants pool
     # their capacity); NaN makes the planner value it with the estimator.
-    return dataclasses.replace(merged, tasks=tasks, objective=float("nan"), bound=float("inf"))
+    return dataclasses.replace(merged, objective=float("nan"), bound=float("inf"))
 
 
 def warm_up(n_tasks: int | None = None) -> None:
@@ -654,8 +651,8 @@ class ClusterController:
         raw = dataclasses.replace(raw, bound=bound.result())
         bound_s = lap()
         # The planner's own last steps: the retraining pass where its settings ask (not on
-        # the GPUs of parts without a solution: they keep what they have), decoding.
-        plan = self.planner.finish(problem, raw, keep={o.gpu for o in outcomes if o.solution is None})
+        # the GPUs of parts without a solution, raw.kept_gpus: they keep what they have), decoding.
+        plan = self.planner.finish(problem, raw)
         self.timings = {"build": build_s, "split": split_s, "solve": solve_s, "bound": bound_s, "merge": merge_s + lap()}
         return plan, outcomes
 

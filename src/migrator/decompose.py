@@ -12,13 +12,13 @@ demand between GPUs after the split, which is why it is used only above a size
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 
 from .planner_problem import IDLE, GpuProblem, Problem, RawSolution
 
-__all__ = ["assign_tenants", "merge", "shares_from_plan", "split"]
+__all__ = ["assign_tenants", "keep_current_where", "merge", "shares_from_plan", "split"]
 
 
 def _demand_rps(problem: Problem) -> np.ndarray:
@@ -138,4 +138,16 @@ def merge(parts: Sequence[Sequence[int]], solutions: Sequence[RawSolution]) -> R
         n_columns=sum(s.n_columns for s in solutions),
         n_rows=sum(s.n_rows for s in solutions),
         n_integers=sum(s.n_integers for s in solutions),
+        kept_gpus=tuple(g for g, s in enumerate(solutions) if s.kept_gpus),
     )
+
+
+def keep_current_where(problem: Problem, raw: RawSolution, kept: Collection[int]) -> RawSolution:
+    """``raw`` with the GPUs in ``kept`` holding their current layout and tasks over the
+    whole horizon: the whole problem's tasks, since a part maps the instances serving other
+    parts' tenants to idle."""
+    tasks = tuple(
+        np.tile(problem.gpus[g].current, (len(problem.periods), 1)) if g in kept else t
+        for g, t in enumerate(raw.tasks)
+    )
+    return replace(raw, tasks=tasks, kept_gpus=tuple(sorted(set(raw.kept_gpus) | set(kept))))

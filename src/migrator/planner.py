@@ -20,7 +20,7 @@ import highspy
 import numpy as np
 
 from . import _core
-from .decompose import merge, parts_of, shares_from_plan, split
+from .decompose import keep_current_where, merge, parts_of, shares_from_plan, split
 from .greedy import greedy_tasks
 from .retraining import retrain_over_window
 from .split_bound import split_bound
@@ -169,12 +169,11 @@ def solve_problem(
         n_columns=len(arrays.col_cost), n_rows=len(arrays.row_lower), n_integers=arrays.n_integers,
     )
     if info.primal_solution_status != _FEASIBLE:
-        # Nothing better in time: the warm start (valid by construction, current layouts
-        # kept by the greedy one) or else the current layouts and tasks as they are.
-        fallback = tuple(warm_start) if warm_start is not None else keep_current(problem)
-        log.warning("no plan found (%s): keeping the starting plan", status)
-        return RawSolution(fallback, float("nan"), status=f"{status}; starting plan kept",
-                           mip_gap=float("inf"), **common)
+        # No plan in time (HiGHS did not even take the warm start): the GPUs stay as they
+        # are. A layout kept is valid and costs nothing; an unverified guess could cost both.
+        log.warning("no plan found (%s): keeping the current layouts", status)
+        return RawSolution(keep_current(problem), float("nan"), status=f"{status}; current layouts kept",
+                           mip_gap=float("inf"), kept_gpus=tuple(range(len(problem.gpus))), **common)
     values = np.asarray(h.getSolution().col_value)
     return RawSolution(
         tasks=_decode_tasks(problem, arrays, values),
@@ -433,6 +432,7 @@ class Planner:
         (``retrain_over_window``; GPUs in ``keep`` untouched), remembered as the next
         decision's start, decoded. For callers that solve the parts themselves, as the
         cluster controller does."""
+        keep = set(keep) | set(raw.kept_gpus)
         if self.config.retrain_over_window:
             raw = dataclasses.replace(raw, tasks=retrain_over_window(problem, raw.tasks, keep))
         self._previous = raw.tasks
@@ -481,6 +481,7 @@ class Planner:
             for sub in subs
         ]
         merged = merge(parts, solutions)
+        merged = keep_current_where(problem, merged, merged.kept_gpus)
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
         # parts' bounds do not bound it; the relaxation of migrator.split_bound does.
@@ -493,6 +494,7 @@ class Planner:
         return dataclasses.replace(
             merged,
             tasks=merged.tasks if best == "merged" else start,
+            kept_gpus=merged.kept_gpus if best == "merged" else (),
             objective=worth[best],
             bound=bound,
             mip_gap=_gap(worth[best], bound),

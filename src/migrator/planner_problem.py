@@ -385,7 +385,8 @@ class RawSolution:
     ``tasks[g]`` is an int array (J, Q): the task of the instance at each placement of GPU
     ``g`` in each period, -1 where there is none. ``objective`` is the solver's value (Goodput
     minus the reconfiguration penalty), ``bound`` its best bound, ``status`` HiGHS's model
-    status text, ``build_s`` and ``solve_s`` the seconds spent.
+    status text, ``build_s`` and ``solve_s`` the seconds spent. ``kept_gpus``: GPUs for which
+    the solver found no plan in time; they keep their current layout and tasks.
     """
 
     tasks: tuple[np.ndarray, ...]
@@ -398,3 +399,4 @@ class RawSolution:
     n_columns: int = 0
     n_rows: int = 0
     n_integers: int = 0
+    kept_gpus: tuple[int, ...] = ()

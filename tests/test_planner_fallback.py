@@ -1,0 +1,64 @@
+"""No plan in time: the GPUs keep their current layouts and tasks (issue 5)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import migrator
+from migrator import planner
+from migrator.decompose import keep_current_where, merge, parts_of, shares_from_plan, split
+from migrator.greedy import greedy_tasks
+from migrator.planner_problem import PlannerState
+from scenarios import sized
+
+NO_TIME = 1e-9  # HiGHS stops before it even takes the warm start
+
+
+def serving_state(scenario: migrator.Scenario) -> PlannerState:
+    """Every GPU's instances serving some tenant, so that "kept" and "idle" differ."""
+    names = [t.name for t in scenario.tenants]
+    layouts = tuple(g.layout for g in scenario.gpus)
+    assignments = tuple(
+        {p: f"{names[(g + k) % len(names)]}:infer" for k, p in enumerate(layout.split(","))}
+        for g, layout in enumerate(layouts)
+    )
+    return PlannerState(layouts=layouts, assignments=assignments, slot=3)
+
+
+def test_the_solver_keeps_the_current_layouts_not_the_warm_start() -> None:
+    scenario = sized(2, 4)
+    problem = planner.Planner(scenario).problem(state=serving_state(scenario))
+    warm = greedy_tasks(problem)
+    assert any((w != planner.keep_current(problem)[g]).any() for g, w in enumerate(warm))
+    raw = planner.solve_problem(problem, time_limit_s=NO_TIME, warm_start=warm)
+    assert "current layouts kept" in raw.status and np.isnan(raw.objective)
+    assert raw.kept_gpus == (0, 1)
+    for got, now in zip(raw.tasks, planner.keep_current(problem)):
+        np.testing.assert_array_equal(got, now)
+
+
+def test_a_plan_without_time_changes_nothing_not_even_by_the_retraining_pass() -> None:
+    scenario = sized(1, 4).with_planner(time_limit_s=NO_TIME, retrain_over_window=True)
+    state = serving_state(scenario)
+    plan = migrator.Planner(scenario).plan(state=state)
+    assert plan.first(0).layout == state.layouts[0]
+    assert dict(plan.first(0).assignment) == dict(state.assignments[0])
+    assert plan.stats.reconfigurations == 0
+
+
+def test_a_part_without_a_plan_keeps_the_whole_problems_tasks() -> None:
+    scenario = sized(2, 4)
+    problem = planner.Planner(scenario).problem(state=serving_state(scenario))
+    shares = shares_from_plan(problem, greedy_tasks(problem))
+    parts = parts_of(shares)
+    subs = split(problem, parts, shares)
+    # GPU 1's part gets no time; its part maps the instances serving GPU 0's tenants to idle.
+    solutions = [planner.solve_problem(sub, time_limit_s=t, warm_start=greedy_tasks(sub))
+                 for sub, t in zip(subs, (5.0, NO_TIME))]
+    assert solutions[1].kept_gpus == (0,) and not solutions[0].kept_gpus
+    merged = merge(parts, solutions)
+    assert merged.kept_gpus == (1,)
+    kept = keep_current_where(problem, merged, merged.kept_gpus)
+    np.testing.assert_array_equal(kept.tasks[1], np.tile(problem.gpus[1].current, (len(problem.periods), 1)))
+    np.testing.assert_array_equal(kept.tasks[0], merged.tasks[0])
+    assert (problem.gpus[1].current > 0).sum() == 2  # both instances serve, none left idle
