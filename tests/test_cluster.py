@@ -10,10 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from migrator.cli import main
+from migrator.planner_problem import PlannerState
 from scenarios import sized
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,3 +202,21 @@ def test_a_slow_part_keeps_its_layout_and_does_not_block_the_others(local_cluste
     assert decision.layouts[slow] == "" == _layouts(local_cluster)[slow]
     assert decision.decision_ms < 2000 + 1500  # the deadline, plus building and merging
     assert controller.summary()["late_parts"] == 1
+
+
+def test_a_part_answered_without_a_plan_is_reported_and_keeps_its_gpu() -> None:
+    from migrator.planner import Planner
+
+    scenario = sized(2, 4)
+    names = [t.name for t in scenario.tenants]
+    state = PlannerState(layouts=("3g.20gb@0,3g.20gb@4",) * 2,
+                         assignments=({"3g.20gb@0": f"{names[0]}:infer", "3g.20gb@4": f"{names[1]}:infer"},
+                                      {"3g.20gb@0": f"{names[2]}:infer", "3g.20gb@4": f"{names[3]}:infer"}))
+    problem = Planner(scenario).problem(state=state)
+    parts, subs = cluster_module.split_problem(problem)
+    outcomes = [cluster_module._local_outcome(g, parts[g], sub, limit, 1e-3, 0.0)
+                for g, (sub, limit) in enumerate(zip(subs, (5.0, 1e-9)))]
+    assert [o.status for o in outcomes] == ["solved", "no plan"]
+    merged = cluster_module.merge_outcomes(problem, parts, subs, outcomes)
+    assert merged.kept_gpus == (1,)
+    np.testing.assert_array_equal(merged.tasks[1], np.tile(problem.gpus[1].current, (len(problem.periods), 1)))

@@ -260,7 +260,8 @@ class PartOutcome:
     """One part (one GPU's program) of a decision.
 
     ``status``: ``solved``; ``late`` (no answer by the deadline: the GPU keeps its current
-    layout and tasks); ``failed`` (the task raised: kept as well). ``solve_s`` is the time
+    layout and tasks); ``failed`` (the task raised: kept as well); ``no plan`` (HiGHS
+    answered in time without a plan: kept as well). ``solve_s`` is the time
     the part took where it ran (build, warm start and solve), ``wall_s`` from submission to
     its result at the controller (the deadline for a late one).
     """
@@ -393,28 +394,33 @@ def _remote_outcome(g: int, tenants: tuple[int, ...], ref: Any, wall_s: float) -
     except RayError as exc:
         log.error("part gpu%d failed: %s; its current layout is kept", g, exc)
         return PartOutcome(g, tenants, "failed", 0.0, wall_s)
-    return PartOutcome(g, tenants, "solved" if raw is not None else "late", solve_s, wall_s, raw)
+    return PartOutcome(g, tenants, _status(raw), solve_s, wall_s, raw)
+
+
+def _status(raw: RawSolution | None) -> str:
+    if raw is None:
+        return "late"
+    return "no plan" if raw.kept_gpus else "solved"
 
 
 def _local_outcome(g: int, tenants: Sequence[int], sub: Problem, time_limit_s: float, mip_gap: float,
                    delay_s: float) -> PartOutcome:
     started = time.perf_counter()
     raw, solve_s = solve_part(sub, time_limit_s=time_limit_s, mip_gap=mip_gap, delay_s=delay_s)
-    return PartOutcome(g, tuple(tenants), "solved", solve_s, time.perf_counter() - started, raw)
+    return PartOutcome(g, tuple(tenants), _status(raw), solve_s, time.perf_counter() - started, raw)
 
 
 def merge_outcomes(problem: Problem, parts: Sequence[Sequence[int]], subs: Sequence[Problem],
                    outcomes: Sequence[PartOutcome]) -> RawSolution:
     """The parts' plans as one (:func:`migrator.decompose.merge`); a part without a solution
     keeps its GPU's current layout and tasks for the whole horizon."""
-    late = {g for g, o in enumerate(outcomes) if o.solution is None}
     solutions = [
         o.solution if o.solution is not None
-        else RawSolution(keep_current(sub), 0.0, 0.0, o.status, float("inf"), 0.0, 0.0)
+        else RawSolution(keep_current(sub), 0.0, 0.0, o.status, float("inf"), 0.0, 0.0, kept_gpus=(0,))
         for o, sub in zip(outcomes, subs)
     ]
     merged = merge(parts, solutions)
-    merged = keep_current_where(problem, merged, late | set(merged.kept_gpus))
+    merged = keep_current_where(problem, merged, merged.kept_gpus)
     # The parts' objectives do not add up to the merged plan's value (shared tenants pool
     # their capacity); NaN makes the planner value it with the estimator.
     return dataclasses.replace(merged, objective=float("nan"), bound=float("inf"))
@@ -731,7 +737,8 @@ class ClusterController:
     def summary(self) -> dict[str, Any]:
         """The run command's keys (``decisions``, ``reconfigurations``, ``failures``,
         ``decision_ms_p50``, ``apply_ms_p50``, ``external_changes``, ``slots``, ``gpus`` with
-        ``node`` and ``device``), plus ``nodes``, ``deadline_s``, ``late_parts`` (all steps),
+        ``node`` and ``device``), plus ``nodes``, ``deadline_s``, ``late_parts`` (all steps:
+        parts late, failed or without a plan, whose GPUs kept their layouts),
         ``recoveries`` and ``parts`` (the last decision's, with their solve times)."""
         last = self.last_decision
         solve_ms = [o.solve_s * 1e3 for o in last.parts] if last is not None else []
