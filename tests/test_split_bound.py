@@ -11,7 +11,7 @@ import pytest
 
 import migrator
 from migrator import planner
-from migrator.split_bound import split_bound
+from migrator.split_bound import split_bound, whole_bound
 from scenarios import sized
 from test_planner_exact import small_random_case
 
@@ -52,3 +52,21 @@ def test_split_plans_report_the_bound_and_their_gap() -> None:
     # of the whole program 13.8 %).
     assert stats.mip_gap < 0.05
     assert stats.bound < 0.9 * every_request
+
+
+def test_the_next_decisions_bound_started_from_the_last_basis_is_the_same_bound() -> None:
+    # A receding loop: each decision's bound, started from the previous decision's basis,
+    # equals the bound solved afresh; a basis of another shape is not used.
+    scenario = sized(4, 8)
+    loop = planner.Planner(scenario)
+    state, basis = loop.initial_state(), None
+    for _ in range(3):
+        problem = loop.problem(state=state)
+        fresh, _ = whole_bound(problem, time_limit_s=60)
+        started, next_basis = whole_bound(problem, time_limit_s=60, start=basis)
+        assert started == pytest.approx(fresh, rel=1e-7)
+        assert next_basis is not None and len(next_basis.columns) > 0
+        basis = next_basis
+        state = loop.advance(loop.plan(state=state))
+    other = planner.Planner(sized(2, 4)).problem()
+    assert whole_bound(other, time_limit_s=60, start=basis)[0] == pytest.approx(split_bound(other), rel=1e-7)

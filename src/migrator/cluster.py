@@ -53,7 +53,7 @@ from .planner_problem import PlannerState, Problem, RawSolution, TenantState
 from .reconfig import ApplyResult, RecoveryResult
 from .scenario import Scenario
 from .settings import PlannerConfig
-from .split_bound import split_bound
+from .split_bound import LpBasis, whole_bound
 
 __all__ = [
     "NAMESPACE",
@@ -352,26 +352,33 @@ class WholeBound:
     the same deadline (inf, no bound, when late: it never delays a decision); in this
     process it is computed when asked for."""
 
-    def __init__(self, problem: Problem, wait_s: float, parallel: bool) -> None:
-        self._problem, self._wait_s = problem, wait_s
+    def __init__(self, problem: Problem, wait_s: float, parallel: bool, start: LpBasis | None = None) -> None:
+        self._problem, self._wait_s, self._start = problem, wait_s, start
         self._due = time.perf_counter() + wait_s
-        self._ref = _bound_task.remote(problem, time_limit_s=wait_s) if parallel else None
+        self._ref = _bound_task.remote(problem, time_limit_s=wait_s, start=start) if parallel else None
+        self.basis: LpBasis | None = start  # after result(): the one to start the next bound from
 
     def result(self) -> float:
+        bound, basis = self._solved()
+        self.basis = basis if basis is not None else self._start
+        return bound
+
+    def _solved(self) -> tuple[float, LpBasis | None]:
         if self._ref is None:
-            return split_bound(self._problem, time_limit_s=self._wait_s)
+            return whole_bound(self._problem, time_limit_s=self._wait_s, start=self._start)
         if not _wait_each([self._ref], self._due):
             with _quietly("cancel a late bound"):
                 ray.cancel(self._ref)
-            return float("inf")
+            return float("inf"), None
         try:
-            return float(ray.get(self._ref))
+            bound, basis = ray.get(self._ref)
+            return float(bound), basis
         except RayError as exc:
             log.warning("the bound of the whole problem failed: %s", exc)
-            return float("inf")
+            return float("inf"), None
 
 
-_bound_task = ray.remote(num_cpus=1, max_retries=0)(split_bound)
+_bound_task = ray.remote(num_cpus=1, max_retries=0)(whole_bound)
 
 
 def _wait_each(refs: list[Any], deadline: float) -> dict[Any, float]:
@@ -517,6 +524,7 @@ class ClusterController:
         self.recoveries: list[tuple[str, RecoveryResult]] = []
         self.restarted: set[str] = set()  # nodes whose agent is a restarted incarnation
         self.late_parts = 0
+        self._bound_start: LpBasis | None = None  # the last bound's basis, to start the next from
         self.last_decision: ClusterDecision | None = None
         self._stop = threading.Event()
         self.timings: dict[str, float] = {}
@@ -648,13 +656,14 @@ class ClusterController:
         parts, subs = split_problem(problem, self.planner.split_start(problem))
         split_s = lap()
         bound = WholeBound(problem, self.config.time_limit_s if self.deadline_s is None else self.deadline_s,
-                           self.parallel)
+                           self.parallel, start=self._bound_start)
         outcomes = solve_parts(parts, subs, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap,
                                deadline_s=self.deadline_s, parallel=self.parallel, delays=self._delays)
         solve_s = lap()
         raw = merge_outcomes(problem, parts, subs, outcomes)
         merge_s = lap()
         raw = dataclasses.replace(raw, bound=bound.result())
+        self._bound_start = bound.basis
         bound_s = lap()
         # The planner's own last steps: the retraining pass where its settings ask (not on
         # the GPUs of parts without a solution, raw.kept_gpus: they keep what they have), decoding.

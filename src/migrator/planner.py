@@ -23,7 +23,7 @@ from . import _core
 from .decompose import keep_current_where, merge, parts_of, shares_from_plan, split
 from .greedy import greedy_tasks
 from .retraining import retrain_over_window
-from .split_bound import split_bound
+from .split_bound import LpBasis, whole_bound
 from .errors import ConfigError
 from .goodput import Instance, allocation_rates, score
 from .layout import Layout
@@ -383,6 +383,7 @@ class Planner:
         self._models = scenario.model_tables()
         self._arrivals: np.ndarray | None = None  # the scenario's trace, drawn on first use
         self._previous: tuple[np.ndarray, ...] | None = None
+        self._bound_start: LpBasis | None = None  # the last split bound's basis
 
     def initial_state(self) -> PlannerState:
         """The scenario's starting point: its layouts, every instance idle, slot 0."""
@@ -490,7 +491,9 @@ class Planner:
         # The bound gets what the parts left of the time limit (none: no bound, inf).
         started = time.perf_counter()
         left = self.config.time_limit_s - (started - began)
-        bound = split_bound(problem, time_limit_s=left) if left > 0.01 else float("inf")
+        bound = float("inf")
+        if left > 0.01:
+            bound, self._bound_start = whole_bound(problem, time_limit_s=left, start=self._bound_start)
         return dataclasses.replace(
             merged,
             tasks=merged.tasks if best == "merged" else start,

@@ -22,7 +22,29 @@ import numpy as np
 from . import _core
 from .planner_problem import GpuProblem, Problem, core_gpu
 
-__all__ = ["split_bound"]
+__all__ = ["LpBasis", "split_bound", "whole_bound"]
+
+
+@dataclass(frozen=True)
+class LpBasis:
+    """A simplex basis of the bound's linear program (HiGHS basis statuses, int8 arrays), to
+    start the next decision's from: from one decision to the next only bounds move, and
+    starting there took a third of the iterations on 64 A100s / 128 tenants."""
+
+    columns: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def of(cls, basis: highspy.HighsBasis) -> LpBasis:
+        return cls(np.array([int(v) for v in basis.col_status], dtype=np.int8),
+                   np.array([int(v) for v in basis.row_status], dtype=np.int8))
+
+    def highs(self) -> highspy.HighsBasis:
+        basis = highspy.HighsBasis()
+        basis.col_status = [highspy.HighsBasisStatus(int(v)) for v in self.columns]
+        basis.row_status = [highspy.HighsBasisStatus(int(v)) for v in self.rows]
+        basis.valid = True
+        return basis
 
 
 @dataclass
@@ -43,7 +65,7 @@ class _Lp:
     def row(self, lower: float, upper: float, terms: dict[int, float]) -> None:
         self.rows.append((lower, upper, terms))
 
-    def solve(self, time_limit_s: float) -> float:
+    def solve(self, time_limit_s: float, start: LpBasis | None = None) -> tuple[float, LpBasis | None]:
         from .planner import new_highs  # planner imports this module
 
         lp = highspy.HighsLp()
@@ -66,11 +88,15 @@ class _Lp:
         # (interior point 129 ms); the program starts feasible at zero.
         h.setOptionValue("simplex_strategy", 4)
         h.passModel(lp)
+        if start is not None and (len(start.columns), len(start.rows)) == (lp.num_col_, lp.num_row_):
+            # A basis of another decision's program of the same shape; HiGHS refuses (and
+            # starts afresh) where it does not fit.
+            h.setBasis(start.highs())
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return float("inf")  # no proven bound in time
+            return float("inf"), None  # no proven bound in time
         # A relative slack guards the bound against the solver's feasibility tolerances.
-        return float(h.getInfo().objective_function_value) * (1 + 1e-7) + 1e-6
+        return float(h.getInfo().objective_function_value) * (1 + 1e-7) + 1e-6, LpBasis.of(h.getBasis())
 
 
 def _classes(problem: Problem) -> list[list[int]]:
@@ -194,10 +220,16 @@ def _add_tenant(lp: _Lp, problem: Problem, i: int, supply: _Supply) -> None:
 def split_bound(problem: Problem, time_limit_s: float = 1.0) -> float:
     """An upper bound on the optimum of the whole program of ``problem`` (objective of
     docs/model.md), or inf where the relaxation is not solved within ``time_limit_s``."""
+    return whole_bound(problem, time_limit_s)[0]
+
+
+def whole_bound(problem: Problem, time_limit_s: float = 1.0, start: LpBasis | None = None) -> tuple[float, LpBasis | None]:
+    """:func:`split_bound`, started from ``start`` (the basis an earlier decision's bound
+    returned), and the basis to start the next one from (None when not solved)."""
     lp = _Lp()
     supply = _Supply(len(problem.tenants), problem.horizon)
     for members in _classes(problem):
         _add_class(lp, problem, members, supply)
     for i in range(len(problem.tenants)):
         _add_tenant(lp, problem, i, supply)
-    return lp.solve(time_limit_s)
+    return lp.solve(time_limit_s, start)
