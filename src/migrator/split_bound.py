@@ -36,13 +36,14 @@ class LpBasis:
 
     @classmethod
     def of(cls, basis: highspy.HighsBasis) -> LpBasis:
-        return cls(np.array([int(v) for v in basis.col_status], dtype=np.int8),
-                   np.array([int(v) for v in basis.row_status], dtype=np.int8))
+        return cls(np.fromiter((v.value for v in basis.col_status), dtype=np.int8),
+                   np.fromiter((v.value for v in basis.row_status), dtype=np.int8))
 
     def highs(self) -> highspy.HighsBasis:
+        status = {int(v): v for v in highspy.HighsBasisStatus.__members__.values()}
         basis = highspy.HighsBasis()
-        basis.col_status = [highspy.HighsBasisStatus(int(v)) for v in self.columns]
-        basis.row_status = [highspy.HighsBasisStatus(int(v)) for v in self.rows]
+        basis.col_status = [status[v] for v in self.columns.tolist()]
+        basis.row_status = [status[v] for v in self.rows.tolist()]
         basis.valid = True
         return basis
 
