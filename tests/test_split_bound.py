@@ -70,3 +70,20 @@ def test_the_next_decisions_bound_started_from_the_last_basis_is_the_same_bound(
         state = loop.advance(loop.plan(state=state))
     other = planner.Planner(sized(2, 4)).problem()
     assert whole_bound(other, time_limit_s=60, start=basis)[0] == pytest.approx(split_bound(other), rel=1e-7)
+
+
+def test_a_basis_survives_the_round_trip_through_numpy() -> None:
+    import highspy
+
+    from migrator.split_bound import LpBasis
+
+    statuses = list(highspy.HighsBasisStatus.__members__.values())
+    basis = highspy.HighsBasis()
+    basis.col_status = [statuses[i % len(statuses)] for i in range(11)]
+    basis.row_status = [statuses[(3 * i) % len(statuses)] for i in range(7)]
+    kept = LpBasis.of(basis)
+    assert kept.columns.dtype == np.int8 and len(kept.columns) == 11 and len(kept.rows) == 7
+    back = kept.highs()
+    assert list(back.col_status) == list(basis.col_status)
+    assert list(back.row_status) == list(basis.row_status)
+    assert back.valid
