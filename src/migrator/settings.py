@@ -27,7 +27,8 @@ class PlannerConfig:
         Goodput charged per created or re-assigned instance. The default, one request's
         worth, only breaks ties towards fewer changes; raise it to damp churn.
     time_limit_s, mip_gap : float
-        Solver limits; at the limit the best valid plan found is returned with its gap.
+        Solver limits; at the limit the best valid plan found is returned with its gap
+        (with none found, every GPU keeps its current layout and tasks).
     max_wait_slots : int
         Slots a request may wait (late) before it is dropped.
     forecaster : mapping
