@@ -34,7 +34,7 @@ def test_merged_plan_is_worth_the_sum_of_its_parts(problem):
     parts = assign_tenants(problem)
     subs = split(problem, parts)
     solutions = [planner.solve_problem(sub, time_limit_s=20, mip_gap=0.0) for sub in subs]
-    merged = merge(parts, solutions)
+    merged = merge(problem, parts, solutions)
     # Tasks point at the right tenants again: the estimator, on the whole problem, agrees.
     goodput = planner.expected_score(problem, merged.tasks).goodput
     changes = planner.reconfigurations(problem, merged.tasks)
@@ -73,7 +73,7 @@ def test_merged_shares_serve_at_least_what_the_parts_do(problem):
     shares = shares_from_plan(problem, planner.greedy_tasks(problem))
     parts = parts_of(shares)
     solutions = [planner.solve_problem(sub, time_limit_s=20, mip_gap=0.0) for sub in split(problem, parts, shares)]
-    merged = merge(parts, solutions)
+    merged = merge(problem, parts, solutions)
     worth = planner.expected_score(problem, merged.tasks).goodput - problem.reconfig_penalty * planner.reconfigurations(problem, merged.tasks)
     assert worth >= merged.objective - 1e-6 * abs(merged.objective)
 

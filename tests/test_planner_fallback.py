@@ -6,7 +6,7 @@ import numpy as np
 
 import migrator
 from migrator import planner
-from migrator.decompose import keep_current_where, merge, parts_of, shares_from_plan, split
+from migrator.decompose import merge, parts_of, shares_from_plan, split
 from migrator.greedy import greedy_tasks
 from migrator.planner_problem import PlannerState
 from scenarios import sized
@@ -56,9 +56,10 @@ def test_a_part_without_a_plan_keeps_the_whole_problems_tasks() -> None:
     solutions = [planner.solve_problem(sub, time_limit_s=t, warm_start=greedy_tasks(sub))
                  for sub, t in zip(subs, (5.0, NO_TIME))]
     assert solutions[1].kept_gpus == (0,) and not solutions[0].kept_gpus
-    merged = merge(parts, solutions)
+    merged = merge(problem, parts, solutions)
     assert merged.kept_gpus == (1,)
-    kept = keep_current_where(problem, merged, merged.kept_gpus)
-    np.testing.assert_array_equal(kept.tasks[1], np.tile(problem.gpus[1].current, (len(problem.periods), 1)))
-    np.testing.assert_array_equal(kept.tasks[0], merged.tasks[0])
+    np.testing.assert_array_equal(merged.tasks[1], np.tile(problem.gpus[1].current, (len(problem.periods), 1)))
+    # GPU 0's plan is what it is had GPU 1's part found one.
+    solved = planner.solve_problem(subs[1], time_limit_s=5.0, warm_start=greedy_tasks(subs[1]))
+    np.testing.assert_array_equal(merged.tasks[0], merge(problem, parts, [solutions[0], solved]).tasks[0])
     assert (problem.gpus[1].current > 0).sum() == 2  # both instances serve, none left idle

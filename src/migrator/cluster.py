@@ -43,7 +43,7 @@ from ray.exceptions import RayError
 
 from .agent import AgentSpec, GpuTarget, NodeAgent, NodeReport
 from .controller import Metrics, SimulatedClock, TraceArrivals, WallClock, run_paced
-from .decompose import keep_current_where, merge, parts_of, shares_from_plan, split
+from .decompose import merge, parts_of, shares_from_plan, split
 from .emulator import EmulatedCrash
 from .errors import ConfigError, MigratorError
 from .greedy import greedy_tasks
@@ -426,8 +426,7 @@ def merge_outcomes(problem: Problem, parts: Sequence[Sequence[int]], subs: Seque
         else RawSolution(keep_current(sub), 0.0, 0.0, o.status, float("inf"), 0.0, 0.0, kept_gpus=(0,))
         for o, sub in zip(outcomes, subs)
     ]
-    merged = merge(parts, solutions)
-    merged = keep_current_where(problem, merged, merged.kept_gpus)
+    merged = merge(problem, parts, solutions)
     # The parts' objectives do not add up to the merged plan's value (shared tenants pool
     # their capacity); NaN makes the planner value it with the estimator.
     return dataclasses.replace(merged, objective=float("nan"), bound=float("inf"))

@@ -12,23 +12,19 @@ demand between GPUs after the split, which is why it is used only above a size
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Collection, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .planner_problem import IDLE, GpuProblem, Problem, RawSolution
 
-__all__ = ["assign_tenants", "keep_current_where", "merge", "shares_from_plan", "split"]
-
-
-def _demand_rps(problem: Problem) -> np.ndarray:
-    return problem.arrivals.mean(axis=1) / problem.slot_s
+__all__ = ["assign_tenants", "merge", "shares_from_plan", "split"]
 
 
 def assign_tenants(problem: Problem) -> list[list[int]]:
     """Tenant indices for each GPU: largest demand first, each to the GPU whose best
     instance leaves it the most capacity after what that GPU already carries."""
-    demand = _demand_rps(problem)
+    demand = problem.demand_rps()
     # What one GPU could serve of each tenant, at most: its best placement times the
     # number of such placements that fit (a coarse yardstick, only used to balance).
     room = np.array([g.capacity_rps.max(axis=1) * max(1, g.compute_slices // max(1, int(g.compute.max()))) for g in problem.gpus])
@@ -116,11 +112,16 @@ def split(problem: Problem, parts: Sequence[Sequence[int]], shares: np.ndarray |
     return out
 
 
-def merge(parts: Sequence[Sequence[int]], solutions: Sequence[RawSolution]) -> RawSolution:
+def merge(problem: Problem, parts: Sequence[Sequence[int]], solutions: Sequence[RawSolution]) -> RawSolution:
     """The parts' plans as one: tasks mapped back to the whole problem's numbering; the
-    objective, the bound and the times add up (the bound is that of the split problem)."""
+    objective, the bound and the times add up (the bound is that of the split problem). A
+    part without a plan (``kept_gpus``) keeps its GPU's current layout and tasks: those of
+    the whole ``problem``, since the part maps instances serving other parts' tenants to idle."""
     tasks = []
-    for tenants, solution in zip(parts, solutions):
+    for g, (tenants, solution) in enumerate(zip(parts, solutions)):
+        if solution.kept_gpus:
+            tasks.append(np.tile(problem.gpus[g].current, (len(problem.periods), 1)))
+            continue
         back = {v: k for k, v in task_map(tenants).items()}
         (local,) = solution.tasks
         tasks.append(np.vectorize(lambda k: back.get(int(k), -1) if k >= 0 else -1, otypes=[np.int64])(local))
@@ -140,14 +141,3 @@ def merge(parts: Sequence[Sequence[int]], solutions: Sequence[RawSolution]) -> R
         n_integers=sum(s.n_integers for s in solutions),
         kept_gpus=tuple(g for g, s in enumerate(solutions) if s.kept_gpus),
     )
-
-
-def keep_current_where(problem: Problem, raw: RawSolution, kept: Collection[int]) -> RawSolution:
-    """``raw`` with the GPUs in ``kept`` holding their current layout and tasks over the
-    whole horizon: the whole problem's tasks, since a part maps the instances serving other
-    parts' tenants to idle."""
-    tasks = tuple(
-        np.tile(problem.gpus[g].current, (len(problem.periods), 1)) if g in kept else t
-        for g, t in enumerate(raw.tasks)
-    )
-    return replace(raw, tasks=tasks, kept_gpus=tuple(sorted(set(raw.kept_gpus) | set(kept))))

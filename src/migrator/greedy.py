@@ -91,7 +91,7 @@ def _worth(problem: Problem, gpu: GpuProblem, tasks: np.ndarray, served: np.ndar
 
 def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
     """Tasks (periods x placements, -1 for no instance) for every GPU, as the solver takes them."""
-    remaining = problem.arrivals.mean(axis=1) / problem.slot_s
+    remaining = problem.demand_rps()
     accuracy = problem.acc_before
     out, served_by = [], []
     for gpu in problem.gpus:
@@ -144,8 +144,7 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
     n = len(problem.tenants)
     if n == 0 or not problem.gpus:
         return tuple(tasks)
-    rate = problem.arrivals.mean(axis=1) if problem.arrivals.shape[1] else np.zeros(n)  # requests per slot
-    gain = (problem.acc_after - problem.acc_before) * rate
+    gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()  # per slot
     end = np.minimum(problem.window_slots - problem.window_offset, problem.horizon).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0)
     width = max(len(g.placements) for g in problem.gpus)

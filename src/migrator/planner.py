@@ -20,7 +20,7 @@ import highspy
 import numpy as np
 
 from . import _core
-from .decompose import keep_current_where, merge, parts_of, shares_from_plan, split
+from .decompose import merge, parts_of, shares_from_plan, split
 from .greedy import greedy_tasks
 from .retraining import retrain_over_window
 from .split_bound import LpBasis, whole_bound
@@ -481,8 +481,7 @@ class Planner:
             solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
             for sub in subs
         ]
-        merged = merge(parts, solutions)
-        merged = keep_current_where(problem, merged, merged.kept_gpus)
+        merged = merge(problem, parts, solutions)
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
         # parts' bounds do not bound it; the relaxation of migrator.split_bound does.

@@ -168,6 +168,17 @@ class Problem:
     def n_tasks(self) -> int:
         return 2 * len(self.tenants) + 1
 
+    def mean_arrivals(self) -> np.ndarray:
+        """(N,) each tenant's mean forecast arrivals per slot over the horizon (0 for an
+        empty horizon)."""
+        if not self.arrivals.shape[1]:
+            return np.zeros(len(self.tenants))
+        return self.arrivals.mean(axis=1)
+
+    def demand_rps(self) -> np.ndarray:
+        """(N,) :meth:`mean_arrivals` per second."""
+        return self.mean_arrivals() / self.slot_s
+
     def period_starts(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.periods)[:-1]]).astype(np.int64)
 

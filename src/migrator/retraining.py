@@ -28,12 +28,6 @@ from .planner_problem import IDLE, GpuProblem, Problem
 __all__ = ["fits_beside", "marginal_service", "retrain_over_window"]
 
 
-def _demand_rps(problem: Problem) -> np.ndarray:
-    if not problem.arrivals.shape[1]:
-        return np.zeros(len(problem.tenants))
-    return problem.arrivals.mean(axis=1) / problem.slot_s
-
-
 def _inference_of(task: int) -> int:
     """The tenant an inference task serves; -1 for idle, retraining or no instance."""
     return (task - 1) // 2 if task > IDLE and task % 2 == 1 else -1
@@ -61,7 +55,7 @@ def marginal_service(problem: Problem, first: Sequence[np.ndarray]) -> list[np.n
     """Per GPU and placement: accuracy-weighted requests per second its tenant would lose
     if the instance stopped serving inference (0 for idle or retraining instances), against
     the forecast's mean rate."""
-    demand = _demand_rps(problem)
+    demand = problem.demand_rps()
     out = [np.zeros(len(gpu.placements)) for gpu in problem.gpus]
     for i, at in enumerate(_serving(problem, first)):
         for (g, q), lost in zip(at, _losses(problem, i, at, demand[i])):
@@ -91,9 +85,8 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     first = [t[0].copy() for t in out]
     served = marginal_service(problem, first)
     serving = _serving(problem, first)
-    demand = _demand_rps(problem)
-    rate = problem.arrivals.mean(axis=1) if problem.arrivals.shape[1] else np.zeros(n)
-    gain = (problem.acc_after - problem.acc_before) * rate
+    demand = problem.demand_rps()
+    gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()  # per slot
     end = (problem.window_slots - problem.window_offset).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
     # value[g, i, q]: what retraining tenant i at GPU g's placement q earns; -inf where it
