@@ -98,3 +98,17 @@ def test_split_bound(benchmark, case) -> None:
     bound = benchmark.pedantic(split_bound, args=(problem,), kwargs={"time_limit_s": 60.0}, rounds=3, iterations=1)
     plan = planner.Planner(scenario).plan()
     assert np.isfinite(bound) and bound >= plan.stats.objective - 1e-6 * abs(bound)
+
+
+@pytest.mark.benchmark(group="split")
+@pytest.mark.parametrize("workers", [1, 0], ids=["one-after-another", "side-by-side"])
+def test_split_side_by_side(benchmark, timings, workers: int) -> None:
+    """A split decision (8 GPUs / 16 tenants) with its parts and bound solved one after
+    another (``workers=1``, the reference) and side by side in threads (``workers=0``: one
+    per core); the ratio is the speed-up on this machine's cores."""
+    scenario = sized(8, 16).with_planner(workers=workers)
+    planner.Planner(scenario).problem()  # draws the trace and warms the caches
+    plan = benchmark.pedantic(lambda: planner.Planner(scenario).plan(), rounds=3, iterations=1)
+    assert plan.stats.status.startswith("split into 8 GPUs")
+    assert np.isfinite(plan.stats.bound) and plan.stats.bound >= plan.stats.objective
+    timings.record("split decision 8gpu-16tenants", "reference" if workers == 1 else "fast", benchmark)

@@ -120,3 +120,51 @@ def test_the_split_does_not_re_deal_tenants_among_alike_gpus():
     greedy_only._scored_start = greedy_start  # type: ignore[method-assign]
     assert stable <= 1
     assert _churn(greedy_only, decisions=6, jitter=0.05) >= stable + 3
+
+
+def test_parts_solved_side_by_side_give_the_plan_solved_one_after_another():
+    # A time limit the parts never reach, so that only the order of solving could differ.
+    scenario = sized(4, 8, horizon=8).with_planner(time_limit_s=30.0)
+    one_by_one = planner.Planner(scenario.with_planner(workers=1))
+    side_by_side = planner.Planner(scenario.with_planner(workers=3))
+    assert side_by_side.workers(4) == 3 and one_by_one.workers(4) == 1
+    state = None
+    for _ in range(3):
+        a, b = one_by_one.plan(state=state), side_by_side.plan(state=state)
+        assert a.stats.status.startswith("split into 4 GPUs")
+        assert [np.array_equal(x, y) for x, y in zip(a.tasks, b.tasks)] == [True] * 4
+        assert a.stats.objective == pytest.approx(b.stats.objective, rel=1e-9)
+        assert a.stats.bound == pytest.approx(b.stats.bound, rel=1e-6)
+        state = planner.Planner.advance(a)
+
+
+def test_workers_default_to_the_cpu_count_and_never_exceed_the_parts(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    scenario = sized(2, 4, horizon=4)
+    assert planner.Planner(scenario).workers(8) == 6
+    assert planner.Planner(scenario).workers(2) == 2
+    assert planner.Planner(scenario.with_planner(workers=1)).workers(8) == 1
+
+
+def test_planning_in_threads_leaves_stdout_working(tmp_path):
+    # HiGHS prints a banner when a process makes its first instance; the planner hides it
+    # by pointing stdout at /dev/null meanwhile. Threads doing that at once could leave it
+    # there: the script's own line would then be lost.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "plan.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from migrator import planner\n"
+        "from scenarios import sized\n"
+        "scenario = sized(8, 16, horizon=8).with_planner(workers=8)\n"
+        "p = planner.Planner(scenario)\n"
+        "for _ in range(10):\n"
+        "    p.plan()\n"
+        "print('still here')\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout == "still here\n"

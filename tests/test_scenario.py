@@ -166,6 +166,7 @@ BAD = {
     "arrivals-short": ("duration_s", 6000, "tenants[0].arrivals"),
     "planner-key": ("planner", {"speed": "fast"}, "planner.speed"),
     "planner-horizon": ("planner", {"horizon": 0}, "planner.horizon"),
+    "planner-workers": ("planner", {"workers": -1}, "planner.workers"),
     "planner-forecaster": ("planner", {"forecaster": {"name": "oracle"}}, "planner.forecaster"),
     "models-missing": ("models", "no/such/table.yaml", "models"),
 }

@@ -12,9 +12,11 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import highspy
 import numpy as np
@@ -121,21 +123,42 @@ def keep_current(problem: Problem) -> tuple[np.ndarray, ...]:
     return tuple(np.tile(g.current, (len(problem.periods), 1)) for g in problem.gpus)
 
 
+_BANNER_LOCK = threading.Lock()
+_banner_shown = False
+
+
 def new_highs() -> highspy.Highs:
-    """A silent Highs instance. HiGHS prints its banner on stdout when the first instance
-    is made, before any option can be set; a library must not print (and `--json` output
-    must stay parseable), so the file descriptor is pointed at /dev/null meanwhile."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
+    """A silent Highs instance. HiGHS prints its banner on stdout when the process makes its
+    first instance, before any option can be set; a library must not print (and `--json`
+    output must stay parseable), so the file descriptor is pointed at /dev/null meanwhile.
+    Only the first instance needs that, and the lock keeps threads (the split's parts, solved
+    side by side) from interleaving the redirection, which could leave stdout on /dev/null."""
+    global _banner_shown
+    with _BANNER_LOCK:
+        if _banner_shown:
             h = highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        else:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            try:
+                with open(os.devnull, "wb") as null:
+                    os.dup2(null.fileno(), 1)
+                    h = highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+            _banner_shown = True
     h.setOptionValue("output_flag", False)
     return h
+
+
+def side_by_side(jobs: Sequence[Callable[[], Any]], lanes: int) -> list[Any]:
+    """The results of ``jobs`` in order, run by ``lanes`` threads (one after another when 1).
+    HiGHS releases the GIL while it solves, so separate programs solve in parallel."""
+    if lanes <= 1:
+        return [job() for job in jobs]
+    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="migrator-part") as pool:
+        return list(pool.map(lambda job: job(), jobs))
 
 
 def solve_problem(
@@ -238,7 +261,9 @@ class PlanStats:
     solution over the horizon (for a split, the merged plan's value and the bound of
     ``migrator.split_bound``); the retraining pass (``retrain_over_window``) may then move
     first-period instances to retraining for gains beyond the horizon, which the plan's
-    ``goodput`` and ``reconfigurations`` include and ``objective`` does not."""
+    ``goodput`` and ``reconfigurations`` include and ``objective`` does not. For a split,
+    ``build_s`` and ``solve_s`` add up the parts' own times (and the bound's), which exceed
+    the wall-clock time where the parts are solved side by side (``PlannerConfig.workers``)."""
 
     build_s: float
     solve_s: float
@@ -469,40 +494,58 @@ class Planner:
         return limit > 0 and len(problem.gpus) > 1 and size > limit
 
     def _solve_split(self, problem: Problem) -> RawSolution:
-        """Each GPU on its own with the share of demand the greedy plan gives it, sharing
-        the time limit; the merged plan, or the greedy one where it is worth more."""
+        """Each GPU on its own with the share of demand the starting plan gives it, the parts
+        and the whole problem's bound solved side by side (``PlannerConfig.workers``) within
+        the time limit; the merged plan, or the starting one where it is worth more."""
         began = time.perf_counter()
         start_worth, start = self._scored_start(problem)
         shares = shares_from_plan(problem, start)
         parts = parts_of(shares)
         subs = split(problem, parts, shares)
-        budget = self.config.time_limit_s / len(subs)
-        solutions = [
-            solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
-            for sub in subs
-        ]
+        lanes = self.workers(len(subs))
+        # The parts run in `lanes` queues: each gets its queue's share of the time limit.
+        budget = self.config.time_limit_s * lanes / len(subs)
+
+        def solve(sub: Problem) -> Callable[[], RawSolution]:
+            return lambda: solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
+
+        def bound() -> tuple[float, LpBasis | None, float]:
+            # What is left of the time limit when it starts (none: no bound, inf).
+            started = time.perf_counter()
+            left = self.config.time_limit_s - (started - began)
+            value, basis = whole_bound(problem, time_limit_s=left, start=self._bound_start) if left > 0.01 else (float("inf"), None)
+            return value, basis, time.perf_counter() - started
+
+        jobs: list[Callable[[], Any]] = [solve(sub) for sub in subs]
+        # Side by side the bound goes first, so that it does not wait for a free queue;
+        # one after another it takes what the parts leave.
+        jobs = [bound, *jobs] if lanes > 1 else [*jobs, bound]
+        results = side_by_side(jobs, lanes)
+        (the_bound, basis, bound_s), solutions = (results[0], results[1:]) if lanes > 1 else (results[-1], results[:-1])
+        if basis is not None:
+            self._bound_start = basis
         merged = merge(problem, parts, solutions)
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
         # parts' bounds do not bound it; the relaxation of migrator.split_bound does.
         worth = {"merged": self._worth(problem, merged.tasks), "start": start_worth}
         best = max(worth, key=worth.get)
-        # The bound gets what the parts left of the time limit (none: no bound, inf).
-        started = time.perf_counter()
-        left = self.config.time_limit_s - (started - began)
-        bound = float("inf")
-        if left > 0.01:
-            bound, self._bound_start = whole_bound(problem, time_limit_s=left, start=self._bound_start)
         return dataclasses.replace(
             merged,
             tasks=merged.tasks if best == "merged" else start,
             kept_gpus=merged.kept_gpus if best == "merged" else (),
             objective=worth[best],
-            bound=bound,
-            mip_gap=_gap(worth[best], bound),
-            solve_s=merged.solve_s + time.perf_counter() - started,
+            bound=the_bound,
+            mip_gap=_gap(worth[best], the_bound),
+            solve_s=merged.solve_s + bound_s,
             status=merged.status + ("" if best == "merged" else "; starting plan kept (better)"),
         )
+
+    def workers(self, parts: int) -> int:
+        """How many of the split's ``parts`` are solved at once: ``PlannerConfig.workers``,
+        or one per CPU core where it is 0, and never more than there are parts."""
+        wanted = self.config.workers or os.cpu_count() or 1
+        return max(1, min(wanted, parts))
 
     def split_start(self, problem: Problem) -> tuple[np.ndarray, ...]:
         """The plan whose shares of demand the split gives each GPU: the greedy plan, the
