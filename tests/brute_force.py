@@ -53,6 +53,7 @@ class Case:
     periods: tuple[int, ...] | None = None
     # The brute force scores horizon Goodput only; the terminal credit (13) has its own tests.
     terminal_value: bool = False
+    retrain_instances: int = 1  # (16): instances that may retrain one tenant at once; 0 any
 
     @property
     def horizon(self) -> int:
@@ -69,7 +70,7 @@ class Case:
             np.asarray(self.arrivals, dtype=np.float64),
             PlannerState(self.layouts, self.assignments, dict(self.progress), self.slot),
             PlannerConfig(horizon=sum(periods), setup_s=self.setup_s, reconfig_penalty=self.reconfig_penalty,
-                          terminal_value=self.terminal_value),
+                          terminal_value=self.terminal_value, retrain_instances=self.retrain_instances),
             slot_s=self.slot_s,
             models=builtin_models(),
             periods=periods,
@@ -210,8 +211,15 @@ def slot_options(case: Case, problem: Problem) -> list[Slot]:
             if not geometry.is_valid(list(subset)):
                 continue
             for tasks in itertools.product(range(n_tasks), repeat=size):
+                if case.retrain_instances and _most_retraining_one_tenant(tasks) > case.retrain_instances:
+                    continue
                 options.append(tuple(sorted((0, str(pl), k) for pl, k in zip(subset, tasks))))
     return options
+
+
+def _most_retraining_one_tenant(tasks: Sequence[int]) -> int:
+    retraining = [k for k in tasks if k > 0 and k % 2 == 0]
+    return max((retraining.count(k) for k in set(retraining)), default=0)
 
 
 def search_size(case: Case) -> int:

@@ -3,6 +3,8 @@ plan is worth, by the estimator, what the parts' objectives add up to."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -168,3 +170,34 @@ def test_planning_in_threads_leaves_stdout_working(tmp_path):
     )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout == "still here\n"
+
+
+def test_each_tenant_retrains_in_as_many_parts_as_it_may(problem):
+    from migrator.decompose import retraining_gpus
+
+    parts = [[0, 1, 2], [0, 1], [0, 3, 4]]
+    shares = np.zeros((3, 5))
+    shares[0, [0, 1, 2]] = [0.2, 0.5, 1.0]
+    shares[1, [0, 1]] = [0.3, 0.5]
+    shares[2, [0, 3, 4]] = [0.5, 1.0, 1.0]
+    # Largest share first (ties to the lower GPU); all parts where there is no limit.
+    assert retraining_gpus(problem, parts, shares)[:2] == [{2}, {0}]
+    assert retraining_gpus(dataclasses.replace(problem, retrain_instances=2), parts, shares)[0] == {1, 2}
+    assert retraining_gpus(dataclasses.replace(problem, retrain_instances=0), parts, shares)[0] == {0, 1, 2}
+    # A GPU retraining the tenant now keeps it, whatever its share.
+    gpus = list(problem.gpus)
+    current = gpus[0].current.copy()
+    current[np.flatnonzero(current >= 0)[0] if (current >= 0).any() else 0] = 2  # tenant 0's retraining
+    gpus[0] = dataclasses.replace(gpus[0], current=current)
+    assert retraining_gpus(dataclasses.replace(problem, gpus=tuple(gpus)), parts, shares)[0] == {0}
+
+
+def test_split_parts_retrain_a_tenant_in_one_part_only():
+    whole = planner.Planner(sized(3, 4, horizon=4)).problem()
+    parts = [[0, 1], [0, 2], [0, 3]]
+    shares = np.array([[0.2, 1.0, 0, 0], [0.5, 0, 1.0, 0], [0.3, 0, 0, 1.0]])
+    for limit, expected in ((1, [False, True, False]), (0, [True, True, True])):
+        subs = split(dataclasses.replace(whole, retrain_instances=limit), parts, shares)
+        # Tenant 0 is each part's first tenant; only the part with its largest share may retrain it.
+        assert [bool(sub.gpus[0].retrain_speed[0].any()) for sub in subs] == expected
+        assert all(sub.gpus[0].retrain_speed[1].any() for sub in subs)  # the others keep theirs

@@ -21,6 +21,7 @@ import pytest
 from brute_force import Case, brute_force, new_instances, sequence_of, slot_options, value
 from migrator import Geometry
 from migrator import _ilp_reference as reference
+from migrator import planner
 from migrator.errors import ConfigError
 from migrator.planner_problem import Problem, RawSolution, TenantState, default_periods
 from migrator.tenant import Tenant
@@ -358,3 +359,35 @@ def test_cpp_within_reference_bounds_on_full_placements(seed: int) -> None:
 def test_a_retrained_accuracy_below_the_current_one_is_refused() -> None:
     with pytest.raises(ConfigError, match="accuracy_after"):
         Tenant("r", "resnet50", 100.0, window_s=2, accuracy_before=0.9, accuracy_after=0.5)
+
+
+# -- (16): instances retraining one tenant at once ------------------------------------------------
+
+
+def _two_instances_pay(limit: int) -> Case:
+    """Retraining needs two 1g instances at once to finish inside the three slots."""
+    tenant = Tenant("a", "resnet50", 100.0, window_s=10.0, work_gpu_s=0.2, accuracy_before=0.5, accuracy_after=0.9)
+    return Case(f"two-instances-{limit}", (tenant,), np.array([[300.0, 300.0, 300.0]]),
+                placements=(("1g.5gb@0", "1g.5gb@1"),), retrain_instances=limit)
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2])
+def test_retraining_instance_limit_matches_brute_force(limit: int) -> None:
+    from migrator.split_bound import split_bound
+
+    case = _two_instances_pay(limit)
+    best, _ = brute_force(case)
+    problem = case.problem()
+    fast = planner.solve_problem(problem, mip_gap=0.0)
+    slow = reference.solve(problem)
+    assert _close(fast.objective, best) and _close(slow.objective, best), (fast.objective, slow.objective, best)
+    assert split_bound(problem) >= best - 1e-6
+    _check_scores_its_objective(case, problem, fast)
+    retraining = [int((tasks == 2).sum()) for tasks in fast.tasks[0]]
+    assert max(retraining) <= (limit or 2)
+
+
+def test_the_limit_binds_where_two_instances_would_pay() -> None:
+    unlimited, _ = brute_force(_two_instances_pay(0))
+    one, _ = brute_force(_two_instances_pay(1))
+    assert unlimited > one + 1.0

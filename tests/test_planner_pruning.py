@@ -51,10 +51,13 @@ def test_only_hopeless_tenants_lose_retraining() -> None:
                 seen.add("kept")
                 continue
             seen.add("pruned")
-            # Flat out, every GPU retraining this tenant, no window's work is done before its
-            # last slot inside the horizon (the first window from the work left, later ones
-            # from the full work, one set-up first unless an instance already retrains it).
+            # Flat out, every GPU retraining this tenant (or as many of its fastest instances
+            # as may retrain it at once), no window's work is done before its last slot inside
+            # the horizon (the first window from the work left, later ones from the full work,
+            # one set-up first unless an instance already retrains it).
             rate = sum(g.compute_slices * np.max(g.retrain_speed[i] / g.compute) for g in problem.gpus)
+            if problem.retrain_instances:
+                rate = min(rate, problem.retrain_instances * max(g.retrain_speed[i].max() for g in problem.gpus))
             running = any(int(k) == 2 + 2 * i for g in problem.gpus for k in g.current)
             starts = [t for t in range(problem.horizon) if (problem.window_offset[i] + t) % problem.window_slots[i] == 0]
             edges = sorted({0, *starts, problem.horizon})

@@ -110,6 +110,21 @@ def test_free_room_retrains_without_giving_up_inference():
         assert migrator.Geometry.for_gpu("A100-40GB").is_valid(layout)
 
 
+def test_a_tenant_retraining_already_gets_no_second_instance():
+    counts = {}
+    for limit in (1, 0):
+        problem = planner.Planner(two_gpus().with_planner(retrain_instances=limit)).problem()
+        names = [str(p) for p in problem.gpus[0].placements]
+        tasks = tuple(np.full_like(t, -1) for t in greedy_tasks(problem))
+        tasks[0][:, names.index("3g.20gb@0")] = 1  # GPU 0 serves a from a 3g
+        tasks[0][:, names.index("1g.5gb@6")] = RETRAIN_A  # and retrains it on a 1g; GPU 1 is empty
+        moved = retrain_over_window(problem, tasks)
+        counts[limit] = sum(int((t[0] == RETRAIN_A).sum()) for t in moved)
+    # One instance at a time: the slow 1g keeps it. Without the limit the empty GPU's 7g,
+    # ten times as fast, joins in.
+    assert counts == {1: 1, 0: 2}
+
+
 def test_no_new_instance_when_the_penalty_outweighs_the_gain():
     s = two_gpus().with_planner(reconfig_penalty=1e9)
     problem = planner.Planner(s).problem()
@@ -220,3 +235,10 @@ def test_the_pass_changes_only_what_it_may(n_gpus, n_tenants, load, slot, seed, 
             assert eligible[(task - 2) // 2]
             started[(task - 2) // 2] += 1
     assert started.max(initial=0) <= 1
+
+    def retraining(plan):
+        first = np.concatenate([t[0] for t in plan])
+        return np.bincount((first[(first > 0) & (first % 2 == 0)] - 2) // 2, minlength=n_tenants)
+
+    # (16): no tenant retrains on more instances than it may, unless the input already had them.
+    assert np.all(retraining(moved) <= np.maximum(retraining(tasks), problem.retrain_instances))

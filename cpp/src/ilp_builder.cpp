@@ -74,6 +74,7 @@ void check_input(const PlanInput& in, int horizon) {
     require(!in.periods.empty(), "periods must not be empty");
     for (int p : in.periods) require(p >= 1, "period lengths must be at least 1");
     require(in.slot_s > 0, "slot_s must be positive");
+    require(in.retrain_instances >= 0, "retrain_instances must not be negative");
     require(in.arrivals.size() == n * horizon, "arrivals must be n_tenants x horizon");
     for (const auto* v : {&in.acc_before, &in.acc_after, &in.work_left, &in.work_full, &in.terminal_gain})
         require(v->size() == n, "tenant arrays must have n_tenants entries");
@@ -126,6 +127,7 @@ class PlanBuilder {
         goodput_terms_.assign(first_.size(), {});
         best_accuracy_.assign(static_cast<std::size_t>(n_) * horizon_, 0.0);
         for (int i = 0; i < n_; ++i) add_tenant(i);
+        if (in_.retrain_instances > 0) add_retraining_limits();
         if (in_.strengthen) add_period_bounds();
         if (in_.break_symmetry) add_symmetry_order();
         ModelArrays m = a_.finish();
@@ -314,18 +316,40 @@ class PlanBuilder {
         return can_finish_by(i, t);
     }
 
-    // The most retraining all GPUs together could do for tenant i per second: a GPU gives at
-    // most compute_slices x the best speed per compute slice of its placements.
+    // The most retraining tenant i could get per second: every GPU flat out (a GPU gives at
+    // most compute_slices x the best speed per compute slice of its placements), and with a
+    // limit of L instances, at most L of the fastest.
     double max_rate(int i) const {
-        double rate = 0.0;
+        double rate = 0.0, fastest = 0.0;
         for (const GpuInput& gpu : in_.gpus) {
             const std::size_t q_count = gpu.memory_mask.size();
             double best = 0.0;
-            for (std::size_t q = 0; q < q_count; ++q)
-                best = std::max(best, gpu.speed[static_cast<std::size_t>(i) * q_count + q] / std::max(1, gpu.compute[q]));
+            for (std::size_t q = 0; q < q_count; ++q) {
+                const double speed = gpu.speed[static_cast<std::size_t>(i) * q_count + q];
+                best = std::max(best, speed / std::max(1, gpu.compute[q]));
+                fastest = std::max(fastest, speed);
+            }
             rate += best * gpu.compute_slices;
         }
-        return rate;
+        return in_.retrain_instances > 0 ? std::min(rate, in_.retrain_instances * fastest) : rate;
+    }
+
+    // (16) At most retrain_instances instances retrain one tenant in a period, over all GPUs:
+    // a MIG instance is a CUDA device of its own, without peer-to-peer access to the others,
+    // so a retraining job runs on one instance.
+    void add_retraining_limits() {
+        for (int i = 0; i < n_; ++i) {
+            if (!plans_retraining_[i]) continue;
+            for (std::size_t j = 0; j < first_.size(); ++j) {
+                Terms terms;
+                for (const GpuColumns& cols : gpus_)
+                    for (int q = 0; q < cols.q; ++q) {
+                        const int z = cols.z[cols.at(static_cast<int>(j), q, 2 + 2 * i)];
+                        if (z >= 0) terms.emplace_back(z, 1.0);
+                    }
+                if (static_cast<int>(terms.size()) > in_.retrain_instances) a_.row(-kInf, in_.retrain_instances, terms);
+            }
+        }
     }
 
     bool already_retraining(int i) const {

@@ -324,6 +324,19 @@ def _terminal(m: _Model) -> None:
         m.h.addConstr(work * m.tau[i] - progress <= 0)
 
 
+def _retraining_limits(m: _Model) -> None:
+    """(16) ``Σ_{g,q} z[g][j][q][2+2i] <= L`` per tenant and period, where the problem sets a
+    limit ``L`` (``retrain_instances > 0``)."""
+    limit = m.problem.retrain_instances
+    if limit <= 0:
+        return
+    for i in range(m.N):
+        for j in range(m.J):
+            terms = [z for per_gpu in m.z for (jj, _q, k), z in per_gpu.items() if jj == j and k == 2 + 2 * i]
+            if len(terms) > limit:
+                m.h.addConstr(highspy.Highs.qsum(terms) <= limit)
+
+
 def _objective(m: _Model) -> Any:
     """``Σ (A0 s + (A1 - A0) u) - ρ Σ n``."""
     p = m.problem
@@ -363,6 +376,7 @@ def build(problem: Problem) -> _Model:
     _completion(m)
     _monotone(m)
     _terminal(m)
+    _retraining_limits(m)
     h.setObjective(_objective(m), highspy.ObjSense.kMaximize)
     return m
 

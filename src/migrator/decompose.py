@@ -18,7 +18,7 @@ import numpy as np
 
 from .planner_problem import IDLE, GpuProblem, Problem, RawSolution
 
-__all__ = ["assign_tenants", "merge", "shares_from_plan", "split"]
+__all__ = ["assign_tenants", "merge", "retraining_gpus", "shares_from_plan", "split"]
 
 
 def assign_tenants(problem: Problem) -> list[list[int]]:
@@ -66,17 +66,34 @@ def task_map(tenants: Sequence[int]) -> dict[int, int]:
     return mapping
 
 
-def sub_gpu(gpu: GpuProblem, tenants: Sequence[int]) -> GpuProblem:
+def sub_gpu(gpu: GpuProblem, tenants: Sequence[int], retrains: Sequence[bool] | None = None) -> GpuProblem:
+    """The GPU seen by a part with only ``tenants``; where ``retrains`` (one flag per part
+    tenant) is given, the tenants it leaves out cannot retrain here."""
     mapping = task_map(tenants)
     # An instance now serving a tenant of another part is idle as far as this part goes:
     # giving it a task of this part is a re-assignment either way.
     current = np.array([-1 if k < 0 else mapping.get(int(k), IDLE) for k in gpu.current], dtype=np.int64)
-    return replace(
-        gpu,
-        capacity_rps=gpu.capacity_rps[list(tenants)],
-        retrain_speed=gpu.retrain_speed[list(tenants)],
-        current=current,
-    )
+    speed = gpu.retrain_speed[list(tenants)]
+    if retrains is not None:
+        speed = speed * np.asarray(retrains, dtype=np.float64)[:, None]
+    return replace(gpu, capacity_rps=gpu.capacity_rps[list(tenants)], retrain_speed=speed, current=current)
+
+
+def retraining_gpus(problem: Problem, parts: Sequence[Sequence[int]], shares: np.ndarray | None) -> list[set[int]]:
+    """Per tenant, the GPUs whose parts may retrain it: all its parts, or, where the problem
+    limits the instances retraining one tenant (``retrain_instances``), that many of them:
+    those retraining it now first, then those with the largest share of its demand. The
+    parts cannot see one another, so without this they could exceed the limit together."""
+    limit = problem.retrain_instances
+    out = []
+    for i in range(len(problem.tenants)):
+        holders = [g for g, tenants in enumerate(parts) if i in tenants]
+        if limit > 0:
+            share = (lambda g: 0.0) if shares is None else (lambda g: float(shares[g][i]))
+            now = [g for g in holders if (problem.gpus[g].current == 2 + 2 * i).any()]
+            holders = sorted(holders, key=lambda g: (g not in now, -share(g), g))[:limit]
+        out.append(set(holders))
+    return out
 
 
 def parts_of(shares: np.ndarray) -> list[list[int]]:
@@ -88,6 +105,7 @@ def split(problem: Problem, parts: Sequence[Sequence[int]], shares: np.ndarray |
     """One problem per GPU with only its tenants (``parts[g]``), each with its share of their
     arrivals (``shares[g][i]``; all of them by default)."""
     out = []
+    retraining = retraining_gpus(problem, parts, shares)
     for g, tenants in enumerate(parts):
         idx = list(tenants)
         scale = np.ones(len(idx)) if shares is None else np.asarray(shares[g])[idx]
@@ -103,7 +121,7 @@ def split(problem: Problem, parts: Sequence[Sequence[int]], shares: np.ndarray |
                 window_slots=problem.window_slots[idx],
                 window_offset=problem.window_offset[idx],
                 work_full=problem.work_full[idx],
-                gpus=(sub_gpu(problem.gpus[g], idx),),
+                gpus=(sub_gpu(problem.gpus[g], idx, [g in retraining[i] for i in idx]),),
                 # The gain of finishing a retraining is earned on the requests this part
                 # serves, as its arrivals are.
                 terminal_gain=None if problem.terminal_gain is None else problem.terminal_gain[idx] * scale,

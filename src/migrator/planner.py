@@ -70,6 +70,7 @@ def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool 
         gpus=[core_gpu(g) for g in problem.gpus],
         strengthen=strengthen,
         break_symmetry=break_symmetry,
+        retrain_instances=problem.retrain_instances,
     )
 
 

@@ -159,6 +159,7 @@ class Problem:
     gpus: tuple[GpuProblem, ...]
     terminal_gain: np.ndarray | None = None  # (N,), None = no terminal value
     slot: int = 0  # absolute index of slot 0 (places the windows, as window_offset does)
+    retrain_instances: int = 0  # instances that may retrain one tenant at once (16); 0: any
 
     @property
     def horizon(self) -> int:
@@ -366,6 +367,7 @@ def build_problem(
         gpus=gpus,
         terminal_gain=terminal,
         slot=int(state.slot),
+        retrain_instances=int(config.retrain_instances),
     )
 
 

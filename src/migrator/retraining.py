@@ -33,6 +33,13 @@ def _inference_of(task: int) -> int:
     return (task - 1) // 2 if task > IDLE and task % 2 == 1 else -1
 
 
+def _retraining_counts(problem: Problem, first: Sequence[np.ndarray]) -> np.ndarray:
+    """(N,) instances retraining each tenant in the first period."""
+    tasks = np.concatenate([np.asarray(t) for t in first]) if first else np.zeros(0, dtype=np.int64)
+    retraining = tasks[(tasks > IDLE) & (tasks % 2 == 0)]
+    return np.bincount((retraining - 2) // 2, minlength=len(problem.tenants))
+
+
 def _serving(problem: Problem, first: Sequence[np.ndarray]) -> list[list[tuple[int, int]]]:
     """Per tenant, the (GPU, placement) of every first-period instance serving its inference."""
     out: list[list[tuple[int, int]]] = [[] for _ in problem.tenants]
@@ -89,6 +96,8 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()  # per slot
     end = (problem.window_slots - problem.window_offset).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
+    if problem.retrain_instances > 0:  # the plan may already retrain a tenant on as many as it may
+        eligible &= _retraining_counts(problem, first) < problem.retrain_instances
     # value[g, i, q]: what retraining tenant i at GPU g's placement q earns; -inf where it
     # cannot or the placement is taken.
     width = max(len(g.placements) for g in problem.gpus)

@@ -50,6 +50,11 @@ class PlannerConfig:
         When the whole program would have more task variables than this (periods x
         placements x tasks, summed over GPUs), each GPU is planned on its own with the
         tenants given to it (``migrator.decompose``); 0 never splits.
+    retrain_instances : int
+        How many instances may retrain one tenant at the same time, over all GPUs (docs/model.md,
+        constraint 16). A MIG instance is a CUDA device of its own, without peer-to-peer
+        access to the others (no CUDA IPC; NVLink unavailable), so a retraining job runs on
+        one instance: 1 by default. 0: any number, their progress adding up.
     workers : int
         How many of a split's parts (and its bound) are solved at once, in threads: HiGHS
         solves separate programs in parallel. 0 (default): one per CPU core; 1: one after
@@ -67,12 +72,14 @@ class PlannerConfig:
     terminal_weight: float = 1.0
     retrain_over_window: bool = False
     decompose_above: int = 4000
+    retrain_instances: int = 1
     workers: int = 0
 
     def __post_init__(self) -> None:
         _integer(self.horizon, "planner.horizon", low=1)
         _integer(self.max_wait_slots, "planner.max_wait_slots", low=0)
         _integer(self.decompose_above, "planner.decompose_above", low=0)
+        _integer(self.retrain_instances, "planner.retrain_instances", low=0)
         _integer(self.workers, "planner.workers", low=0)
         _number(self.setup_s, "planner.setup_s", low=0.0)
         _number(self.reconfig_penalty, "planner.reconfig_penalty", low=0.0)

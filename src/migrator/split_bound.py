@@ -122,6 +122,7 @@ class _Supply:
     def __init__(self, n: int, horizon: int) -> None:
         self.infer = [[{} for _ in range(horizon)] for _ in range(n)]
         self.retrain = [[{} for _ in range(horizon)] for _ in range(n)]
+        self.retraining: dict[tuple[int, int], list[int]] = {}  # (tenant, period): count columns
 
     def add(self, task: int, t: int, column: int, value: float) -> None:
         i, kind = divmod(task - 1, 2)
@@ -161,6 +162,8 @@ def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply) -
             else:
                 terms[previous[k, p]] = 1.0
                 lp.row(0.0, np.inf, terms)
+            if k % 2 == 0:
+                supply.retraining.setdefault(((k - 1) // 2, j), []).append(count[k, p])
             figure = rate[k % 2][(k - 1) // 2, p] * problem.slot_s
             for t in range(starts[j], starts[j] + length):
                 supply.add(k, t, count[k, p], figure)
@@ -175,11 +178,27 @@ def _window_start(problem: Problem, i: int, t: int) -> bool:
     return window > 0 and (int(problem.window_offset[i]) + t) % window == 0
 
 
+def _max_rate(problem: Problem, i: int) -> float:
+    """The most retraining tenant ``i`` could get per second (full-GPU seconds): every GPU
+    flat out, and at most ``retrain_instances`` of the fastest instances where that is set."""
+    rate = sum(gpu.compute_slices * float((gpu.retrain_speed[i] / np.maximum(gpu.compute, 1)).max(initial=0.0))
+               for gpu in problem.gpus)
+    if problem.retrain_instances > 0:
+        fastest = max(float(gpu.retrain_speed[i].max(initial=0.0)) for gpu in problem.gpus)
+        rate = min(rate, problem.retrain_instances * fastest)
+    return rate
+
+
 def _add_tenant(lp: _Lp, problem: Problem, i: int, supply: _Supply) -> None:
     before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
     retrains = problem.window_slots[i] > 0 and after > before
     first_window = True  # t is in the window holding slot 0
     progress = completed = None
+    # A completion is 0 before the window's work could be done at the most rate (one set-up
+    # first, unless an instance retrains the tenant now): valid for every plan.
+    rate = _max_rate(problem, i) if retrains else 0.0
+    setup = 0.0 if any((gpu.current == 2 + 2 * i).any() for gpu in problem.gpus) else problem.setup_s
+    window_first = 0
     for t in range(problem.horizon):
         arrived = float(problem.arrivals[i, t])
         served = lp.col(cost=before, upper=arrived)
@@ -191,6 +210,7 @@ def _add_tenant(lp: _Lp, problem: Problem, i: int, supply: _Supply) -> None:
             first_window = False
         if starts:
             progress = completed = None
+            window_first = t
         done = first_window and not starts and bool(problem.done0[i])
         retrained = lp.col(cost=after - before, upper=arrived)
         lp.row(-np.inf, 0.0, {retrained: 1.0, served: -1.0})
@@ -199,7 +219,8 @@ def _add_tenant(lp: _Lp, problem: Problem, i: int, supply: _Supply) -> None:
                 lp.row(-np.inf, 0.0, {retrained: 1.0})
             else:
                 work = float(problem.work_left[i] if first_window else problem.work_full[i])
-                completion = lp.col(upper=1.0)
+                seconds = (t - window_first) * problem.slot_s - (setup if first_window else 0.0)
+                completion = lp.col(upper=1.0 if work <= 0 or rate * max(0.0, seconds) >= work * (1 - 1e-9) else 0.0)
                 lp.row(-np.inf, 0.0, {completion: work, progress: -1.0})
                 lp.row(-np.inf, 0.0, {retrained: 1.0, completion: -arrived})
                 if completed is not None:
@@ -233,4 +254,7 @@ def whole_bound(problem: Problem, time_limit_s: float = 1.0, start: LpBasis | No
         _add_class(lp, problem, members, supply)
     for i in range(len(problem.tenants)):
         _add_tenant(lp, problem, i, supply)
+    if problem.retrain_instances > 0:  # (16)
+        for columns in supply.retraining.values():
+            lp.row(-np.inf, float(problem.retrain_instances), {c: 1.0 for c in columns})
     return lp.solve(time_limit_s, start)

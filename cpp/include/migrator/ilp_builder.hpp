@@ -40,6 +40,9 @@ struct PlanInput {
     std::vector<int> offset;                 // N, position of slot 0 in its window
     std::vector<double> terminal_gain;       // N, value of finishing the last window (13)
     std::vector<GpuInput> gpus;
+    // Instances that may retrain one tenant in the same period, over all GPUs (16); 0: any
+    // number, their progress adding up.
+    int retrain_instances = 0;
     // Add the redundant rows that tighten the relaxation (docs/model.md, "Tightening"); off
     // gives the plain model, for tests and measurements.
     bool strengthen = true;
