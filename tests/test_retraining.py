@@ -242,3 +242,17 @@ def test_the_pass_changes_only_what_it_may(n_gpus, n_tenants, load, slot, seed, 
 
     # (16): no tenant retrains on more instances than it may, unless the input already had them.
     assert np.all(retraining(moved) <= np.maximum(retraining(tasks), problem.retrain_instances))
+
+
+def test_an_instance_the_plan_retrains_on_is_not_taken_for_another_tenant():
+    problem = planner.Planner(sized(2, 4, horizon=8)).problem()
+    gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()
+    low = int(np.argmin(np.where(problem.window_slots > 0, gain, np.inf)))
+    names = [str(p) for p in problem.gpus[1].placements]
+    tasks = tuple(t.copy() for t in greedy_tasks(problem))
+    tasks[1][:] = -1
+    tasks[1][:, names.index("7g.40gb@0")] = 2 + 2 * low  # GPU 1 retrains the tenant of least gain
+    moved = retrain_over_window(problem, tasks)
+    # The tenants of more gain would each retrain fastest on that 7g, free of inference; it
+    # is not free: taking it would throw the retraining away.
+    assert moved[1][0, names.index("7g.40gb@0")] == 2 + 2 * low

@@ -118,7 +118,9 @@ class PlanBuilder {
         for (int i = 0; i < n_; ++i) {
             bool pays = retrains_[i] && in.terminal_gain[i] > 0.0;
             for (int t = 0; retrains_[i] && !pays && t < horizon_; ++t) pays = completion_decided(i, t);
-            plans_retraining_.push_back(pays);
+            // A retraining under way keeps its variables, so that the program can leave its
+            // instance as it is rather than re-assign it (and pay the set-up) for nothing.
+            plans_retraining_.push_back(pays || (retrains_[i] && already_retraining(i)));
         }
     }
 

@@ -13,7 +13,9 @@ tenant does not lose them all, each as if the others stayed) and the reconfigura
 penalty, is moved to retraining. Free room counts too: a
 placement that fits beside the first period's instances (a GPU the plan leaves empty, say)
 gives up no inference, so a new instance there retrains where that pays. An instance already
-retraining keeps its tenant while that still pays, so that decisions do not undo each other.
+retraining keeps its tenant while that still pays, so that decisions do not undo each other,
+and an instance the plan itself retrains on is never taken for another tenant. No tenant
+gets more retraining instances than the planner allows at once (``retrain_instances``).
 """
 
 from __future__ import annotations
@@ -111,6 +113,9 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
         room = np.where(first[g] >= 0, first[g], IDLE)
         finish[g, :, : len(gpu.placements)], value[g, :, : len(gpu.placements)] = retraining_values(
             problem, gpu, room, served[g], gain, end)
+        # An instance the plan already retrains on is not free: taking it for another
+        # tenant would throw away that retraining, which the values above do not count.
+        value[g, :, : len(gpu.placements)][:, (first[g] > IDLE) & (first[g] % 2 == 0)] = -np.inf
 
     def reprice(i: int) -> None:
         """Tenant i gave up an instance: each one it keeps is now worth more to it."""
