@@ -201,3 +201,58 @@ def test_split_parts_retrain_a_tenant_in_one_part_only():
         # Tenant 0 is each part's first tenant; only the part with its largest share may retrain it.
         assert [bool(sub.gpus[0].retrain_speed[0].any()) for sub in subs] == expected
         assert all(sub.gpus[0].retrain_speed[1].any() for sub in subs)  # the others keep theirs
+
+
+def _burst_case():
+    """Two A100s: GPU 0 serves both tenants, GPU 1 is empty; tenant 0 bursts late in the horizon."""
+    from migrator.planner_problem import PlannerState
+
+    scenario = sized(2, 2, horizon=16).with_planner(decompose_above=1, retrain_over_window=False)
+    names = [t.name for t in scenario.tenants]
+    state = PlannerState(layouts=("3g.20gb@0,3g.20gb@4", ""),
+                         assignments=({"3g.20gb@0": f"{names[0]}:infer", "3g.20gb@4": f"{names[1]}:infer"}, {}))
+    p = planner.Planner(scenario)
+    forecast = np.repeat(p.problem(state=state).demand_rps()[:, None], 16, axis=1) * 0.5
+    forecast[0, 8:] *= 8.0  # a burst no instance of the current layout can serve
+    return p, forecast, state
+
+
+def test_demand_no_gpu_covers_goes_to_an_empty_gpu():
+    from migrator.decompose import empty_gpu, part_arrivals, shares_from_plan
+
+    p, forecast, state = _burst_case()
+    problem = p.problem(forecast=forecast, state=state)
+    start = planner.keep_current(problem)
+    assert empty_gpu(problem, start) == 1
+    shares = shares_from_plan(problem, start)
+    arrivals = part_arrivals(problem, start, shares)
+    np.testing.assert_allclose(arrivals.sum(axis=0), problem.arrivals)  # nothing lost or made up
+    assert arrivals[1, 0, :8].sum() == 0 and arrivals[1, 0, 8:].sum() > 0  # only the burst moves
+    served_now = problem.gpus[0].capacity_rps[0][start[0][0] == 1].sum() * problem.slot_s
+    np.testing.assert_allclose(arrivals[0, 0, 8:], np.minimum(problem.arrivals[0, 8:], served_now))
+
+
+def test_the_split_plans_the_burst_on_the_empty_gpu():
+    from migrator.decompose import shares_from_plan, split_by_plan
+
+    p, forecast, state = _burst_case()
+    problem = p.problem(forecast=forecast, state=state)
+    start = planner.keep_current(problem)  # GPU 1 empty: its share of every tenant is 0
+    parts, subs = split_by_plan(problem, start)
+    solutions = [planner.solve_problem(sub, time_limit_s=20, mip_gap=0.0) for sub in subs]
+    merged = merge(problem, parts, solutions)
+    later = merged.tasks[1][problem.period_starts() >= 8]
+    assert (later == 1).any(), later  # GPU 1 serves tenant 0's burst
+    # Worth more, by the estimator, than the plan of the shares alone (GPU 1 left empty).
+    alone = [planner.solve_problem(sub, time_limit_s=20, mip_gap=0.0)
+             for sub in split(problem, parts, shares_from_plan(problem, start))]
+    assert p._worth(problem, merged.tasks) > p._worth(problem, merge(problem, parts, alone).tasks)
+
+
+def test_empty_gpus_are_left_to_the_retraining_pass_while_it_has_work():
+    scenario = sized(2, 2, horizon=8)
+    problem = planner.Planner(scenario).problem()
+    assert planner.Planner(scenario.with_planner(retrain_over_window=True)).fills_empty_gpus(problem) is False
+    assert planner.Planner(scenario.with_planner(retrain_over_window=False)).fills_empty_gpus(problem) is True
+    done = dataclasses.replace(problem, done0=np.ones(len(problem.tenants), dtype=bool))  # nothing left to retrain
+    assert planner.Planner(scenario.with_planner(retrain_over_window=True)).fills_empty_gpus(done) is True

@@ -43,7 +43,7 @@ from ray.exceptions import RayError
 
 from .agent import AgentSpec, GpuTarget, NodeAgent, NodeReport
 from .controller import Metrics, SimulatedClock, TraceArrivals, WallClock, run_paced
-from .decompose import merge, parts_of, shares_from_plan, split
+from .decompose import merge, split_by_plan
 from .emulator import EmulatedCrash
 from .errors import ConfigError, MigratorError
 from .greedy import greedy_tasks
@@ -280,13 +280,12 @@ class PartOutcome:
                 "solve_ms": self.solve_s * 1e3, "wall_ms": self.wall_s * 1e3}
 
 
-def split_problem(problem: Problem, start: Sequence[np.ndarray] | None = None) -> tuple[list[list[int]], list[Problem]]:
+def split_problem(problem: Problem, start: Sequence[np.ndarray] | None = None,
+                  fill_empty: bool = True) -> tuple[list[list[int]], list[Problem]]:
     """One part per GPU, each with its share of the tenants the starting plan ``start``
-    gives it (the greedy plan by default; :mod:`migrator.decompose`); returns each part's
-    tenants and its problem."""
-    shares = shares_from_plan(problem, greedy_tasks(problem) if start is None else start)
-    parts = parts_of(shares)
-    return parts, split(problem, parts, shares)
+    gives it (the greedy plan by default; :func:`migrator.decompose.split_by_plan`); returns
+    each part's tenants and its problem."""
+    return split_by_plan(problem, greedy_tasks(problem) if start is None else start, fill_empty)
 
 
 def solve_part(
@@ -652,7 +651,7 @@ class ClusterController:
         build_s = lap()
         # The planner's starting plan: not the greedy plan alone, which would re-deal the
         # tenants among alike GPUs whenever the forecast moves.
-        parts, subs = split_problem(problem, self.planner.split_start(problem))
+        parts, subs = split_problem(problem, self.planner.split_start(problem), self.planner.fills_empty_gpus(problem))
         split_s = lap()
         bound = WholeBound(problem, self.config.time_limit_s if self.deadline_s is None else self.deadline_s,
                            self.parallel, start=self._bound_start)

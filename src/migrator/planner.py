@@ -22,9 +22,9 @@ import highspy
 import numpy as np
 
 from . import _core
-from .decompose import merge, parts_of, shares_from_plan, split
+from .decompose import merge, split_by_plan
 from .greedy import greedy_tasks
-from .retraining import retrain_over_window
+from .retraining import eligible_tenants, retrain_over_window
 from .split_bound import LpBasis, whole_bound
 from .errors import ConfigError
 from .goodput import Instance, allocation_rates, score
@@ -500,9 +500,7 @@ class Planner:
         the time limit; the merged plan, or the starting one where it is worth more."""
         began = time.perf_counter()
         start_worth, start = self._scored_start(problem)
-        shares = shares_from_plan(problem, start)
-        parts = parts_of(shares)
-        subs = split(problem, parts, shares)
+        parts, subs = split_by_plan(problem, start, fill_empty=self.fills_empty_gpus(problem))
         lanes = self.workers(len(subs))
         # The parts run in `lanes` queues: each gets its queue's share of the time limit.
         budget = self.config.time_limit_s * lanes / len(subs)
@@ -541,6 +539,12 @@ class Planner:
             solve_s=merged.solve_s + bound_s,
             status=merged.status + ("" if best == "merged" else "; starting plan kept (better)"),
         )
+
+    def fills_empty_gpus(self, problem: Problem) -> bool:
+        """Whether the split hands demand no GPU covers to a GPU the start leaves empty
+        (:func:`migrator.decompose.part_arrivals`): not while the retraining pass has
+        retraining to place there."""
+        return not (self.config.retrain_over_window and bool(eligible_tenants(problem).any()))
 
     def workers(self, parts: int) -> int:
         """How many of the split's ``parts`` are solved at once: ``PlannerConfig.workers``,

@@ -27,12 +27,18 @@ import numpy as np
 from .greedy import maximal_sets, retraining_values, window_value
 from .planner_problem import IDLE, GpuProblem, Problem
 
-__all__ = ["fits_beside", "marginal_service", "retrain_over_window"]
+__all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
 
 
 def _inference_of(task: int) -> int:
     """The tenant an inference task serves; -1 for idle, retraining or no instance."""
     return (task - 1) // 2 if task > IDLE and task % 2 == 1 else -1
+
+
+def eligible_tenants(problem: Problem) -> np.ndarray:
+    """(N,) bool: tenants whose current window still has retraining to do that would pay."""
+    gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()
+    return (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
 
 
 def _retraining_counts(problem: Problem, first: Sequence[np.ndarray]) -> np.ndarray:
@@ -97,7 +103,7 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     demand = problem.demand_rps()
     gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()  # per slot
     end = (problem.window_slots - problem.window_offset).astype(np.float64)
-    eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
+    eligible = eligible_tenants(problem)
     if problem.retrain_instances > 0:  # the plan may already retrain a tenant on as many as it may
         eligible &= _retraining_counts(problem, first) < problem.retrain_instances
     # value[g, i, q]: what retraining tenant i at GPU g's placement q earns; -inf where it
