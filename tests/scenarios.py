@@ -46,3 +46,13 @@ def small(duration_s: float = 16, *, rates=(900.0, 300.0), shift_at: float | Non
         ],
         "planner": {"horizon": horizon, "setup_s": 2.0, "time_limit_s": 5.0, "mip_gap": 0.0},
     })
+
+
+def inference_only(scenario: migrator.Scenario) -> migrator.Scenario:
+    """The scenario with no tenant retraining (no window, no accuracy gain)."""
+    table = scenario.to_dict()
+    for tenant in table["tenants"]:
+        tenant.pop("window_s", None)
+        tenant.pop("work_gpu_s", None)
+        tenant["accuracy_after"] = tenant["accuracy_before"]
+    return migrator.Scenario.from_dict(table)
