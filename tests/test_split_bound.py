@@ -34,7 +34,11 @@ def test_bound_holds_on_several_alike_gpus(n_gpus: int, n_tenants: int) -> None:
     problem = planner.Planner(sized(n_gpus, n_tenants, horizon=8)).problem()
     optimum = planner.solve_problem(problem, time_limit_s=120, mip_gap=0.0)
     assert optimum.status == "Optimal"
-    assert split_bound(problem) >= optimum.objective - 1e-6 * abs(optimum.objective)
+    bound = split_bound(problem)
+    assert bound >= optimum.objective - 1e-6 * abs(optimum.objective)
+    # Tight here: 3.6-7.7 % above the optimum before the rows "serving anything takes a whole
+    # instance", 0.00 % with them (no retraining finishes within these 8 slots).
+    assert bound <= optimum.objective * 1.001
 
 
 def test_split_plans_report_the_bound_and_their_gap() -> None:

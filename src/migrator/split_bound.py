@@ -123,6 +123,7 @@ class _Supply:
         self.infer = [[{} for _ in range(horizon)] for _ in range(n)]
         self.retrain = [[{} for _ in range(horizon)] for _ in range(n)]
         self.retraining: dict[tuple[int, int], list[int]] = {}  # (tenant, period): count columns
+        self.serving: dict[tuple[int, int], list[int]] = {}  # (tenant, period): inference counts
 
     def add(self, task: int, t: int, column: int, value: float) -> None:
         i, kind = divmod(task - 1, 2)
@@ -162,8 +163,7 @@ def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply) -
             else:
                 terms[previous[k, p]] = 1.0
                 lp.row(0.0, np.inf, terms)
-            if k % 2 == 0:
-                supply.retraining.setdefault(((k - 1) // 2, j), []).append(count[k, p])
+            (supply.retraining if k % 2 == 0 else supply.serving).setdefault(((k - 1) // 2, j), []).append(count[k, p])
             figure = rate[k % 2][(k - 1) // 2, p] * problem.slot_s
             for t in range(starts[j], starts[j] + length):
                 supply.add(k, t, count[k, p], figure)
@@ -199,10 +199,17 @@ def _add_tenant(lp: _Lp, problem: Problem, i: int, supply: _Supply) -> None:
     rate = _max_rate(problem, i) if retrains else 0.0
     setup = 0.0 if any((gpu.current == 2 + 2 * i).any() for gpu in problem.gpus) else problem.setup_s
     window_first = 0
+    period = np.repeat(np.arange(len(problem.periods)), problem.periods)
     for t in range(problem.horizon):
         arrived = float(problem.arrivals[i, t])
         served = lp.col(cost=before, upper=arrived)
         lp.row(-np.inf, 0.0, {served: 1.0, **{c: -v for c, v in supply.infer[i][t].items()}})
+        # Serving anything takes a whole instance: s <= a x (count of the tenant's instances),
+        # so that a fraction of an instance no longer serves a small demand for a fraction
+        # of its set-up and penalty.
+        counts = supply.serving.get((i, int(period[t])), [])
+        if arrived > 0 and counts:
+            lp.row(-np.inf, 0.0, {served: 1.0, **{c: -arrived for c in counts}})
         if not retrains:
             continue
         starts = _window_start(problem, i, t)
