@@ -167,6 +167,7 @@ BAD = {
     "planner-key": ("planner", {"speed": "fast"}, "planner.speed"),
     "planner-horizon": ("planner", {"horizon": 0}, "planner.horizon"),
     "planner-workers": ("planner", {"workers": -1}, "planner.workers"),
+    "planner-retrain-instances": ("planner", {"retrain_instances": 1.5}, "planner.retrain_instances"),
     "planner-forecaster": ("planner", {"forecaster": {"name": "oracle"}}, "planner.forecaster"),
     "models-missing": ("models", "no/such/table.yaml", "models"),
 }
