@@ -4,7 +4,10 @@ The whole program couples every GPU through the tenants they share. When it is t
 to solve in the decision time, every GPU is planned on its own with a share of the tenants'
 demand: the share a starting plan gives it (:func:`shares_from_plan`; the planner picks the
 greedy plan, the last plan or the current layouts, whichever is worth most), or, for a
-tenant that plan serves nowhere, all of it on the GPU it loads least (:func:`assign_tenants`). The parts are exact programs; what the split gives up is moving
+tenant that plan serves nowhere, all of it on the GPU it loads least (:func:`assign_tenants`);
+demand no GPU's capacity covers may go to a GPU the plan leaves empty (:func:`part_arrivals`).
+Only as many parts as may retrain a tenant at once get its retraining
+(:func:`retraining_gpus`). The parts are exact programs; what the split gives up is moving
 demand between GPUs after the split, which is why it is used only above a size
 (``PlannerConfig.decompose_above``). The merged plan serves at least what the parts do.
 """
@@ -18,7 +21,8 @@ import numpy as np
 
 from .planner_problem import IDLE, GpuProblem, Problem, RawSolution
 
-__all__ = ["assign_tenants", "merge", "empty_gpu", "part_arrivals", "retraining_gpus", "shares_from_plan", "split", "split_by_plan"]
+__all__ = ["assign_tenants", "empty_gpu", "merge", "part_arrivals", "retraining_gpus", "shares_from_plan", "split",
+           "split_by_plan"]
 
 
 def assign_tenants(problem: Problem) -> list[list[int]]:
