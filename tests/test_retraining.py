@@ -256,3 +256,21 @@ def test_an_instance_the_plan_retrains_on_is_not_taken_for_another_tenant():
     # The tenants of more gain would each retrain fastest on that 7g, free of inference; it
     # is not free: taking it would throw the retraining away.
     assert moved[1][0, names.index("7g.40gb@0")] == 2 + 2 * low
+
+
+def test_the_job_of_most_gain_per_unit_of_work_picks_first():
+    # One empty A100: whoever picks first takes the 7g, the other finds no room beside it.
+    # a gains a little more per slot, b needs a sixth of the work: b first (Smith's rule).
+    table = scenario(300.0).to_dict()
+    table["gpus"] = [{"model": "A100-40GB", "count": 1, "layout": ""}]
+    b = dict(table["tenants"][0], name="b", work_gpu_s=10.0,
+             arrivals={"synthetic": "poisson", "mean_rps": 250.0})
+    table["tenants"][0]["work_gpu_s"] = 60.0
+    table["tenants"].append(b)
+    problem = planner.Planner(migrator.Scenario.from_dict(table)).problem()
+    gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()
+    assert gain[0] > gain[1] and gain[0] / problem.work_left[0] < gain[1] / problem.work_left[1]
+    empty = tuple(np.full_like(t, -1) for t in greedy_tasks(problem))
+    moved = retrain_over_window(problem, empty)
+    names = [str(p) for p in problem.gpus[0].placements]
+    assert moved[0][0, names.index("7g.40gb@0")] == 4  # b's retraining

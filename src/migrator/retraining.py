@@ -5,7 +5,7 @@ seconds), and the per-GPU split only lets a GPU retrain the tenants it serves, s
 that needs minutes is never started even where an instance's inference is worth less than
 the accuracy the retraining would add over the rest of its window. This pass applies the
 greedy start's rule (``migrator.greedy``) to the plan's first period with the whole window in
-view: for each tenant with work left, largest gain first, the instance whose retraining is
+view: for each tenant with work left, most gain per unit of work first, the instance whose retraining is
 worth most, ``gain x requests per slot x slots left in the window after it is done`` less the
 inference the instance gives up until then (what its tenant would lose without it, not its
 capacity; valued anew for the tenant's other instances once one of them is taken, so that a
@@ -165,7 +165,9 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
             if j % 2 == 0 and eligible[i] and value[g, i, q] > 0:
                 take(g, int(q), j)
                 eligible[i] = False
-    for i in np.argsort(-gain):
+    # Weighted shortest job first (Smith's rule): the most gain per unit of work picks first, so
+    # that the fastest instance goes to the job that lifts accuracy soonest per slot it takes.
+    for i in np.argsort(-gain / np.maximum(problem.work_left, 1e-9), kind="stable"):
         if not eligible[i]:
             continue
         flat = value[:, i, :].ravel()
