@@ -104,7 +104,11 @@ def split_by_plan(problem: Problem, tasks: Sequence[np.ndarray], fill_empty: boo
     """Each GPU's part as the starting plan ``tasks`` deals demand out (:func:`shares_from_plan`,
     and, with ``fill_empty``, :func:`part_arrivals`): the tenants of each part and its problem."""
     shares = shares_from_plan(problem, tasks)
-    arrivals = part_arrivals(problem, tasks, shares) if fill_empty else shares[:, :, None] * problem.arrivals[None]
+    if not fill_empty or empty_gpu(problem, tasks) is None:
+        # The shares alone: no (G, N, T) array of arrivals to build on every decision.
+        parts = parts_of(shares)
+        return parts, split(problem, parts, shares)
+    arrivals = part_arrivals(problem, tasks, shares)
     parts = parts_of(shares + (arrivals > 0).any(axis=2))
     return parts, split(problem, parts, shares, arrivals)
 

@@ -119,14 +119,16 @@ def retraining_values(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per tenant and placement of one GPU: slots until a retraining started there now is
     done (set-up included), and what it earns over the rest of the window (or horizon) less
-    the inference the instance gives up meanwhile; -inf where it cannot finish in time or the
-    placement holds no instance. Arrays (N, Q)."""
+    the inference the instance gives up meanwhile; -inf where it cannot finish in time, the
+    placement holds no instance, or its instance retrains already (taking it for another
+    tenant would throw that retraining away, which the value does not count). Arrays (N, Q)."""
     speed = gpu.retrain_speed
     # An instance that cannot retrain a tenant finishes never (inf), and inf x 0 is no value.
     with np.errstate(divide="ignore", invalid="ignore"):
         finish = np.where(speed > 0, (problem.setup_s + problem.work_left[:, None] / speed) / problem.slot_s, np.inf)
         value = window_value(problem, gain[:, None], end[:, None], finish, served[None, :])
-    value[~np.isfinite(finish) | (finish >= end[:, None]) | (first < 0)[None, :]] = -np.inf
+    retraining = (first > IDLE) & (first % 2 == 0)
+    value[~np.isfinite(finish) | (finish >= end[:, None]) | ((first < 0) | retraining)[None, :]] = -np.inf
     return finish, value
 
 

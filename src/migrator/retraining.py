@@ -119,9 +119,6 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
         room = np.where(first[g] >= 0, first[g], IDLE)
         finish[g, :, : len(gpu.placements)], value[g, :, : len(gpu.placements)] = retraining_values(
             problem, gpu, room, served[g], gain, end)
-        # An instance the plan already retrains on is not free: taking it for another
-        # tenant would throw away that retraining, which the values above do not count.
-        value[g, :, : len(gpu.placements)][:, (first[g] > IDLE) & (first[g] % 2 == 0)] = -np.inf
 
     def reprice(i: int) -> None:
         """Tenant i gave up an instance: each one it keeps is now worth more to it."""
