@@ -258,18 +258,39 @@ def test_empty_gpus_are_left_to_the_retraining_pass_while_it_has_work():
     assert planner.Planner(scenario.with_planner(retrain_over_window=True)).fills_empty_gpus(done) is True
 
 
-def test_receding_split_plans_are_proven_within_the_goal_without_retraining():
-    """Issue 5's figure on 8 A100s / 16 tenants / 30 slots, inference only: after the first
-    decision (from a cold start the split plan is 0.7 % below the optimum) the split plans
-    are proven within 0.1 % of the whole program's bound; measured 0.00-0.15 %, median 0.0 %."""
+@pytest.mark.parametrize("case", ["inference-only", "exact-model"])
+def test_receding_split_plans_are_proven_within_the_goal(case):
+    """Issue 5's figure on 8 A100s / 16 tenants / 30 slots: every split plan of a receding
+    run, the cold start included, is proven within 0.1 % of the whole program's bound, for
+    tenants that only serve and for the issue's own model (retraining tenants, the program
+    alone: no retraining pass); measured 0.01-0.08 %. Before the packed start
+    (``greedy.packed_tasks``) the cold start was 0.72 % from the bound."""
     from scenarios import inference_only
 
-    p = planner.Planner(inference_only(sized(8, 16)).with_planner(time_limit_s=10.0))
+    scenario = inference_only(sized(8, 16)) if case == "inference-only" else sized(8, 16).with_planner(retrain_over_window=False)
+    p = planner.Planner(scenario.with_planner(time_limit_s=10.0))
     state, gaps = None, []
-    for _ in range(9):
+    for _ in range(6):
         plan = p.plan(state=state)
         assert plan.stats.objective <= plan.stats.bound
         gaps.append(plan.stats.mip_gap)
         state = planner.Planner.advance(plan)
-    assert float(np.median(gaps[1:])) <= 1e-3, gaps
-    assert max(gaps[1:]) <= 2e-3, gaps
+    assert max(gaps) <= 1e-3, gaps
+
+
+def test_packed_start_is_offered_only_while_the_pass_has_no_work(monkeypatch):
+    """A packed first plan, carried on, left the retraining pass less room: replays earned
+    0.4 % (8 GPUs) and 1.9 % (built-in scenario) less with it (docs/results.md), so the
+    planner offers it only where the pass has nothing to place."""
+    offered = []
+
+    def packed(problem):
+        offered.append(problem)
+        return planner.keep_current(problem)
+
+    monkeypatch.setattr(planner, "packed_tasks", packed)
+    scenario = sized(2, 4, horizon=8).with_planner(decompose_above=1)
+    planner.Planner(scenario.with_planner(retrain_over_window=True)).plan()
+    assert offered == []
+    planner.Planner(scenario.with_planner(retrain_over_window=False)).plan()
+    assert len(offered) == 1

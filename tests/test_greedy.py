@@ -11,7 +11,7 @@ import pytest
 
 import migrator
 from migrator import planner
-from migrator.greedy import greedy_tasks, maximal_sets
+from migrator.greedy import greedy_tasks, maximal_sets, packed_tasks
 from scenarios import sized
 
 
@@ -94,3 +94,67 @@ def test_no_retraining_when_it_gives_up_more_inference_than_it_earns():
     # The same with a large gain does retrain: the trade-off, not the load alone, decides.
     problem = _retraining_problem(6000.0, accuracy_after=0.9)
     assert _retraining_periods(problem, greedy_tasks(problem))
+
+
+def _serving_only(n_gpus: int, n_tenants: int):
+    from scenarios import inference_only
+
+    return planner.Planner(inference_only(sized(n_gpus, n_tenants, horizon=8))).problem()
+
+
+def _instances(problem, tasks):
+    """(GPU, placement, tenant) of every first-period inference instance."""
+    return [(g, q, (int(k) - 1) // 2) for g, plan in enumerate(tasks) for q, k in enumerate(plan[0]) if k > 0 and k % 2 == 1]
+
+
+@pytest.mark.parametrize("n_gpus,n_tenants", [(2, 4), (4, 8), (8, 16)])
+def test_packed_plan_is_valid_with_one_right_sized_instance_per_tenant(n_gpus, n_tenants):
+    problem = _serving_only(n_gpus, n_tenants)
+    tasks = packed_tasks(problem)
+    for gpu, plan in zip(problem.gpus, tasks):
+        geometry = migrator.Geometry.for_gpu(gpu.model)
+        for row in plan:
+            geometry.validate(",".join(str(gpu.placements[q]) for q in range(len(row)) if row[q] >= 0))
+        assert (plan == plan[0]).all()  # the same tasks every period
+    placed = _instances(problem, tasks)
+    tenants = [i for _, _, i in placed]
+    assert len(tenants) == len(set(tenants))  # one instance each
+    demand = problem.demand_rps()
+    for g, q, i in placed:
+        gpu = problem.gpus[g]
+        covering = gpu.capacity_rps[i] >= demand[i]
+        if gpu.capacity_rps[i, q] >= demand[i]:
+            # No smaller placement of the GPU would have covered the demand.
+            assert gpu.compute[q] == gpu.compute[covering].min()
+        else:
+            assert not covering.any() or gpu.compute[covering].min() > gpu.compute[q]
+
+
+def test_packed_plan_places_every_tenant_where_there_is_room():
+    problem = _serving_only(8, 16)
+    placed = {i for _, _, i in _instances(problem, packed_tasks(problem))}
+    assert placed == set(range(len(problem.tenants)))
+
+
+def test_packing_falls_back_to_the_instance_that_serves_most():
+    # One tenant whose demand no instance covers, on an empty A100: the whole GPU.
+    scenario = migrator.Scenario.from_dict({
+        "name": "big", "slot_s": 1.0, "duration_s": 30, "seed": 0,
+        "gpus": [{"model": "A100-40GB", "count": 1, "layout": ""}],
+        "tenants": [{"name": "a", "model": "vit_b16", "slo_ms": 200, "arrivals": {"synthetic": "poisson", "mean_rps": 5000}}],
+        "planner": {"horizon": 8},
+    })
+    problem = planner.Planner(scenario).problem()
+    ((g, q, i),) = _instances(problem, packed_tasks(problem))
+    gpu = problem.gpus[g]
+    assert gpu.capacity_rps[i, q] == gpu.capacity_rps[i].max()
+    assert gpu.capacity_rps[i, q] < problem.demand_rps()[i]
+
+
+def test_packed_start_beats_the_greedy_start_from_a_cold_start():
+    # 8 A100s / 16 tenants: the greedy start deals tenants out in slices (docs/model.md).
+    problem = _serving_only(8, 16)
+    worth = {name: planner.Planner._worth(problem, tasks) for name, tasks in
+             (("packed", packed_tasks(problem)), ("greedy", greedy_tasks(problem)))}
+    assert worth["packed"] > worth["greedy"]
+    assert len(_instances(problem, packed_tasks(problem))) < len(_instances(problem, greedy_tasks(problem)))

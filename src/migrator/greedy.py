@@ -16,7 +16,7 @@ that never retrains, however much retraining would earn.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from . import _core
 from .decompose import sub_gpu, task_map
 from .planner_problem import IDLE, GpuProblem, Problem, core_gpu
 
-__all__ = ["greedy_tasks", "maximal_sets", "retraining_values", "window_value"]
+__all__ = ["fits_beside", "greedy_tasks", "maximal_sets", "packed_tasks", "retraining_values", "window_value"]
 
 
 def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
@@ -32,6 +32,17 @@ def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
     geometry core's enumeration, on the planning placements only; the ILP builder's layout
     bounds use the same sets)."""
     return [list(layout) for layout in _core.maximal_layouts(core_gpu(gpu))]
+
+
+def fits_beside(gpu: GpuProblem, occupied: Sequence[int], q: int,
+                layouts: Sequence[frozenset[int]] | None = None) -> bool:
+    """Whether placement ``q`` can hold an instance beside those at ``occupied``: whether
+    they all lie within one of the GPU's maximal layouts (``layouts``, :func:`maximal_sets`
+    as frozensets, computed when not given)."""
+    if layouts is None:
+        layouts = [frozenset(m) for m in maximal_sets(gpu)]
+    wanted = {*occupied, q}
+    return any(wanted <= layout for layout in layouts)
 
 
 def _assign(
@@ -165,3 +176,69 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
         tasks[g][starts < finish[g, i, q], q] = 2 + 2 * int(i)
         value[g, :, q] = -np.inf  # one retraining per instance
     return tuple(tasks)
+
+
+
+def packed_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
+    """One instance per tenant, sized to its demand, packed onto the GPUs; every period the
+    same tasks, then retraining as :func:`greedy_tasks` adds it.
+
+    Tenants go largest instance first (the compute of the smallest placement whose
+    capacity covers their mean demand), each to the smallest such placement that still
+    fits, on the GPU it leaves the least room on, or, where none covers it, to the free
+    placement that serves it most. :func:`greedy_tasks` fills one GPU after another with
+    what earns most there and deals tenants out in slices (24 instances on 8 A100s / 16
+    tenants from a cold start, against the optimum's 16); the split started from this
+    plan came within 0.08 % of the whole program's optimum there, against 0.7 %."""
+    demand = problem.demand_rps()
+    first = [np.full(len(gpu.placements), -1, dtype=np.int64) for gpu in problem.gpus]
+    room = np.array([gpu.compute_slices for gpu in problem.gpus], dtype=np.float64)
+    layouts = [[frozenset(m) for m in maximal_sets(gpu)] for gpu in problem.gpus]
+    for i in np.lexsort((-demand * problem.acc_before, -_right_size(problem, demand))):
+        if demand[i] <= 0:
+            continue
+        spot = _packing_spot(problem, first, room, layouts, int(i), demand[i])
+        if spot is not None:
+            g, q = spot
+            first[g][q] = 1 + 2 * int(i)
+            room[g] -= problem.gpus[g].compute[q]
+    served = [_service(problem, gpu, tasks, demand) for gpu, tasks in zip(problem.gpus, first)]
+    return _add_retraining(problem, [np.tile(t, (len(problem.periods), 1)) for t in first], served)
+
+
+def _service(problem: Problem, gpu: GpuProblem, tasks: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """Accuracy-weighted req/s each placement's instance serves, its tenant having no other."""
+    out = np.zeros(len(tasks))
+    for q in np.flatnonzero(tasks > IDLE):
+        i = (int(tasks[q]) - 1) // 2
+        out[q] = min(demand[i], gpu.capacity_rps[i, q]) * problem.acc_before[i]
+    return out
+
+
+def _right_size(problem: Problem, demand: np.ndarray) -> np.ndarray:
+    """(N,) compute slices of the smallest placement covering each tenant's demand (the
+    largest over GPU models; the largest placement where none covers it)."""
+    size = np.zeros(len(demand))
+    for gpu in problem.gpus:
+        covers = gpu.capacity_rps >= demand[:, None]
+        smallest = np.where(covers, gpu.compute[None, :], np.inf).min(axis=1)
+        size = np.maximum(size, np.where(np.isfinite(smallest), smallest, gpu.compute.max(initial=0)))
+    return size
+
+
+def _packing_spot(problem: Problem, first: list[np.ndarray], room: np.ndarray, layouts: list[list[frozenset[int]]],
+                  i: int, demand: float) -> tuple[int, int] | None:
+    """(GPU, placement) for tenant ``i`` in :func:`packed_tasks`, None where nothing fits."""
+    covering, partial = [], []
+    for g, gpu in enumerate(problem.gpus):
+        occupied = [int(q) for q in np.flatnonzero(first[g] >= 0)]
+        for q in np.flatnonzero((first[g] < 0) & (gpu.capacity_rps[i] > 0)):
+            if not fits_beside(gpu, occupied, int(q), layouts[g]):
+                continue
+            left = room[g] - gpu.compute[q]
+            if gpu.capacity_rps[i, q] >= demand:
+                covering.append((int(gpu.compute[q]), left, g, int(q)))
+            else:
+                partial.append((-float(gpu.capacity_rps[i, q]), left, g, int(q)))
+    best = min(covering or partial, default=None)
+    return None if best is None else (best[2], best[3])

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _core
 from .decompose import merge, split_by_plan
-from .greedy import greedy_tasks
+from .greedy import greedy_tasks, packed_tasks
 from .retraining import eligible_tenants, retrain_over_window
 from .split_bound import LpBasis, whole_bound
 from .errors import ConfigError
@@ -564,6 +564,8 @@ class Planner:
         previous = self._shifted_previous(problem)
         if previous is not None:
             candidates.append(previous)
+        if self.fills_empty_gpus(problem):
+            candidates.append(packed_tasks(problem))
         scored = [(self._worth(problem, tasks), tasks) for tasks in candidates]
         return max(scored, key=lambda pair: pair[0])
 

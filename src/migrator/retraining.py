@@ -24,7 +24,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
-from .greedy import maximal_sets, retraining_values, window_value
+from .greedy import fits_beside, maximal_sets, retraining_values, window_value
 from .planner_problem import IDLE, GpuProblem, Problem
 
 __all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
@@ -76,17 +76,6 @@ def marginal_service(problem: Problem, first: Sequence[np.ndarray]) -> list[np.n
         for (g, q), lost in zip(at, _losses(problem, i, at, demand[i])):
             out[g][q] = lost
     return out
-
-
-def fits_beside(gpu: GpuProblem, occupied: Sequence[int], q: int,
-                layouts: Sequence[frozenset[int]] | None = None) -> bool:
-    """Whether placement ``q`` can hold an instance beside those at ``occupied``: whether
-    they all lie within one of the GPU's maximal layouts (``layouts``, the geometry core's
-    :func:`migrator.greedy.maximal_sets`, computed when not given)."""
-    if layouts is None:
-        layouts = [frozenset(m) for m in maximal_sets(gpu)]
-    wanted = {*occupied, q}
-    return any(wanted <= layout for layout in layouts)
 
 
 def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Collection[int] = ()) -> tuple[np.ndarray, ...]:
