@@ -3,7 +3,7 @@
 The whole program couples every GPU through the tenants they share. When it is too large
 to solve in the decision time, every GPU is planned on its own with a share of the tenants'
 demand: the share a starting plan gives it (:func:`shares_from_plan`; the planner picks the
-greedy plan, the last plan or the current layouts, whichever is worth most), or, for a
+greedy plan, the last plan, the current layouts or the packed plan, whichever is worth most), or, for a
 tenant that plan serves nowhere, all of it on the GPU it loads least (:func:`assign_tenants`);
 demand no GPU's capacity covers may go to a GPU the plan leaves empty (:func:`part_arrivals`).
 Only as many parts as may retrain a tenant at once get its retraining

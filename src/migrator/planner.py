@@ -541,9 +541,11 @@ class Planner:
         )
 
     def fills_empty_gpus(self, problem: Problem) -> bool:
-        """Whether the split hands demand no GPU covers to a GPU the start leaves empty
-        (:func:`migrator.decompose.part_arrivals`): not while the retraining pass has
-        retraining to place there."""
+        """Whether the split may give room to inference that the retraining pass could use:
+        hand demand no GPU covers to a GPU the start leaves empty
+        (:func:`migrator.decompose.part_arrivals`) and start from the packed plan
+        (:func:`migrator.greedy.packed_tasks`). Not while the pass has retraining to place:
+        both cost replay Goodput then (docs/results.md)."""
         return not (self.config.retrain_over_window and bool(eligible_tenants(problem).any()))
 
     def workers(self, parts: int) -> int:
@@ -554,9 +556,11 @@ class Planner:
 
     def split_start(self, problem: Problem) -> tuple[np.ndarray, ...]:
         """The plan whose shares of demand the split gives each GPU: the greedy plan, the
-        last plan moved on, or the layouts and tasks as they are, whichever is worth most
-        (set-up and penalty included). Left to the greedy plan alone, the split re-deals
-        tenants among alike GPUs from one decision to the next and reconfigures for nothing."""
+        last plan moved on, the layouts and tasks as they are, or, where
+        :meth:`fills_empty_gpus`, the packed plan, whichever is worth most (set-up and
+        penalty included). Left to the greedy plan alone, the split re-deals tenants among
+        alike GPUs from one decision to the next and reconfigures for nothing, and from a
+        cold start deals them out in slices (docs/model.md)."""
         return self._scored_start(problem)[1]
 
     def _scored_start(self, problem: Problem) -> tuple[float, tuple[np.ndarray, ...]]:
