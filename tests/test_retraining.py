@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -346,3 +347,62 @@ def test_a_tenant_does_not_lose_every_instance_to_its_own_retraining():
     tasks = _plan(problem, [{"2g.10gb@0": 1, "2g.10gb@2": 1, "3g.20gb@4": 1}])
     assert (marginal_service(problem, [t[0] for t in tasks])[0] == 0).all()
     np.testing.assert_array_equal(retrain_over_window(problem, tasks)[0], tasks[0])
+
+
+def _give_way_by_scanning(problem, plan, serving, gain, end, finish, floor):
+    """_GiveWay.best's answer, looking at every free placement of every GPU afresh."""
+    from migrator.retraining import _inference_of, _joint_loss
+
+    demand = problem.demand_rps()
+    best = (-np.inf, -1, -1)
+    for g, gpu in enumerate(problem.gpus):
+        row = plan[g][0]
+        occupied = [int(r) for r in np.flatnonzero(row >= 0)]
+        for q in np.flatnonzero(row < 0):
+            gone = [r for r in occupied if gpu.memory_mask[r] & gpu.memory_mask[q]]
+            if not gone or any(row[r] > 0 and row[r] % 2 == 0 for r in gone) or not finish[g, q] < end:
+                continue
+            if not fits_beside(gpu, [r for r in occupied if r not in gone], int(q)):
+                continue
+            tenants = {_inference_of(int(row[r])) for r in gone} - {-1}
+            lost = sum(_joint_loss(problem, t, serving[t], {(g, r) for r in gone}, demand[t]) for t in tenants)
+            worth = gain * (end - finish[g, q]) - lost * problem.slot_s * finish[g, q] - problem.reconfig_penalty * len(gone)
+            if worth > max(floor, best[0]):
+                best = (worth, g, int(q))
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), load=st.floats(0.2, 3.0))
+def test_give_way_agrees_with_a_scan_as_the_plan_changes(seed, load):
+    from migrator.retraining import _GiveWay, _serving
+
+    rng = np.random.default_rng(seed)
+    base = planner.Planner(sized(4, 8, horizon=8))
+    problem = base.problem(forecast=base.default_forecast(base.initial_state()) * load)
+    plan = [t.copy() for t in greedy_tasks(problem)]
+    serving = _serving(problem, [t[0] for t in plan])
+    width = max(len(g.placements) for g in problem.gpus)
+    give_way = _GiveWay(problem, plan, (), {}, width, serving, problem.demand_rps())
+    for _ in range(4):
+        i = int(rng.integers(len(problem.tenants)))
+        finish = np.full((len(problem.gpus), width), np.inf)
+        for g, gpu in enumerate(problem.gpus):
+            finish[g, : len(gpu.placements)] = 1.0 + problem.work_left[i] / np.maximum(gpu.retrain_speed[i], 1e-9)
+        gain, end, floor = float(rng.uniform(1, 500)), float(rng.uniform(20, 300)), float(rng.uniform(0, 2000))
+        worth, g, q, _ = give_way.best(gain, end, finish, floor)
+        expected = _give_way_by_scanning(problem, plan, serving, gain, end, finish, floor)
+        assert worth == pytest.approx(expected[0], rel=1e-9) if np.isfinite(expected[0]) else worth == -np.inf
+        if np.isfinite(expected[0]):
+            assert (g, q) == expected[1:]
+        # An instance goes (as a retraining would take it): the cached losses must follow.
+        g = int(rng.integers(len(problem.gpus)))
+        busy = np.flatnonzero(plan[g][0] > 0)
+        if busy.size:
+            r = int(rng.choice(busy))
+            tenant = (int(plan[g][0, r]) - 1) // 2 if plan[g][0, r] % 2 == 1 else -1
+            plan[g][0, r] = -1
+            if tenant >= 0:
+                serving[tenant].remove((g, r))
+                give_way.forget(tenant)
+            give_way.refresh(g)
