@@ -203,3 +203,15 @@ def test_random_scripts_never_beat_the_whole_run_oracle(layouts, data):
         script.append(one_gpu(layout, tasks))
     scripted = simulate(small_no_penalty(), Scripted(script), decision_latency_s=0.0)
     assert scripted.goodput <= oracle_goodput_small() * (1 + 1e-6) + 1e-6
+
+
+def test_the_static_partition_leaves_retraining_to_its_program():
+    """Static's one plan spans a retraining window: the program values retraining itself,
+    and the retraining pass, whose first period would be the whole run, stays off even
+    where the scenario turns it on (it held a retraining instance for the whole run)."""
+    scenario = small(duration_s=12).with_planner(retrain_over_window=True)
+    policy = make_policy("static")
+    result = simulate(scenario, policy, duration_s=12)
+    assert policy.config.retrain_over_window is False
+    assert policy.config.horizon == 8  # the retraining window, in slots
+    assert result.goodput > 0

@@ -149,7 +149,11 @@ class StaticPolicy(Policy):
 
     The planner sees the tenants' average arrivals over one period as long as the longest
     retraining window (so that retraining is worth what it earns over a window), and its
-    choice is applied before the run starts.
+    choice is applied before the run starts. The program itself values retraining over that
+    window, so the retraining pass (``retrain_over_window``) is off: its first period is the
+    whole run, and a retraining instance the pass placed there would be held for all of it
+    (once the pass could move jobs to larger instances, static's SLO attainment fell from
+    0.94 to 0.83 on the built-in scenario).
     """
 
     name = "static"
@@ -166,7 +170,8 @@ class StaticPolicy(Policy):
         slot_s = env.scenario.slot_s
         span = int(round(max(windows) / slot_s)) if windows else env.scenario.n_slots
         config = _config(env, self._config_in, self._options)
-        self.config = dataclasses.replace(config, horizon=max(1, min(span, max(env.scenario.n_slots, 1))))
+        self.config = dataclasses.replace(config, horizon=max(1, min(span, max(env.scenario.n_slots, 1))),
+                                          retrain_over_window=False)
         self._decided = False
 
     def decide(self, observation: Observation) -> Allocation | None:
