@@ -241,7 +241,8 @@ class _Bins:
         state = self._state(g)
         if state not in self.free:
             gpu, (kind, occupied) = self.problem.gpus[g], state
-            self.free[state] = np.array([q not in occupied and fits_beside(gpu, list(occupied), q, self.layouts[kind])
+            layouts = self.layouts[kind]
+            self.free[state] = np.array([q not in occupied and fits_beside(gpu, list(occupied), q, layouts)
                                          for q in range(len(gpu.placements))], dtype=bool)
         return self.free[state]
 

@@ -14,12 +14,13 @@ penalty, is moved to retraining. Free room counts too: a
 placement that fits beside the first period's instances (a GPU the plan leaves empty, say)
 gives up no inference, so a new instance there retrains where that pays. So does a larger
 placement over instances that serve little (:class:`_GiveWay`): the instances it overlaps
-give way, valued at what their tenants lose without them all, so that a job can move to a 7g
-instance, done in half the time, where the plan's layout holds only 3g ones (replays +0.2 %
-on 8 GPUs, +0.0-0.7 % on the built-in scenario over three seeds, docs/results.md). An instance already
-retraining keeps its tenant while that still pays, so that decisions do not undo each other,
-and an instance the plan itself retrains on is never taken for another tenant. No tenant
-gets more retraining instances than the planner allows at once (``retrain_instances``).
+give way, valued at what their tenants lose without them all, so that a job can move to a
+7g instance, done in half the time, where the plan's layout holds only 3g ones (replays
++0.2 % on 8 GPUs, +0.0-0.7 % on the built-in scenario over three seeds, docs/results.md).
+An instance already retraining keeps its tenant while that still pays, so that decisions
+do not undo each other, and an instance the plan itself retrains on is never taken for
+another tenant. No tenant gets more retraining instances than the planner allows at once
+(``retrain_instances``).
 """
 
 from __future__ import annotations
