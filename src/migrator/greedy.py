@@ -157,7 +157,7 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
     n = len(problem.tenants)
     if n == 0 or not problem.gpus:
         return tuple(tasks)
-    gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()  # per slot
+    gain = problem.retraining_gain()
     end = np.minimum(problem.window_slots - problem.window_offset, problem.horizon).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0)
     width = max(len(g.placements) for g in problem.gpus)

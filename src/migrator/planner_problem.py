@@ -176,6 +176,12 @@ class Problem:
             return np.zeros(len(self.tenants))
         return self.arrivals.mean(axis=1)
 
+    def retraining_gain(self) -> np.ndarray:
+        """(N,) what finishing each tenant's retraining adds per slot: its accuracy gain on
+        its mean forecast arrivals (the greedy start and the retraining pass value a
+        retraining by it)."""
+        return (self.acc_after - self.acc_before) * self.mean_arrivals()
+
     def demand_rps(self) -> np.ndarray:
         """(N,) :meth:`mean_arrivals` per second."""
         return self.mean_arrivals() / self.slot_s

@@ -42,7 +42,7 @@ def _inference_of(task: int) -> int:
 
 def eligible_tenants(problem: Problem) -> np.ndarray:
     """(N,) bool: tenants whose current window still has retraining to do that would pay."""
-    gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()
+    gain = problem.retraining_gain()
     return (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
 
 
@@ -105,7 +105,7 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     served = marginal_service(problem, first)
     serving = _serving(problem, first)
     demand = problem.demand_rps()
-    gain = (problem.acc_after - problem.acc_before) * problem.mean_arrivals()  # per slot
+    gain = problem.retraining_gain()  # per slot
     end = (problem.window_slots - problem.window_offset).astype(np.float64)
     eligible = eligible_tenants(problem)
     if problem.retrain_instances > 0:  # the plan may already retrain a tenant on as many as it may
