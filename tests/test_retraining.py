@@ -383,7 +383,7 @@ def test_give_way_agrees_with_a_scan_as_the_plan_changes(seed, load):
     plan = [t.copy() for t in greedy_tasks(problem)]
     serving = _serving(problem, [t[0] for t in plan])
     width = max(len(g.placements) for g in problem.gpus)
-    give_way = _GiveWay(problem, plan, (), {}, width, serving, problem.demand_rps())
+    give_way = _GiveWay(problem, plan, (), width, serving, problem.demand_rps())
     for _ in range(4):
         i = int(rng.integers(len(problem.tenants)))
         finish = np.full((len(problem.gpus), width), np.inf)

@@ -24,7 +24,7 @@ from . import _core
 from .decompose import sub_gpu, task_map
 from .planner_problem import IDLE, GpuProblem, Problem, core_gpu
 
-__all__ = ["fits_beside", "greedy_tasks", "maximal_sets", "packed_tasks", "retraining_values", "window_value"]
+__all__ = ["fits_beside", "greedy_tasks", "layout_sets", "maximal_sets", "packed_tasks", "retraining_values", "window_value"]
 
 
 def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
@@ -34,13 +34,18 @@ def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
     return [list(layout) for layout in _core.maximal_layouts(core_gpu(gpu))]
 
 
+def layout_sets(gpu: GpuProblem) -> list[frozenset[int]]:
+    """:func:`maximal_sets` as frozensets, as :func:`fits_beside` takes them."""
+    return [frozenset(m) for m in maximal_sets(gpu)]
+
+
 def fits_beside(gpu: GpuProblem, occupied: Sequence[int], q: int,
                 layouts: Sequence[frozenset[int]] | None = None) -> bool:
     """Whether placement ``q`` can hold an instance beside those at ``occupied``: whether
     they all lie within one of the GPU's maximal layouts (``layouts``, :func:`maximal_sets`
     as frozensets, computed when not given)."""
     if layouts is None:
-        layouts = [frozenset(m) for m in maximal_sets(gpu)]
+        layouts = layout_sets(gpu)
     wanted = {*occupied, q}
     return any(wanted <= layout for layout in layouts)
 
@@ -232,7 +237,7 @@ class _Bins:
         self.free: dict[Any, np.ndarray] = {}  # (kind, occupied): placements that still fit
         for g, gpu in enumerate(problem.gpus):
             if self.kind[g] not in self.layouts:
-                self.layouts[self.kind[g]] = [frozenset(m) for m in maximal_sets(gpu)]
+                self.layouts[self.kind[g]] = layout_sets(gpu)
 
     def _state(self, g: int) -> tuple[Any, frozenset[int]]:
         return self.kind[g], frozenset(int(q) for q in np.flatnonzero(self.first[g] >= 0))

@@ -29,7 +29,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
-from .greedy import fits_beside, maximal_sets, retraining_values, window_value
+from .greedy import fits_beside, layout_sets, retraining_values, window_value
 from .planner_problem import IDLE, GpuProblem, Problem
 
 __all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
@@ -131,33 +131,41 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
             ok = np.isfinite(column)
             column[ok] = window_value(problem, gain[ok], end[ok], finish[g, ok, q], lost)
 
+    give_way = _GiveWay(problem, out, keep, width, serving, demand)
+
+    def give_up(g: int, r: int) -> None:
+        """The instance at placement r of GPU g stops serving its tenant (if it serves one):
+        the tenant's other instances are now worth more to it."""
+        tenant = _inference_of(int(out[g][0, r]))
+        if tenant >= 0:
+            serving[tenant].remove((g, r))
+            reprice(tenant)
+            give_way.forget(tenant)
+
     def take(g: int, q: int, task: int) -> None:
         """Give placement q of GPU g the task; free placements it leaves no room for go."""
         new = out[g][0, q] < 0
-        served_before = _inference_of(int(out[g][0, q]))
+        give_up(g, q)
         out[g][0, q] = task
         value[g, :, q] = -np.inf
         if new:
             block_unfit(g)
-        if give_way is not None:
-            give_way.refresh(g)
-        if served_before >= 0:
-            serving[served_before].remove((g, q))
-            reprice(served_before)
-            if give_way is not None:
-                give_way.forget(served_before)
+        give_way.refresh(g)
 
-    layouts: dict[int, list[frozenset[int]]] = {}
-    give_way: _GiveWay | None = None  # made once the retraining under way is kept
+    def displace(g: int, q: int, task: int, gone: Sequence[int]) -> None:
+        """Retrain at placement q of GPU g after the instances at ``gone`` give way."""
+        for r in gone:
+            give_up(g, r)
+            out[g][0, r] = -1
+            value[g, :, r] = -np.inf
+        take(g, q, task)
 
     def block_unfit(g: int) -> None:
         gpu, occupied = problem.gpus[g], [int(r) for r in np.flatnonzero(out[g][0] >= 0)]
         for q in np.flatnonzero(np.isfinite(value[g]).any(axis=0)):
             if out[g][0, q] >= 0:
                 continue
-            if g not in layouts:
-                layouts[g] = [frozenset(m) for m in maximal_sets(gpu)]
-            if not fits_beside(gpu, occupied, int(q), layouts[g]):
+            if not fits_beside(gpu, occupied, int(q), give_way.layouts_of(g)):
                 value[g, :, q] = -np.inf
 
     for g in range(len(problem.gpus)):
@@ -171,19 +179,6 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
             if j % 2 == 0 and eligible[i] and value[g, i, q] > 0:
                 take(g, int(q), j)
                 eligible[i] = False
-    give_way = _GiveWay(problem, out, keep, layouts, width, serving, demand)
-
-    def displace(g: int, q: int, task: int, gone: Sequence[int]) -> None:
-        """Retrain at placement q of GPU g after the instances at ``gone`` give way."""
-        for r in gone:
-            tenant = _inference_of(int(out[g][0, r]))
-            out[g][0, r] = -1
-            value[g, :, r] = -np.inf
-            if tenant >= 0:
-                serving[tenant].remove((g, r))
-                reprice(tenant)
-                give_way.forget(tenant)
-        take(g, q, task)
 
     # Weighted shortest job first (Smith's rule): the most gain per unit of work picks first, so
     # that the fastest instance goes to the job that lifts accuracy soonest per slot it takes.
@@ -210,10 +205,10 @@ class _GiveWay:
     best placement is found with array arithmetic (128 A100s / 256 tenants: tens of ms a
     pass, where looking at every placement for every tenant took 1.7 s)."""
 
-    def __init__(self, problem: Problem, plan: Sequence[np.ndarray], keep: Collection[int],
-                 layouts: dict[int, list[frozenset[int]]], width: int,
+    def __init__(self, problem: Problem, plan: Sequence[np.ndarray], keep: Collection[int], width: int,
                  serving: Sequence[Sequence[tuple[int, int]]], demand: np.ndarray) -> None:
-        self.problem, self.plan, self.keep, self.layouts = problem, plan, keep, layouts
+        self.problem, self.plan, self.keep = problem, plan, keep
+        self.layouts: dict[int, list[frozenset[int]]] = {}  # per GPU, made when first needed
         self.serving, self.demand = serving, demand
         self.count = np.zeros((len(problem.gpus), width))  # instances that give way; 0: not an option
         self.gone: list[dict[int, list[int]]] = [{} for _ in problem.gpus]
@@ -235,11 +230,15 @@ class _GiveWay:
             gone = [r for r in occupied if gpu.memory_mask[r] & gpu.memory_mask[q]]
             if not gone or any(row[r] > IDLE and row[r] % 2 == 0 for r in gone):
                 continue
-            if g not in self.layouts:
-                self.layouts[g] = [frozenset(m) for m in maximal_sets(gpu)]
-            if fits_beside(gpu, [r for r in occupied if r not in gone], int(q), self.layouts[g]):
+            if fits_beside(gpu, [r for r in occupied if r not in gone], int(q), self.layouts_of(g)):
                 self.gone[g][int(q)] = gone
                 self.count[g, q] = len(gone)
+
+    def layouts_of(self, g: int) -> list[frozenset[int]]:
+        """GPU g's maximal layouts (:func:`migrator.greedy.layout_sets`), made once."""
+        if g not in self.layouts:
+            self.layouts[g] = layout_sets(self.problem.gpus[g])
+        return self.layouts[g]
 
     def forget(self, tenant: int) -> None:
         """The tenant's instances changed: what giving any of them way loses changed too."""
