@@ -46,12 +46,17 @@ def test_every_maximal_set_is_found(problem):
     assert {frozenset(s) for s in maximal_sets(gpu)} == maximal
 
 
-def test_greedy_plan_is_valid_and_beats_idling(problem):
-    tasks = greedy_tasks(problem)
+def _assert_valid(problem, tasks):
+    """Every period's layout of every GPU passes the geometry's validation."""
     for gpu, plan in zip(problem.gpus, tasks):
         geometry = migrator.Geometry.for_gpu(gpu.model)
         for row in plan:
             geometry.validate(",".join(str(gpu.placements[q]) for q in range(len(row)) if row[q] >= 0))
+
+
+def test_greedy_plan_is_valid_and_beats_idling(problem):
+    tasks = greedy_tasks(problem)
+    _assert_valid(problem, tasks)
     assert planner.expected_score(problem, tasks).goodput > planner.expected_score(problem, planner.keep_current(problem)).goodput
 
 
@@ -111,11 +116,8 @@ def _instances(problem, tasks):
 def test_packed_plan_is_valid_with_one_right_sized_instance_per_tenant(n_gpus, n_tenants):
     problem = _serving_only(n_gpus, n_tenants)
     tasks = packed_tasks(problem)
-    for gpu, plan in zip(problem.gpus, tasks):
-        geometry = migrator.Geometry.for_gpu(gpu.model)
-        for row in plan:
-            geometry.validate(",".join(str(gpu.placements[q]) for q in range(len(row)) if row[q] >= 0))
-        assert (plan == plan[0]).all()  # the same tasks every period
+    _assert_valid(problem, tasks)
+    assert all((plan == plan[0]).all() for plan in tasks)  # the same tasks every period
     placed = _instances(problem, tasks)
     tenants = [i for _, _, i in placed]
     assert len(tenants) == len(set(tenants))  # one instance each
