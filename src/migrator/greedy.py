@@ -227,7 +227,8 @@ def _right_size(problem: Problem, demand: np.ndarray) -> np.ndarray:
 class _Bins:
     """The GPUs as :func:`packed_tasks` fills them. GPUs of one model and placements holding
     the same instances offer the same spots, so each such group is looked at once: on 128
-    A100s the search would otherwise check every placement of every GPU for every tenant."""
+    A100s the search would otherwise check every placement of every GPU for every tenant
+    (``benchmarks/test_bench_starts.py`` holds it against that scan)."""
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem

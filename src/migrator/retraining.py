@@ -203,7 +203,8 @@ class _GiveWay:
     and fit beside the rest. Kept per GPU and refreshed when a GPU's instances change, and
     what the instances' tenants lose kept until their instances change, so that each tenant's
     best placement is found with array arithmetic (128 A100s / 256 tenants: tens of ms a
-    pass, where looking at every placement for every tenant took 1.7 s)."""
+    pass, where looking at every placement for every tenant took 1.7 s;
+    ``benchmarks/test_bench_starts.py`` holds it against that scan)."""
 
     def __init__(self, problem: Problem, plan: Sequence[np.ndarray], keep: Collection[int], width: int,
                  serving: Sequence[Sequence[tuple[int, int]]], demand: np.ndarray) -> None:
