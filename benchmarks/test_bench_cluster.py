@@ -20,7 +20,7 @@ import pytest
 from scenarios import sized
 
 ray = pytest.importorskip("ray")
-cluster = pytest.importorskip("migrator.cluster")
+cluster = pytest.importorskip("migrator.cluster.cluster")
 
 GPUS_PER_NODE = 16
 SIZES = [8, pytest.param(32, marks=pytest.mark.slow), pytest.param(64, marks=pytest.mark.slow),

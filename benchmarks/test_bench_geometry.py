@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 import migrator
-from migrator import Geometry, catalog
+from migrator import Geometry
+from migrator.geometry import catalog
 from reference import Reference
 
 # One benchmark group per GPU, so each table compares the two methods on one geometry.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migrator import _kernels, _reference
+from migrator.workload import _kernels, _reference
 
 TENANTS, SLOTS, DEPTH = 16, 3600, 2
 GROUP = pytest.mark.benchmark(group="score-1h-16-tenants-8-gpus")

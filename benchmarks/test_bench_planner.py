@@ -15,7 +15,7 @@ import highspy
 import numpy as np
 import pytest
 
-from migrator import _ilp_reference, planner
+from migrator.planning import _ilp_reference, planner
 from scenarios import sized
 
 CASES = {"1gpu-4tenants": (1, 4), "8gpu-16tenants": (8, 16)}
@@ -92,7 +92,7 @@ def test_decision_scaling(benchmark, n_gpus: int, n_tenants: int, horizon: int) 
 def test_split_bound(benchmark, case) -> None:
     """The whole-problem bound that split plans report their gap against (docs/model.md,
     "Bounding a split plan"); part of each split decision's time."""
-    from migrator.split_bound import split_bound
+    from migrator.planning.split_bound import split_bound
 
     _, scenario, problem = case
     bound = benchmark.pedantic(split_bound, args=(problem,), kwargs={"time_limit_s": 60.0}, rounds=3, iterations=1)

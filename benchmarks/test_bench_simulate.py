@@ -17,10 +17,10 @@ import pytest
 from scripted import Scripted
 
 import migrator
-from migrator.goodput import Instance, allocation_rates, score
-from migrator.layout import Layout, Placement
-from migrator.policy import Allocation, make_policy
-from migrator.simulate import simulate
+from migrator.workload.goodput import Instance, allocation_rates, score
+from migrator.geometry.layout import Layout, Placement
+from migrator.evaluation.policy import Allocation, make_policy
+from migrator.evaluation.simulate import simulate
 
 GROUP = pytest.mark.benchmark(group="simulate-default-600s")
 LAYOUTS = [

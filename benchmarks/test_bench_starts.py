@@ -1,6 +1,6 @@
 """The split's packed start and the retraining pass's larger placements at cluster scale,
 each against a plain scan in the same session (docs/model.md, "The packed start"; the
-module docstring of migrator.retraining): ``ratio_vs_reference`` is how many times faster
+module docstring of migrator.planning.retraining): ``ratio_vs_reference`` is how many times faster
 the grouped or cached search is. Both must give the scan's answer."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from migrator import planner
-from migrator.greedy import greedy_tasks, packed_tasks
-from migrator.retraining import _GiveWay, _serving
+from migrator.planning import planner
+from migrator.planning.greedy import greedy_tasks, packed_tasks
+from migrator.planning.retraining import _GiveWay, _serving
 from scenarios import inference_only, sized
 from test_greedy import _packed_by_scanning
 from test_retraining import _give_way_by_scanning

@@ -22,12 +22,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from migrator import Geometry
-from migrator.goodput import Instance, allocation_rates, score
-from migrator.layout import Placement
-from migrator.models import builtin_models
-from migrator.planner_problem import PlannerState, Problem, TenantState, build_problem
-from migrator.settings import PlannerConfig
-from migrator.tenant import Tenant
+from migrator.workload.goodput import Instance, allocation_rates, score
+from migrator.geometry.layout import Placement
+from migrator.workload.models import builtin_models
+from migrator.planning.planner_problem import PlannerState, Problem, TenantState, build_problem
+from migrator.workload.settings import PlannerConfig
+from migrator.workload.tenant import Tenant
 
 # One slot of a plan: (gpu, placement text, task number) for every instance, sorted.
 Slot = tuple[tuple[int, str, int], ...]

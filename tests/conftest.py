@@ -11,7 +11,7 @@ import pytest
 from hypothesis import settings
 
 import migrator
-from migrator import catalog
+from migrator.geometry import catalog
 
 # --import-mode=importlib puts no test folder on sys.path; the helpers beside this file
 # (reference.py, nvml_replay.py) are plain modules the tests import by name.

@@ -1,7 +1,7 @@
 """A fake of the nvidia-ml-py call surface that replays a recorded NVML dump.
 
 The dumps come from ``tools/nvml_dump.py`` on real GPUs (read-only queries). Only what
-``migrator._nvml_read`` calls is implemented, with nvidia-ml-py's shapes: profile info as
+``migrator.geometry._nvml_read`` calls is implemented, with nvidia-ml-py's shapes: profile info as
 an object with ``id``, ``sliceCount``, ``name`` (bytes, as the ctypes struct gives it) …;
 placements written into a caller's ctypes array with the count passed by reference; errors
 as ``NVMLError`` carrying the ``NVML_ERROR_*`` value the device raised.

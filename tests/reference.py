@@ -1,6 +1,6 @@
 """An independent, pure-Python reference of MIG layout validity and enumeration.
 
-It reads the raw table dict (``migrator.catalog.load_table``, the ``data/gpus/*.yaml``
+It reads the raw table dict (``migrator.geometry.catalog.load_table``, the ``data/gpus/*.yaml``
 schema) and never touches ``migrator.Geometry`` or ``migrator._core``: the point is to
 disagree with the C++ core whenever either is wrong. Enumeration deliberately uses a
 different algorithm from the core's depth-first search over sorted slots: it walks the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrator.policy import Allocation, Observation, Policy
+from migrator.evaluation.policy import Allocation, Observation, Policy
 
 
 class Scripted(Policy):

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import migrator
-from migrator.baselines import (
+from migrator.evaluation.baselines import (
     AstraeaPolicy,
     EkyaPolicy,
     ParisPolicy,
@@ -23,9 +23,9 @@ from migrator.baselines import (
     fair_shares,
     thief_schedule,
 )
-from migrator.layout import Layout
-from migrator.policy import Allocation, Environment, Observation, make_policy
-from migrator.simulate import simulate
+from migrator.geometry.layout import Layout
+from migrator.evaluation.policy import Allocation, Environment, Observation, make_policy
+from migrator.evaluation.simulate import simulate
 
 POLICIES = (EkyaPolicy, AstraeaPolicy, ParisPolicy)
 MODELS = ("resnet50", "vit_b16", "bert_base", "distilbert", "minilm_l12", "mpnet_base")

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 import migrator
 from migrator.cli import main
-from migrator.emulator import EmulatedCrash, NvmlEmulator
-from migrator.journal import Journal, read_journal
-from migrator.nvml import NvmlBackend
-from migrator.reconfig import apply
+from migrator.actuation.emulator import EmulatedCrash, NvmlEmulator
+from migrator.actuation.journal import Journal, read_journal
+from migrator.actuation.nvml import NvmlBackend
+from migrator.actuation.reconfig import apply
 
 FAST = ["--horizon", "3", "--time-limit", "0.3", "--log-level", "error"]
 A100 = migrator.Geometry.for_gpu("A100-40GB")

@@ -1,4 +1,4 @@
-"""Cluster scale on Ray (migrator.cluster, migrator.agent): a local Ray cluster with emulated
+"""Cluster scale on Ray (migrator.cluster, migrator.cluster.agent): a local Ray cluster with emulated
 nodes, each its own agent; the controller reaches the planned layouts on every node, an
 agent killed mid-reconfiguration recovers from its journal, a slow part does not hold up
 the others. Plus what needs no Ray: migrator without it, the DaemonSet's command."""
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from migrator.cli import main
-from migrator.planner_problem import PlannerState
+from migrator.planning.planner_problem import PlannerState
 from scenarios import sized
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def test_daemonset_runs_the_agent_command_on_gpu_nodes() -> None:
 # -- on a local Ray cluster ----------------------------------------------------------------------
 
 ray = pytest.importorskip("ray")
-cluster_module = pytest.importorskip("migrator.cluster")
+cluster_module = pytest.importorskip("migrator.cluster.cluster")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def _layouts(cluster) -> list[str]:
 
 def _set_layout(cluster, gpu: int, layout: str) -> None:
     """Put one emulated GPU at ``layout`` through its agent (as an outside change would)."""
-    from migrator.agent import GpuTarget
+    from migrator.cluster.agent import GpuTarget
 
     node, device = divmod(gpu, GPUS_PER_NODE)
     (result,) = ray.get(cluster.agents[cluster.nodes[node]].apply.remote({device: GpuTarget(layout)})).values()
@@ -121,7 +121,7 @@ def test_controller_reaches_the_planned_layouts_on_every_node(local_cluster) -> 
 
 
 def test_a_cluster_plan_reports_its_gap_to_the_whole_problem(local_cluster) -> None:
-    from migrator.split_bound import split_bound
+    from migrator.planning.split_bound import split_bound
 
     controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=10.0)
     plan, _, _ = controller.decide()
@@ -133,8 +133,8 @@ def test_a_cluster_plan_reports_its_gap_to_the_whole_problem(local_cluster) -> N
 
 
 def test_a_cluster_plan_gets_the_retraining_pass_its_settings_ask_for(local_cluster) -> None:
-    from migrator.planner import RawSolution
-    from migrator.retraining import retrain_over_window
+    from migrator.planning.planner import RawSolution
+    from migrator.planning.retraining import retrain_over_window
 
     assert local_cluster.scenario.planner.retrain_over_window
     controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=10.0)
@@ -163,7 +163,7 @@ def test_a_late_bound_is_reported_as_none_and_delays_nothing(local_cluster) -> N
 
 
 def test_an_agent_killed_mid_reconfiguration_recovers_from_its_journal(local_cluster) -> None:
-    from migrator.journal import read_journal
+    from migrator.actuation.journal import read_journal
 
     node = local_cluster.nodes[1]
     _set_layout(local_cluster, GPUS_PER_NODE, "")  # node1's first GPU: the plan will create instances
@@ -205,7 +205,7 @@ def test_a_slow_part_keeps_its_layout_and_does_not_block_the_others(local_cluste
 
 
 def test_a_part_answered_without_a_plan_is_reported_and_keeps_its_gpu() -> None:
-    from migrator.planner import Planner
+    from migrator.planning.planner import Planner
 
     scenario = sized(2, 4)
     names = [t.name for t in scenario.tenants]

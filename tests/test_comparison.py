@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from scenarios import small
 
 from migrator.cli import main
-from migrator.comparison import METRICS, compare, parse_policies
+from migrator.evaluation.comparison import METRICS, compare, parse_policies
 from migrator.errors import ConfigError
 
 RESULT_KEYS = {"goodput", "slo_attainment", "mean_accuracy", "reconfigurations", "decision_ms_p50", "decision_ms_p99"}
@@ -72,7 +72,7 @@ def test_bad_policy_lists_are_named(text, words):
 
 def test_plots_are_png_files(comparison, tmp_path):
     pytest.importorskip("matplotlib")
-    from migrator.plots import plot_comparison
+    from migrator.evaluation.plots import plot_comparison
 
     paths = plot_comparison(comparison, tmp_path)
     assert sorted(p.name for p in paths) == ["goodput.png", "layouts_migrator.png", "layouts_static.png"]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import migrator
-from migrator.controller import (
+from migrator.actuation.controller import (
     Controller,
     CsvTailArrivals,
     PushArrivals,
@@ -24,11 +24,11 @@ from migrator.controller import (
     TraceArrivals,
     serve_metrics,
 )
-from migrator.emulator import MUTATING_CALLS, NvmlEmulator
+from migrator.actuation.emulator import MUTATING_CALLS, NvmlEmulator
 from migrator.errors import ConfigError
-from migrator.journal import Journal, read_journal
-from migrator.layout import Placement
-from migrator.nvml import NvmlBackend
+from migrator.actuation.journal import Journal, read_journal
+from migrator.geometry.layout import Placement
+from migrator.actuation.nvml import NvmlBackend
 
 CONFIG = migrator.PlannerConfig(horizon=3, time_limit_s=0.3)
 SUMMARY_KEYS = {"decisions", "reconfigurations", "failures", "decision_ms_p50", "gpus"}
@@ -71,7 +71,7 @@ def test_run_applies_each_decision_and_summarises(scenario, tmp_path):
     assert summary["reconfigurations"] == sum(1 for d, _ in seen if d.reconfigured) >= 1  # from empty
     assert summary["decision_ms_p50"] > 0
     # The first decision is the planner's own, from the observed (empty) layout.
-    state = migrator.planner.PlannerState(layouts=("",), assignments=({},))
+    state = migrator.planning.planner.PlannerState(layouts=("",), assignments=({},))
     first = migrator.Planner(scenario, CONFIG).plan(state=state)
     assert seen[0][0].layouts[0] == first.first(0).layout
     assert all(t.status == "committed" and not t.problems() for t in read_journal(tmp_path / "j.jsonl"))

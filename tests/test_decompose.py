@@ -8,8 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from migrator import planner
-from migrator.decompose import assign_tenants, merge, split
+from migrator.planning import planner
+from migrator.planning.decompose import assign_tenants, merge, split
 from scenarios import sized
 
 
@@ -57,7 +57,7 @@ def test_planner_splits_only_above_the_threshold():
 
 
 def test_greedy_shares_split_each_tenants_demand(problem):
-    from migrator.decompose import parts_of, shares_from_plan
+    from migrator.planning.decompose import parts_of, shares_from_plan
 
     shares = shares_from_plan(problem, planner.greedy_tasks(problem))
     np.testing.assert_allclose(shares.sum(axis=0), 1.0)
@@ -70,7 +70,7 @@ def test_greedy_shares_split_each_tenants_demand(problem):
 def test_merged_shares_serve_at_least_what_the_parts_do(problem):
     # A tenant split over GPUs pools its capacity in the merged plan, so the estimator's
     # value of the merge is at least the parts' objectives added up.
-    from migrator.decompose import parts_of, shares_from_plan
+    from migrator.planning.decompose import parts_of, shares_from_plan
 
     shares = shares_from_plan(problem, planner.greedy_tasks(problem))
     parts = parts_of(shares)
@@ -173,7 +173,7 @@ def test_planning_in_threads_leaves_stdout_working(tmp_path):
 
 
 def test_each_tenant_retrains_in_as_many_parts_as_it_may(problem):
-    from migrator.decompose import retraining_gpus
+    from migrator.planning.decompose import retraining_gpus
 
     parts = [[0, 1, 2], [0, 1], [0, 3, 4]]
     shares = np.zeros((3, 5))
@@ -205,7 +205,7 @@ def test_split_parts_retrain_a_tenant_in_one_part_only():
 
 def _burst_case():
     """Two A100s: GPU 0 serves both tenants, GPU 1 is empty; tenant 0 bursts late in the horizon."""
-    from migrator.planner_problem import PlannerState
+    from migrator.planning.planner_problem import PlannerState
 
     scenario = sized(2, 2, horizon=16).with_planner(decompose_above=1, retrain_over_window=False)
     names = [t.name for t in scenario.tenants]
@@ -218,7 +218,7 @@ def _burst_case():
 
 
 def test_demand_no_gpu_covers_goes_to_an_empty_gpu():
-    from migrator.decompose import empty_gpu, part_arrivals, shares_from_plan
+    from migrator.planning.decompose import empty_gpu, part_arrivals, shares_from_plan
 
     p, forecast, state = _burst_case()
     problem = p.problem(forecast=forecast, state=state)
@@ -233,7 +233,7 @@ def test_demand_no_gpu_covers_goes_to_an_empty_gpu():
 
 
 def test_the_split_plans_the_burst_on_the_empty_gpu():
-    from migrator.decompose import shares_from_plan, split_by_plan
+    from migrator.planning.decompose import shares_from_plan, split_by_plan
 
     p, forecast, state = _burst_case()
     problem = p.problem(forecast=forecast, state=state)

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import migrator
-from migrator import emulator as emulator_module
-from migrator.emulator import MUTATING_CALLS, EmulatedCrash, NvmlEmulator
+from migrator.actuation import emulator as emulator_module
+from migrator.actuation.emulator import MUTATING_CALLS, EmulatedCrash, NvmlEmulator
 from reference import canonical
 
 # nvml.h / nvidia-ml-py 12.560.30 (pynvml.py lines 219-248): the values NVML returns.

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from migrator.errors import ConfigError
-from migrator.forecast import (
+from migrator.workload.forecast import (
     EWMA,
     FORECASTERS,
     ForecastError,

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 import migrator
-from migrator import Engines, Geometry, catalog
+from migrator import Engines, Geometry
+from migrator.geometry import catalog
 from migrator.errors import GeometryError, InvalidLayout, UnknownGPU
 
 # -- validate: one row per rule -------------------------------------------------------------

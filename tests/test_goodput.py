@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import migrator
-from migrator import _kernels, _reference
+from migrator.workload import _kernels, _reference
 from migrator.errors import ConfigError
-from migrator.goodput import (
+from migrator.workload.goodput import (
     Instance,
     allocation_rates,
     operating_batch,
@@ -21,8 +21,8 @@ from migrator.goodput import (
     slo_capacity,
     slo_capacity_from_service,
 )
-from migrator.layout import Placement
-from migrator.models import builtin_models
+from migrator.geometry.layout import Placement
+from migrator.workload.models import builtin_models
 
 # A batched service profile shaped like a mid-size CNN (ms per batch).
 SIZES = np.array([1, 2, 4, 8, 16, 32])

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import migrator
-from migrator import planner
-from migrator.greedy import greedy_tasks, maximal_sets, packed_tasks
+from migrator.planning import planner
+from migrator.planning.greedy import greedy_tasks, maximal_sets, packed_tasks
 from scenarios import sized
 
 
@@ -165,7 +165,7 @@ def test_packed_start_beats_the_greedy_start_from_a_cold_start():
 def _packed_by_scanning(problem):
     """packed_tasks's first period by its rule, looking at every placement of every GPU
     for every tenant (the function groups alike GPUs instead)."""
-    from migrator.greedy import _right_size, fits_beside
+    from migrator.planning.greedy import _right_size, fits_beside
 
     demand = problem.demand_rps()
     first = [np.full(len(gpu.placements), -1, dtype=np.int64) for gpu in problem.gpus]

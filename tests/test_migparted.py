@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import migrator
 from migrator.errors import ConfigError
-from migrator.migparted import dump, export_layouts, export_plan, import_config, load_config
+from migrator.actuation.migparted import dump, export_layouts, export_plan, import_config, load_config
 
 A100 = migrator.Geometry.for_gpu("A100-40GB")
 

@@ -12,7 +12,7 @@ import yaml
 
 from migrator import Geometry
 from migrator.errors import ConfigError
-from migrator.models import builtin_models, load_models, parse_models
+from migrator.workload.models import builtin_models, load_models, parse_models
 
 GPUS = {  # the base profiles every built-in model must cover (brief of the table)
     "A100-40GB": ["1g.5gb", "1g.10gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"],

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import migrator
-from migrator.emulator import NvmlEmulator
+from migrator.actuation.emulator import NvmlEmulator
 from migrator.errors import MigModeDisabled, NVMLCallError, NVMLUnavailable
-from migrator.layout import Placement
-from migrator.nvml import NvmlBackend, error_name
+from migrator.geometry.layout import Placement
+from migrator.actuation.nvml import NvmlBackend, error_name
 
 # Every function the backend may call, as nvidia-ml-py 12.560.30 names it.
 NVIDIA_ML_PY_FUNCTIONS = {

@@ -54,7 +54,7 @@ class ReadOnly:
         self._module = module
 
     def __getattr__(self, name):
-        from migrator.emulator import MUTATING_CALLS
+        from migrator.actuation.emulator import MUTATING_CALLS
 
         if name in MUTATING_CALLS or name.startswith(("nvmlDeviceCreate", "nvmlDeviceSet")) or "Destroy" in name:
             raise AssertionError(f"{name} must never run on a shared GPU")
@@ -65,7 +65,7 @@ def test_backend_lists_mig_mode_and_instances_read_only(nvml):
     # Reads only (mode, instances, compute instances, processes); the module is wrapped so
     # that a call that would create, destroy or switch anything fails instead of running.
     from migrator.errors import NVMLCallError, NVMLUnavailable
-    from migrator.nvml import NvmlBackend
+    from migrator.actuation.nvml import NvmlBackend
 
     listed = 0
     with NvmlBackend(ReadOnly(nvml)) as backend:

@@ -1,6 +1,6 @@
-"""The planning model is exact: the reference builder (migrator._ilp_reference) reaches the
+"""The planning model is exact: the reference builder (migrator.planning._ilp_reference) reaches the
 brute-force optimum on tiny problems, its plans score what its objective says and use valid
-layouts, and the C++ builder (migrator.planner.solve_problem) reaches the same optima.
+layouts, and the C++ builder (migrator.planning.planner.solve_problem) reaches the same optima.
 
 The brute force (tests/brute_force.py) scores every layout-and-assignment sequence with the
 Goodput estimator alone (allocation_rates + score) and checks layouts with Geometry, so
@@ -20,11 +20,11 @@ import pytest
 
 from brute_force import Case, brute_force, new_instances, sequence_of, slot_options, value
 from migrator import Geometry
-from migrator import _ilp_reference as reference
-from migrator import planner
+from migrator.planning import _ilp_reference as reference
+from migrator.planning import planner
 from migrator.errors import ConfigError
-from migrator.planner_problem import Problem, RawSolution, TenantState, default_periods
-from migrator.tenant import Tenant
+from migrator.planning.planner_problem import Problem, RawSolution, TenantState, default_periods
+from migrator.workload.tenant import Tenant
 
 RTOL = 1e-6
 
@@ -247,11 +247,11 @@ def test_new_instances_counts_created_and_reassigned() -> None:
 
 
 def _solve_problem() -> Callable[..., RawSolution]:
-    if importlib.util.find_spec("migrator.planner") is None:
-        pytest.skip("migrator.planner does not exist yet")
-    planner = importlib.import_module("migrator.planner")
+    if importlib.util.find_spec("migrator.planning.planner") is None:
+        pytest.skip("migrator.planning.planner does not exist yet")
+    planner = importlib.import_module("migrator.planning.planner")
     if not hasattr(planner, "solve_problem"):
-        pytest.skip("migrator.planner.solve_problem does not exist yet")
+        pytest.skip("migrator.planning.planner.solve_problem does not exist yet")
     return planner.solve_problem
 
 
@@ -373,7 +373,7 @@ def _two_instances_pay(limit: int) -> Case:
 
 @pytest.mark.parametrize("limit", [0, 1, 2])
 def test_retraining_instance_limit_matches_brute_force(limit: int) -> None:
-    from migrator.split_bound import split_bound
+    from migrator.planning.split_bound import split_bound
 
     case = _two_instances_pay(limit)
     best, _ = brute_force(case)

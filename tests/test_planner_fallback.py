@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 import migrator
-from migrator import planner
-from migrator.decompose import merge, parts_of, shares_from_plan, split
-from migrator.greedy import greedy_tasks
-from migrator.planner_problem import PlannerState
+from migrator.planning import planner
+from migrator.planning.decompose import merge, parts_of, shares_from_plan, split
+from migrator.planning.greedy import greedy_tasks
+from migrator.planning.planner_problem import PlannerState
 from scenarios import sized
 
 NO_TIME = 1e-9  # HiGHS stops before it even takes the warm start

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import migrator
-from migrator.planner import Planner
-from migrator.settings import PlannerConfig
+from migrator.planning.planner import Planner
+from migrator.workload.settings import PlannerConfig
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from migrator import planner
+from migrator.planning import planner
 from test_planner_exact import small_random_case
 
 
@@ -29,7 +29,7 @@ def case_with_hopeless(seed: int):
 @pytest.mark.parametrize("seed", range(12))
 def test_pruning_keeps_the_optimum(seed: int) -> None:
     # The C++ builder leaves such retraining out; the reference keeps every variable.
-    from migrator import _ilp_reference as reference
+    from migrator.planning import _ilp_reference as reference
 
     problem = case_with_hopeless(seed)
     a = planner.solve_problem(problem, time_limit_s=60, mip_gap=0.0)
@@ -75,7 +75,7 @@ def test_only_hopeless_tenants_lose_retraining() -> None:
 def test_late_completions_match_the_reference(seed: int) -> None:
     # Work that can only finish late in the horizon: the C++ builder drops the completion
     # binaries of the slots before the earliest possible finish; the reference keeps them all.
-    from migrator import _ilp_reference as reference
+    from migrator.planning import _ilp_reference as reference
 
     case = small_random_case(seed)
     tenants = tuple(

@@ -8,7 +8,7 @@ import pytest
 
 import migrator
 from migrator.errors import ConfigError
-from migrator.planner_problem import PlannerState, TenantState
+from migrator.planning.planner_problem import PlannerState, TenantState
 
 EMPTY = dict(layouts=("", ""), assignments=({}, {}))
 

@@ -11,9 +11,10 @@ import highspy
 import numpy as np
 import pytest
 
-from migrator import _core, planner
-from migrator.greedy import maximal_sets
-from migrator.planner_problem import Problem, core_gpu
+from migrator import _core
+from migrator.planning import planner
+from migrator.planning.greedy import maximal_sets
+from migrator.planning.planner_problem import Problem, core_gpu
 from scenarios import sized
 from test_planner_exact import small_random_case
 
@@ -126,7 +127,7 @@ def test_best_pattern_is_the_brute_force_best(seed: int) -> None:
 def test_period_bounds_bound_the_optimum(seed: int) -> None:
     # Each period's bound (14) holds the optimal plan's Goodput in that period, so their sum
     # bounds the objective (the reference builder, which has no such rows, finds it).
-    from migrator import _ilp_reference as reference
+    from migrator.planning import _ilp_reference as reference
 
     problem = small_random_case(seed).problem()
     bounds = planner._core_input(problem).period_bounds

@@ -9,10 +9,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from migrator import planner
-from migrator.geometry import Geometry
-from migrator.greedy import maximal_sets
-from migrator.planner_problem import GpuProblem, PlannerState, Problem, task_name
+from migrator.planning import planner
+from migrator.geometry.geometry import Geometry
+from migrator.planning.greedy import maximal_sets
+from migrator.planning.planner_problem import GpuProblem, PlannerState, Problem, task_name
 from scenarios import sized
 
 

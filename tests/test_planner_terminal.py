@@ -8,10 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from migrator import _ilp_reference as reference
+from migrator.planning import _ilp_reference as reference
 import migrator
-from migrator import planner
-from migrator.planner_problem import Problem
+from migrator.planning import planner
+from migrator.planning.planner_problem import Problem
 from test_planner_exact import small_random_case
 
 

@@ -7,7 +7,7 @@ import pytest
 from scenarios import small
 
 from migrator.errors import ConfigError
-from migrator.policy import Allocation, Environment, Observation, make_policy
+from migrator.evaluation.policy import Allocation, Environment, Observation, make_policy
 
 
 def _environment(scenario) -> Environment:

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import migrator
-from migrator.emulator import MUTATING_CALLS, EmulatedCrash, NvmlEmulator
+from migrator.actuation.emulator import MUTATING_CALLS, EmulatedCrash, NvmlEmulator
 from migrator.errors import (
     ExternalChange,
     InstanceBusy,
@@ -27,10 +27,10 @@ from migrator.errors import (
     ReconfigFailed,
     RollbackFailed,
 )
-from migrator.journal import Journal, read_journal
-from migrator.layout import Layout, Placement
-from migrator.nvml import NvmlBackend
-from migrator.reconfig import PHASES, apply, plan_reconfiguration, recover
+from migrator.actuation.journal import Journal, read_journal
+from migrator.geometry.layout import Layout, Placement
+from migrator.actuation.nvml import NvmlBackend
+from migrator.actuation.reconfig import PHASES, apply, plan_reconfiguration, recover
 
 # (gpu, current, target): each has make-before-break creations, destroys and creations on
 # freed slices, so a fault can hit every kind and phase of action.
@@ -47,7 +47,7 @@ def no_fsync() -> Any:
     """Journals without the disk flush, for the tests that write hundreds of them (the flush
     itself is checked by test_every_action_is_fsynced_before_it_runs)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("migrator.journal.os.fsync", lambda fd: None)
+        patch.setattr("migrator.actuation.journal.os.fsync", lambda fd: None)
         yield
 
 
@@ -370,7 +370,7 @@ def test_every_action_is_fsynced_before_it_runs(monkeypatch, tmp_path):
     gpu, current, target = CASES[0]
     emu = NvmlEmulator([gpu], layouts=[current])
     synced: list[int] = []
-    monkeypatch.setattr("migrator.journal.os.fsync", lambda fd: synced.append(mutations(emu)))
+    monkeypatch.setattr("migrator.actuation.journal.os.fsync", lambda fd: synced.append(mutations(emu)))
     with NvmlBackend(emu) as backend, Journal(tmp_path / "j.jsonl") as journal:
         result = apply(backend, 0, target, journal=journal)
     # The new file's directory, begin, then per action a synced start (with i NVML calls made)

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import migrator
-from migrator import planner
-from migrator.greedy import greedy_tasks
-from migrator.planner_problem import PlannerState, TenantState
-from migrator.retraining import fits_beside, marginal_service, retrain_over_window
+from migrator.planning import planner
+from migrator.planning.greedy import greedy_tasks
+from migrator.planning.planner_problem import PlannerState, TenantState
+from migrator.planning.retraining import fits_beside, marginal_service, retrain_over_window
 from scenarios import sized
 
 RETRAIN_A = 2  # tenant 0's retraining task
@@ -351,7 +351,7 @@ def test_a_tenant_does_not_lose_every_instance_to_its_own_retraining():
 
 def _give_way_by_scanning(problem, plan, serving, gain, end, finish, floor):
     """_GiveWay.best's answer, looking at every free placement of every GPU afresh."""
-    from migrator.retraining import _inference_of, _joint_loss
+    from migrator.planning.retraining import _inference_of, _joint_loss
 
     demand = problem.demand_rps()
     best = (-np.inf, -1, -1)
@@ -375,7 +375,7 @@ def _give_way_by_scanning(problem, plan, serving, gain, end, finish, floor):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), load=st.floats(0.2, 3.0))
 def test_give_way_agrees_with_a_scan_as_the_plan_changes(seed, load):
-    from migrator.retraining import _GiveWay, _serving
+    from migrator.planning.retraining import _GiveWay, _serving
 
     rng = np.random.default_rng(seed)
     base = planner.Planner(sized(4, 8, horizon=8))

@@ -12,8 +12,8 @@ import yaml
 
 import migrator
 from migrator.errors import ConfigError
-from migrator.scenario import Scenario
-from migrator.settings import PlannerConfig
+from migrator.workload.scenario import Scenario
+from migrator.workload.settings import PlannerConfig
 from nvml_replay import NvmlReplay
 
 BASE: dict[str, Any] = {
@@ -54,7 +54,7 @@ def test_default_scenario_is_several_tenants_on_a100s():
     s = Scenario.default()
     assert {g.model for g in s.gpus} == {"A100-40GB"} and len(s.gpus) >= 2
     assert len(s.tenants) >= 4 and all(t.retrains for t in s.tenants)
-    assert {migrator.models.builtin_models()[t.model].domain for t in s.tenants} == {"vision", "language"}
+    assert {migrator.workload.models.builtin_models()[t.model].domain for t in s.tenants} == {"vision", "language"}
     assert s.slot_s == 1.0 and 60 <= s.tenants[0].window_s <= 600
 
 
@@ -71,17 +71,17 @@ def test_arrivals_are_deterministic_per_seed():
 
 
 def test_load_from_file_resolves_relative_csv(tmp_path: Path):
-    migrator.traces.synthetic("poisson", tenants=("x",), duration_s=60, mean_rps=7, seed=3).to_csv(tmp_path / "x.csv")
+    migrator.workload.traces.synthetic("poisson", tenants=("x",), duration_s=60, mean_rps=7, seed=3).to_csv(tmp_path / "x.csv")
     table = edited("tenants.0.arrivals", {"csv": "x.csv", "column": "x", "scale": 2.0})
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(table))
     s = Scenario.load(tmp_path / "s.yaml")
-    expected = migrator.traces.load_csv(tmp_path / "x.csv").tenant("x") * 2.0
+    expected = migrator.workload.traces.load_csv(tmp_path / "x.csv").tenant("x") * 2.0
     np.testing.assert_array_equal(s.arrivals().tenant("a"), expected)
 
 
 def test_sample_arrivals():
     s = Scenario.from_dict(edited("tenants.0.arrivals", {"sample": "shift-2", "column": "t1"}))
-    np.testing.assert_array_equal(s.arrivals().tenant("a"), migrator.traces.sample("shift-2").tenant("t1")[:60])
+    np.testing.assert_array_equal(s.arrivals().tenant("a"), migrator.workload.traces.sample("shift-2").tenant("t1")[:60])
 
 
 def test_planner_settings_and_round_trip():

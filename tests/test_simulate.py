@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 import migrator
 from migrator.errors import ConfigError
-from migrator.geometry import Geometry
-from migrator.goodput import Instance, allocation_rates, score
-from migrator.layout import Layout, Placement
-from migrator.policy import POLICY_NAMES, Allocation, make_policy
-from migrator.simulate import simulate
+from migrator.geometry.geometry import Geometry
+from migrator.workload.goodput import Instance, allocation_rates, score
+from migrator.geometry.layout import Layout, Placement
+from migrator.evaluation.policy import POLICY_NAMES, Allocation, make_policy
+from migrator.evaluation.simulate import simulate
 from scenarios import small
 from scripted import Scripted, one_gpu
 

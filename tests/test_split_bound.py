@@ -1,4 +1,4 @@
-"""The bound reported for split plans (migrator.split_bound) is never below the whole
+"""The bound reported for split plans (migrator.planning.split_bound) is never below the whole
 program's proven optimum, and on the issue's 8-GPU case it is far tighter than the bound
 that serves every request at its best accuracy."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import migrator
-from migrator import planner
-from migrator.split_bound import split_bound, whole_bound
+from migrator.planning import planner
+from migrator.planning.split_bound import split_bound, whole_bound
 from scenarios import sized
 from test_planner_exact import small_random_case
 
@@ -79,7 +79,7 @@ def test_the_next_decisions_bound_started_from_the_last_basis_is_the_same_bound(
 def test_a_basis_survives_the_round_trip_through_numpy() -> None:
     import highspy
 
-    from migrator.split_bound import LpBasis
+    from migrator.planning.split_bound import LpBasis
 
     statuses = list(highspy.HighsBasisStatus.__members__.values())
     basis = highspy.HighsBasis()

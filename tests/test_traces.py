@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from migrator.errors import ConfigError
-from migrator.traces import (
+from migrator.workload.traces import (
     SAMPLE_RECIPES,
     Trace,
     load_csv,

@@ -12,23 +12,35 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "Install with `pip install .` (or see the README for the editable install)."
     ) from exc
 
-from . import errors
-from .geometry import Engines, Geometry, Profile, Transition, known_gpus
-from .layout import Layout, Placement
-from .scenario import GpuSpec, Scenario
-from .settings import PlannerConfig
-from .tenant import Tenant
+from . import _moved, errors
+from .geometry.geometry import Engines, Geometry, Profile, Transition, known_gpus
+from .geometry.layout import Layout, Placement
+from .workload.scenario import GpuSpec, Scenario
+from .workload.settings import PlannerConfig
+from .workload.tenant import Tenant
 
 # What pulls in numba or HiGHS loads on first use, so `migrator --help` stays quick.
-_LAZY_MODULES = ("forecast", "goodput", "models", "planner", "traces")
-_LAZY_NAMES = {"Planner": "planner", "Plan": "planner"}
+_LAZY_MODULES = {
+    "forecast": "workload.forecast",
+    "goodput": "workload.goodput",
+    "models": "workload.models",
+    "planner": "planning.planner",
+    "traces": "workload.traces",
+    "planning": "planning",
+    "evaluation": "evaluation",
+    "actuation": "actuation",
+    "cluster": "cluster",
+}
+_LAZY_NAMES = {"Planner": "planning.planner", "Plan": "planning.planner"}
+
+_moved.install()
 
 
 def __getattr__(name: str):
     import importlib
 
     if name in _LAZY_MODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+        return importlib.import_module(f"{__name__}.{_LAZY_MODULES[name]}")
     if name in _LAZY_NAMES:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import InvalidLayout, LayoutSyntaxError, MigratorError, UnknownGPU
-from .geometry import Geometry, Transition, known_gpus
+from .geometry.geometry import Geometry, Transition, known_gpus
 
 _DEFAULT_GPU = "A100-40GB"
 
@@ -39,7 +39,7 @@ def _geometry(gpu: str | None, nvml_index: int | None) -> Geometry:
 
 
 def _geometry_from_nvml(index: int) -> Geometry:
-    from ._nvml_read import default_nvml
+    from .geometry._nvml_read import default_nvml
 
     try:
         nvml = default_nvml()
@@ -227,7 +227,7 @@ def _transition_lines(t: Transition) -> list[str]:
 
 
 def _scenario(path: str | None) -> Any:
-    from .scenario import Scenario
+    from .workload.scenario import Scenario
 
     try:
         return Scenario.default() if path is None else Scenario.load(path)
@@ -249,7 +249,7 @@ def plan(scenario: str | None, as_json: bool, horizon: int | None, time_limit_s:
     """
     from dataclasses import replace
 
-    from .planner import Planner
+    from .planning.planner import Planner
 
     s = _scenario(scenario)
     changes = {k: v for k, v in (("horizon", horizon), ("time_limit_s", time_limit_s)) if v is not None}
@@ -290,8 +290,8 @@ def _plan_lines(result: Any) -> list[str]:
 def demo() -> None:
     """Run migrator on built-in defaults: plan the default scenario (continuous-learning
     tenants sharing two A100s) and show the MIG geometry it works with."""
-    from .planner import Planner
-    from .scenario import Scenario
+    from .planning.planner import Planner
+    from .workload.scenario import Scenario
 
     console = _console()
     scenario = Scenario.default()
@@ -363,7 +363,7 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
     """
     from rich.progress import Progress
 
-    from .comparison import compare, parse_policies
+    from .evaluation.comparison import compare, parse_policies
 
     s = _scenario(scenario)
     try:
@@ -400,7 +400,7 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
 
 def _plots(result: Any, out_dir: str) -> list[Any]:
     try:
-        from .plots import plot_comparison
+        from .evaluation.plots import plot_comparison
 
         return plot_comparison(result, out_dir)
     except MigratorError as exc:  # matplotlib missing: the tables are still written
@@ -433,8 +433,8 @@ class _Backend:
     def __enter__(self) -> Any:
         from pathlib import Path
 
-        from .emulator import NvmlEmulator
-        from .nvml import NvmlBackend
+        from .actuation.emulator import NvmlEmulator
+        from .actuation.nvml import NvmlBackend
 
         try:
             if self.kind == "nvml":
@@ -481,7 +481,7 @@ class _StderrLog:
 def _open_journal(path: str | None) -> Any:
     if path is None:
         return None
-    from .journal import Journal
+    from .actuation.journal import Journal
 
     try:
         return Journal(path)
@@ -562,7 +562,7 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
     GPU i of the scenario is NVML device i unless --devices, or the scenario's own
     `devices` entries, say otherwise (the emulator emulates the scenario's GPUs in order).
     """
-    from .controller import Controller, CsvTailArrivals, SimulatedClock, TraceArrivals, WallClock, serve_metrics
+    from .actuation.controller import Controller, CsvTailArrivals, SimulatedClock, TraceArrivals, WallClock, serve_metrics
 
     s = _scenario(scenario)
     devices = _device_list(devices_text)
@@ -663,7 +663,7 @@ def recover(journal: str, backend: str, emulator_state: str | None, prefer: str,
     """
     from dataclasses import asdict
 
-    from .reconfig import recover as recover_journal
+    from .actuation.reconfig import recover as recover_journal
 
     with _Backend(backend, None, emulator_state) as opened:
         try:
@@ -705,8 +705,8 @@ def mig_parted_export(scenario: str | None, plan_path: str | None, slots: tuple[
     """Write a plan's layouts as a mig-parted config (one config per exported slot)."""
     from pathlib import Path
 
-    from .migparted import dump, export_plan
-    from .planner import Planner
+    from .actuation.migparted import dump, export_plan
+    from .planning.planner import Planner
 
     if plan_path is not None:
         try:
@@ -752,7 +752,7 @@ def mig_parted_import(config_file: str, name: str, gpu: str | None, count: int, 
     """
     from dataclasses import asdict
 
-    from .migparted import import_config
+    from .actuation.migparted import import_config
 
     if (gpu is None) == (backend is None):
         raise click.UsageError("give either --gpu MODEL (with --count) or --backend")
@@ -787,7 +787,7 @@ def _import_targets(import_config: Any, path: str, name: str, geometries: list[A
 
 
 def _apply_targets(backend: Any, targets: Any, current: list[str], journal_path: str | None) -> None:
-    from .reconfig import apply
+    from .actuation.reconfig import apply
 
     journal = _open_journal(journal_path)
     try:
@@ -813,7 +813,7 @@ _CLUSTER_HINT = "this command needs Ray: pip install 'migrator[cluster]'"
 def _cluster_module() -> Any:
     """migrator.cluster, or a one-line error naming the extra when Ray is missing."""
     try:
-        from . import cluster
+        from .cluster import cluster
     except ImportError as exc:
         if (exc.name or "").split(".")[0] == "ray":
             raise click.ClickException(_CLUSTER_HINT) from None
@@ -927,7 +927,7 @@ def agent_command(address: str, node: str, backend: str, journal_path: str, emul
                   gpus: tuple[str, ...], num_cpus: int | None, force: bool, log_level: str) -> None:
     """Join the Ray cluster as this GPU node and run its agent until SIGTERM (a DaemonSet pod's command)."""
     cluster = _cluster_module()
-    from .agent import AgentSpec
+    from .cluster.agent import AgentSpec
 
     def ready(report: Any) -> None:
         layouts = ", ".join(f"gpu{st.index} {st.layout or '(empty)'}" for st in report.states)

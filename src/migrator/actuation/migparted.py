@@ -1,0 +1,297 @@
+"""Interoperation with NVIDIA's mig-parted (``nvidia-mig-parted``) configuration files.
+
+A mig-parted config (schema ``v1``, NVIDIA/mig-parted ``api/spec/v1``) names MIG
+configurations; each is a list of entries ``{devices: all | [indices], mig-enabled: bool,
+mig-devices: {profile: count}}`` (optionally ``device-filter``: PCI device ids)::
+
+    version: v1
+    mig-configs:
+      migrator-slot-0:
+        - devices: [0]
+          mig-enabled: true
+          mig-devices: {"3g.20gb": 1, "2g.10gb": 1, "1g.5gb": 2}
+
+mig-parted keeps **counts per profile, not placements**: it creates the instances without
+a placement and lets the driver choose. So exporting a migrator plan keeps what each GPU
+holds but not where, and importing a config needs placements: :func:`import_config` lets
+the geometry core choose them, the valid arrangement that keeps most of the GPU's current
+instances (when given), else the first in the core's enumeration order.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from ..errors import ConfigError, InvalidLayout
+from ..geometry.geometry import Geometry
+from ..geometry.layout import Layout, LayoutLike, as_layout
+
+__all__ = ["DeviceTarget", "dump", "export_layouts", "export_plan", "import_config", "load_config"]
+
+VERSION = "v1"
+_ENTRY_KEYS = ("device-filter", "devices", "mig-enabled", "mig-devices")
+# mig-parted's profile keys: "3g.40gb", "1g.10gb+me", or "1c.3g.40gb" (a compute-instance profile).
+_PROFILE_KEY = re.compile(r"^(?:(?P<c>\d+)c\.)?(?P<gi>(?P<g>\d+)g\.\d+gb(?:[+-][A-Za-z0-9.]+)*)$")
+_HEADER = (
+    "# Written by migrator. mig-parted keeps instance counts per profile, not placements:\n"
+    "# `migrator mig-parted import` lets migrator's geometry core place them again.\n"
+)
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def _counts(layout: Layout) -> dict[str, int]:
+    return dict(sorted(Counter(p.profile for p in layout).items()))
+
+
+def export_layouts(layouts: Sequence[LayoutLike]) -> list[dict[str, Any]]:
+    """One mig-parted configuration (its list of entries) for one layout per GPU index.
+
+    GPUs with the same profile counts share an entry. Device lists are always explicit, so
+    the configuration never touches GPUs the layouts do not name.
+    """
+    groups: dict[tuple[tuple[str, int], ...], list[int]] = {}
+    for index, layout in enumerate(layouts):
+        key = tuple(_counts(as_layout(layout)).items())
+        groups.setdefault(key, []).append(index)
+    return [
+        {"devices": devices, "mig-enabled": True, "mig-devices": dict(key)}
+        for key, devices in groups.items()
+    ]
+
+
+def export_plan(plan: Any, *, slots: Iterable[int] = (0,), prefix: str = "migrator") -> dict[str, Any]:
+    """A mig-parted document with one configuration ``<prefix>-slot-<t>`` per slot ``t``.
+
+    ``plan`` is a :class:`migrator.Plan` or its JSON document (``migrator plan --json``).
+    """
+    gpus = plan["gpus"] if isinstance(plan, Mapping) else plan.to_dict()["gpus"]
+    configs = {}
+    for t in slots:
+        horizon = len(gpus[0]["slots"]) if gpus else 0
+        if not 0 <= t < horizon:
+            raise ConfigError(f"slot {t} is outside the plan's {horizon} slots", field="slots")
+        configs[f"{prefix}-slot-{t}"] = export_layouts([g["slots"][t]["layout"] for g in gpus])
+    return {"version": VERSION, "mig-configs": configs}
+
+
+def dump(document: Mapping[str, Any]) -> str:
+    """The document as mig-parted YAML, with a comment saying placements are not kept."""
+    return _HEADER + yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=None)
+
+
+# -- import -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceTarget:
+    """What a mig-parted configuration asks of one GPU: MIG mode, and a layout that has the
+    asked instance counts (placements chosen by the geometry core)."""
+
+    index: int
+    mig_enabled: bool
+    layout: str
+    counts: Mapping[str, int]
+
+
+def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Read and check a mig-parted document (a file path, or the parsed mapping).
+
+    Raises :class:`~migrator.errors.ConfigError` naming the field (``mig-configs.<name>[i].devices``).
+    """
+    if isinstance(source, Mapping):
+        document: Any = dict(source)
+    else:
+        try:
+            document = yaml.safe_load(_read(Path(source)))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"mig-parted config is not valid YAML: {exc}", field="") from exc
+    if not isinstance(document, Mapping):
+        raise ConfigError("mig-parted config must be a mapping with version and mig-configs", field="")
+    unknown = sorted(set(document) - {"version", "mig-configs"})
+    if unknown:
+        raise ConfigError(f"unexpected field {unknown[0]!r}; allowed: version, mig-configs", field=unknown[0])
+    if document.get("version") != VERSION:
+        raise ConfigError(f"version must be {VERSION!r}, got {document.get('version')!r}", field="version")
+    configs = document.get("mig-configs")
+    if not isinstance(configs, Mapping) or not configs:
+        raise ConfigError("mig-configs must be a non-empty mapping of configuration names", field="mig-configs")
+    for name, entries in configs.items():
+        where = f"mig-configs.{name}"
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError(f"{where} must be a non-empty list of entries", field=where)
+        for i, entry in enumerate(entries):
+            _check_entry(entry, f"{where}[{i}]")
+    return dict(document)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read mig-parted config {path}: {exc.strerror or exc}", field="path") from exc
+
+
+def _check_entry(entry: Any, where: str) -> None:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where} must be a mapping", field=where)
+    unknown = sorted(set(entry) - set(_ENTRY_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unexpected field {unknown[0]!r}; allowed: {', '.join(_ENTRY_KEYS)}",
+                          field=f"{where}.{unknown[0]}")
+    for key in ("devices", "mig-enabled"):
+        if key not in entry:
+            raise ConfigError(f"{where}: missing required field {key!r}", field=f"{where}.{key}")
+    devices = entry["devices"]
+    ok = devices == "all" or (isinstance(devices, list) and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices))
+    if not ok:
+        raise ConfigError(f"{where}.devices must be 'all' or a list of device indices, got {devices!r}",
+                          field=f"{where}.devices")
+    if not isinstance(entry["mig-enabled"], bool):
+        raise ConfigError(f"{where}.mig-enabled must be true or false", field=f"{where}.mig-enabled")
+    _check_mig_devices(entry, where)
+
+
+def _check_mig_devices(entry: Mapping[str, Any], where: str) -> None:
+    field = f"{where}.mig-devices"
+    devices = entry.get("mig-devices")
+    if entry["mig-enabled"] and devices is None:
+        raise ConfigError(f"{field} is required when mig-enabled is true", field=field)
+    if not entry["mig-enabled"] and devices:
+        raise ConfigError(f"{field} must be empty when mig-enabled is false", field=field)
+    if not isinstance(devices or {}, Mapping):
+        raise ConfigError(f"{field} must map profile names to counts", field=field)
+    for name, count in (devices or {}).items():
+        if not isinstance(name, str) or not _PROFILE_KEY.match(name):
+            raise ConfigError(f"{field}: {name!r} is not a MIG profile name like 3g.40gb or 1g.10gb+me",
+                              field=field)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigError(f"{field}.{name}: count must be an integer >= 0, got {count!r}", field=field)
+
+
+def import_config(
+    document: str | Path | Mapping[str, Any],
+    config: str,
+    geometries: Sequence[Geometry],
+    *,
+    current: Sequence[LayoutLike] | None = None,
+    device_ids: Sequence[str] | None = None,
+) -> list[DeviceTarget]:
+    """The target of each GPU that configuration ``config`` names.
+
+    Parameters
+    ----------
+    document
+        A mig-parted document (file path or parsed mapping).
+    config : str
+        The name under ``mig-configs``.
+    geometries : sequence of Geometry
+        One per GPU index of the machine (``devices: all`` means all of these).
+    current : sequence of layouts, optional
+        The GPUs' layouts now: among valid arrangements, the one keeping most of them wins.
+    device_ids : sequence of str, optional
+        Each GPU's PCI device id (``0x20B010DE``), needed only by entries with ``device-filter``.
+
+    Returns
+    -------
+    list of DeviceTarget
+        One per GPU an entry names, by index; GPUs no entry names are left out (mig-parted
+        leaves them alone too).
+
+    Raises
+    ------
+    ConfigError
+        Unknown configuration, an index past the GPUs, a GPU named by two entries, an
+        unknown profile, or counts no arrangement on the GPU can hold.
+    """
+    document = load_config(document)
+    configs = document["mig-configs"]
+    if config not in configs:
+        raise ConfigError(f"unknown configuration {config!r}; mig-configs has: {', '.join(configs)}",
+                          field="mig-configs")
+    chosen: dict[int, tuple[int, Mapping[str, Any]]] = {}
+    for i, entry in enumerate(configs[config]):
+        where = f"mig-configs.{config}[{i}]"
+        for index in _matching_devices(entry, len(geometries), device_ids, where):
+            if index in chosen:
+                raise ConfigError(f"{where}: GPU {index} is already configured by entry {chosen[index][0]}",
+                                  field=f"{where}.devices")
+            chosen[index] = (i, entry)
+    out = []
+    for index in sorted(chosen):
+        i, entry = chosen[index]
+        where = f"mig-configs.{config}[{i}].mig-devices"
+        keep = as_layout(current[index]) if current is not None else Layout()
+        out.append(_target(index, entry, geometries[index], keep, where))
+    return out
+
+
+def _matching_devices(entry: Mapping[str, Any], n_gpus: int, device_ids: Sequence[str] | None,
+                      where: str) -> list[int]:
+    devices = list(range(n_gpus)) if entry["devices"] == "all" else list(entry["devices"])
+    outside = [d for d in devices if d >= n_gpus]
+    if outside:
+        raise ConfigError(f"{where}.devices: GPU {outside[0]} does not exist (GPUs 0-{n_gpus - 1})",
+                          field=f"{where}.devices")
+    filters = entry.get("device-filter")
+    if not filters:
+        return devices
+    if device_ids is None:
+        raise ConfigError(f"{where}.device-filter: this entry applies only to some PCI device ids; pass the "
+                          "GPUs' device ids to decide which GPUs it names", field=f"{where}.device-filter")
+    wanted = {f.lower() for f in ([filters] if isinstance(filters, str) else filters)}
+    return [d for d in devices if device_ids[d].lower() in wanted]
+
+
+def _target(index: int, entry: Mapping[str, Any], geometry: Geometry, current: Layout, where: str) -> DeviceTarget:
+    if not entry["mig-enabled"]:
+        return DeviceTarget(index, False, "", {})
+    counts: Counter[str] = Counter()
+    for name, count in (entry.get("mig-devices") or {}).items():
+        counts[_profile_name(geometry, name, where)] += count
+    wanted = {k: v for k, v in counts.items() if v}
+    return DeviceTarget(index, True, _arrange(geometry, wanted, current, where), dict(sorted(wanted.items())))
+
+
+def _profile_name(geometry: Geometry, key: str, where: str) -> str:
+    match = _PROFILE_KEY.match(key)
+    assert match is not None  # load_config checked the keys
+    if match["c"] is not None and match["c"] != match["g"]:
+        raise ConfigError(
+            f"{where}.{key}: compute-instance profiles smaller than their GPU instance are not supported "
+            "(migrator creates one compute instance spanning each GPU instance)", field=where)
+    try:
+        return geometry.profile(match["gi"]).name
+    except InvalidLayout as exc:
+        raise ConfigError(f"{where}.{key}: {exc}", field=where) from exc
+
+
+def _arrange(geometry: Geometry, wanted: Mapping[str, int], current: Layout, where: str) -> str:
+    """The valid layout with these counts that keeps most of ``current``; ties go to the
+    first in the geometry core's enumeration order."""
+    candidates = _arrangements(geometry).get(tuple(sorted(wanted.items())), [])
+    if not candidates:
+        asked = ", ".join(f"{n} x {p}" for p, n in sorted(wanted.items()))
+        raise ConfigError(f"{where}: no valid arrangement of {asked} on {geometry.name}", field=where)
+    keep = set(current)
+    best = max(candidates, key=lambda c: len(keep & c[1]))  # max keeps the first of equals
+    return best[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _arrangements(geometry: Geometry) -> dict[tuple[tuple[str, int], ...], list[tuple[str, frozenset[Any]]]]:
+    """Every valid layout of the geometry, grouped by its profile counts, in enumeration order."""
+    out: dict[tuple[tuple[str, int], ...], list[tuple[str, frozenset[Any]]]] = {}
+    for text in geometry.layouts():
+        layout = Layout.parse(text)
+        out.setdefault(tuple(_counts(layout).items()), []).append((text, frozenset(layout)))
+    return out

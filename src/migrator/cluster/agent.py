@@ -1,0 +1,257 @@
+"""The node agent: one per GPU node, the only process that touches that node's GPUs.
+
+A :class:`NodeAgent` owns its node's NVML backend (the real ``pynvml``, or an
+:class:`~migrator.actuation.emulator.NvmlEmulator` whose state lives in a file), its reconfiguration
+journal and what its GPUs hold. It reports that state with the per-slot arrival counts it
+observed (:meth:`NodeAgent.report`), and applies the targets a cluster controller sends for
+its own GPUs through :func:`migrator.actuation.reconfig.apply` (:meth:`NodeAgent.apply`), journaled,
+make-before-break and rolled back on failure like the single-machine controller.
+
+When it starts it finishes whatever its journal says a previous incarnation left half done
+(:func:`migrator.actuation.reconfig.recover`), so an agent that died mid-reconfiguration and was
+restarted leaves each GPU at the old or the new layout. That is only meaningful when the GPUs
+outlive the process: real GPUs do, and an emulated node keeps its MIG state in a JSON file
+rewritten after every NVML call that changes it (:class:`PersistedEmulator`).
+
+This module does not import Ray: :mod:`migrator.cluster` makes the agent a Ray actor, and the
+agent stays usable (and testable) as a plain object.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import ConfigError, MigratorError, ReconfigError
+from ..actuation.journal import Journal
+from ..actuation.nvml import GpuState, NvmlBackend
+from ..actuation.reconfig import ApplyResult, RecoveryResult, apply, recover
+
+__all__ = ["AGENT_BACKENDS", "AgentSpec", "GpuTarget", "NodeAgent", "NodeReport", "PersistedEmulator"]
+
+log = logging.getLogger(__name__)
+
+AGENT_BACKENDS = ("nvml", "emulator")
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """How to build one node's agent; a value that travels to the node (picklable).
+
+    Parameters
+    ----------
+    node : str
+        The node's name (a Kubernetes node name, or ``node0`` for an emulated one).
+    backend : {"nvml", "emulator"}
+        The node's real GPUs through nvidia-ml-py, or emulated ones.
+    journal : str, optional
+        The node's reconfiguration journal; recovery after a restart needs it.
+    emulator_state : str, optional
+        Emulator only: the JSON file the emulated GPUs live in, loaded when it exists.
+    gpus, layouts : sequence of str
+        Emulator only: GPU models and starting layouts when ``emulator_state`` does not exist yet.
+    force : bool
+        Destroy instances that have running processes (:func:`migrator.actuation.reconfig.apply`).
+    """
+
+    node: str
+    backend: str = "nvml"
+    journal: str | None = None
+    emulator_state: str | None = None
+    gpus: tuple[str, ...] = ()
+    layouts: tuple[str, ...] = ()
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.node, str) or not self.node:
+            raise ConfigError(f"agent node must be a non-empty name, got {self.node!r}", field="node")
+        if self.backend not in AGENT_BACKENDS:
+            raise ConfigError(f"agent backend must be one of {', '.join(AGENT_BACKENDS)}, got {self.backend!r}",
+                              field="backend")
+        if self.backend == "emulator" and not self.emulator_state:
+            # Without a file the emulated GPUs die with the agent, and a restarted agent
+            # would recover its journal against brand-new GPUs.
+            raise ConfigError(f"agent {self.node}: the emulator backend needs an emulator_state file",
+                              field="emulator_state")
+        if self.layouts and len(self.layouts) != len(self.gpus):
+            raise ConfigError(f"agent {self.node}: {len(self.layouts)} layouts for {len(self.gpus)} GPUs",
+                              field="layouts")
+        object.__setattr__(self, "gpus", tuple(self.gpus))
+        object.__setattr__(self, "layouts", tuple(self.layouts))
+
+
+@dataclass(frozen=True)
+class GpuTarget:
+    """What a controller wants on one of the node's GPUs: the ``layout`` to reach, the
+    layout the plan was made from (``expected``; another one found is an external change)
+    and the task each instance serves now (``tasks``, placement text -> task)."""
+
+    layout: str
+    expected: str | None = None
+    tasks: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """One observation of a node: each GPU's state (``states``, by NVML device index), the
+    arrival counts observed since the last report (``arrivals``, one mapping tenant ->
+    count per slot, oldest first), what the journal recovery did when this incarnation of
+    the agent started (``recovered``, in every report), and whether it is a restart."""
+
+    node: str
+    states: tuple[GpuState, ...]
+    arrivals: tuple[Mapping[str, float], ...] = ()
+    recovered: tuple[RecoveryResult, ...] = ()
+    restarted: bool = False
+
+
+class PersistedEmulator:
+    """An :class:`~migrator.actuation.emulator.NvmlEmulator` whose MIG state survives its process.
+
+    Every NVML call that changes MIG state rewrites ``path`` (atomically) after it ran,
+    including a call interrupted by an emulated crash, as a real GPU keeps what was done
+    to it. Everything else is the emulator's own call surface.
+    """
+
+    def __init__(self, path: str | Path, gpus: Sequence[str] = (), layouts: Sequence[str] = ()) -> None:
+        from ..actuation.emulator import MUTATING_CALLS, NvmlEmulator
+
+        self.path = Path(path)
+        self._mutating = MUTATING_CALLS
+        if self.path.exists():
+            self.emulator = NvmlEmulator.load(self.path)
+        elif gpus:
+            self.emulator = NvmlEmulator(list(gpus), layouts=list(layouts) or None)
+            self.save()
+        else:
+            raise ConfigError(f"emulator state {self.path} does not exist and no GPUs were given to create it",
+                              field="emulator_state")
+
+    def save(self) -> None:
+        """Write the state next to ``path`` and rename it over: never half a file."""
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        temporary.write_text(json.dumps(self.emulator.to_dict()), encoding="utf-8")
+        os.replace(temporary, self.path)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.emulator, name)
+        if name not in self._mutating:
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            finally:
+                self.save()
+
+        return call
+
+
+class NodeAgent:
+    """One GPU node's actuator: its backend, journal and GPUs (see the module docstring).
+
+    Parameters
+    ----------
+    spec : AgentSpec
+        Backend, journal and (emulator) state file.
+    arrivals : ArrivalSource, optional
+        Where this node's per-slot arrival counts come from (``poll()`` rows in ``tenants``
+        order, as :class:`migrator.actuation.controller.TraceArrivals` gives them); counts can also be
+        pushed with :meth:`push_arrivals`.
+    tenants : sequence of str
+        Names of the columns of ``arrivals``' rows.
+    """
+
+    def __init__(self, spec: AgentSpec, *, arrivals: Any = None, tenants: Sequence[str] = ()) -> None:
+        self.spec = spec
+        self.node = spec.node
+        self.tenants = tuple(tenants)
+        self._arrivals = arrivals
+        self._pushed: collections.deque[dict[str, float]] = collections.deque()
+        self._nvml = self._make_nvml()
+        self.backend = NvmlBackend(self._nvml).open()
+        self.journal = Journal(spec.journal) if spec.journal else None
+        self.recovered = self._recover()
+        self.restarted = False
+
+    def _make_nvml(self) -> Any:
+        if self.spec.backend == "emulator":
+            assert self.spec.emulator_state is not None  # AgentSpec checked it
+            return PersistedEmulator(self.spec.emulator_state, self.spec.gpus, self.spec.layouts)
+        from ..geometry._nvml_read import default_nvml
+
+        return default_nvml()
+
+    def _recover(self) -> tuple[RecoveryResult, ...]:
+        """Finish what a previous incarnation left open in the journal."""
+        if self.journal is None:
+            return ()
+        results = tuple(r for r in recover(self.journal, self.backend, force=self.spec.force) if r.outcome != "clean")
+        for r in results:
+            log.warning("%s: gpu%d recovered from journal transaction %s: %s (%s)", self.node, r.gpu, r.txn,
+                        r.outcome, r.layout or "(empty)")
+        return results
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def report(self) -> NodeReport:
+        """Every GPU's state (incomplete instances left by someone else removed first), the
+        arrivals observed since the last report, and what recovery did at start."""
+        states = tuple(self._observe(device) for device in range(self.backend.device_count()))
+        return NodeReport(self.node, states, self._poll_arrivals(), self.recovered, self.restarted)
+
+    def _observe(self, device: int) -> GpuState:
+        state = self.backend.state(device)
+        if not state.incomplete:
+            return state
+        keep = ",".join(str(i.placement) for i in state.instances if i.complete)
+        log.warning("%s: gpu%d has GPU instances without a compute instance; removing them", self.node, device)
+        try:
+            apply(self.backend, device, keep, journal=self.journal, force=self.spec.force)
+        except ReconfigError as exc:
+            log.error("%s: gpu%d: repair failed: %s", self.node, device, exc)
+        return self.backend.state(device)
+
+    def _poll_arrivals(self) -> tuple[dict[str, float], ...]:
+        rows = [dict(zip(self.tenants, map(float, row))) for row in (self._arrivals.poll() if self._arrivals else [])]
+        rows += list(self._pushed)
+        self._pushed.clear()
+        return tuple(rows)
+
+    def push_arrivals(self, counts: Mapping[str, float]) -> None:
+        """One slot's counts per tenant, from the node's serving system."""
+        self._pushed.append({str(k): float(v) for k, v in counts.items()})
+
+    # -- changing ---------------------------------------------------------------------------
+
+    def apply(self, targets: Mapping[int, GpuTarget]) -> dict[int, ApplyResult | str]:
+        """Bring each named GPU (NVML device index) to its target; per GPU the
+        :class:`~migrator.actuation.reconfig.ApplyResult`, or the error's message when it was refused
+        or rolled back (the GPU then holds its layout from before)."""
+        out: dict[int, ApplyResult | str] = {}
+        for device, target in sorted(targets.items()):
+            try:
+                out[device] = apply(self.backend, device, target.layout, expected=target.expected,
+                                    tasks=target.tasks, force=self.spec.force, journal=self.journal)
+            except MigratorError as exc:
+                log.error("%s: gpu%d: %s", self.node, device, exc)
+                out[device] = str(exc)
+        return out
+
+    def inject_crash(self, after: int) -> None:
+        """Emulator only, for tests: the ``after``-th NVML change from now takes effect,
+        then the agent dies (as its process would)."""
+        if not isinstance(self._nvml, PersistedEmulator):
+            raise ConfigError(f"{self.node}: crash injection needs the emulator backend", field="backend")
+        self._nvml.emulator.crash(after)
+
+    def close(self) -> None:
+        self.backend.close()
+        if self.journal is not None:
+            self.journal.close()
+

@@ -1,0 +1,397 @@
+"""Replay a scenario under an allocation policy and score what it earns.
+
+The replay runs slot by slot (``slot_s``, one second in the built-in scenario):
+
+* at the start of a slot a policy that is due (every ``interval_s``, and not still busy with
+  its last decision) observes what a controller would (:class:`migrator.evaluation.policy.Observation`)
+  and decides; the decision takes effect ``latency`` seconds later, the wall-clock time the
+  policy took (or a fixed figure), so a slow policy acts on old news;
+* when it takes effect, instances that keep their placement and task keep serving; created
+  or re-assigned ones serve only after the set-up time (GI/CI creation, model load), as in
+  the planner's model; removed ones stop;
+* each slot's inference capacity within SLO and retraining speed per tenant come from the
+  instances live in it, pro rata of the time each could serve;
+* the slot is scored by the Goodput estimator's own Numba kernel (``score_kernel``), whose
+  queues, SLO accounting, retraining windows and accuracy switch carry from slot to slot.
+
+Planner and simulator therefore agree on what Goodput is; what differs between them is
+knowledge (forecasts instead of the arrivals) and time (decision latency, receding horizon).
+Requests of one tenant share one queue across its instances: routing is ideal (docs/results.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..workload import _kernels
+from ..errors import ConfigError, MigratorError
+from ..workload.goodput import INFER, ScoreResult, tenant_arrays
+from ..geometry.layout import Layout, Placement
+from ..planning.planner_problem import parse_task
+from .policy import Allocation, Environment, Observation, Policy
+from ..workload.scenario import Scenario
+
+__all__ = ["DecisionRecord", "SimResult", "simulate"]
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One decision: when it was asked for, how long it took, when it took effect and what
+    it changed (``layout_changes``: GPUs whose layout changed; ``instance_changes``: instances
+    created or re-assigned to a task)."""
+
+    slot: int
+    latency_s: float
+    applied_s: float | None
+    layout_changes: int = 0
+    instance_changes: int = 0
+    kept: bool = False
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """What a policy earned on one replay. Arrays have shape (n_tenants, n_slots);
+    ``layouts[g][t]`` is GPU ``g``'s layout at the end of slot ``t``."""
+
+    policy: str
+    seed: int
+    slot_s: float
+    score: ScoreResult
+    layouts: tuple[tuple[str, ...], ...]
+    decisions: tuple[DecisionRecord, ...]
+    gpu_models: tuple[str, ...]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def goodput(self) -> float:
+        return self.score.goodput
+
+    @property
+    def slo_attainment(self) -> float:
+        return self.score.slo_attainment
+
+    @property
+    def mean_accuracy(self) -> float:
+        return self.score.mean_accuracy
+
+    @property
+    def reconfigurations(self) -> int:
+        """MIG reconfigurations: decisions' layout changes, summed over GPUs."""
+        return sum(d.layout_changes for d in self.decisions)
+
+    @property
+    def instance_changes(self) -> int:
+        return sum(d.instance_changes for d in self.decisions)
+
+    def decision_ms(self, percentile: float) -> float:
+        """Decision latency percentile (wall clock, ms); 0 with no decision."""
+        latencies = [d.latency_s for d in self.decisions]
+        return float(np.percentile(latencies, percentile) * 1000.0) if latencies else 0.0
+
+    def goodput_per_slot(self) -> np.ndarray:
+        """Goodput earned in each slot, all tenants together, shape (n_slots,)."""
+        return (self.score.within * self.score.accuracy).sum(axis=0)
+
+    def summary(self) -> dict[str, float]:
+        """The figures of the comparison table (``results.json`` keys)."""
+        return {
+            "goodput": self.goodput,
+            "slo_attainment": self.slo_attainment,
+            "mean_accuracy": self.mean_accuracy,
+            "reconfigurations": float(self.reconfigurations),
+            "decision_ms_p50": self.decision_ms(50),
+            "decision_ms_p99": self.decision_ms(99),
+        }
+
+
+# -- instance bookkeeping ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Live:
+    """An instance in service: its task and the time it can serve it from."""
+
+    task: str
+    ready_s: float
+
+
+class _Rates:
+    """Capacity and retraining speed per (tenant, GPU, profile), looked up once each."""
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+        self._index = {name: i for i, name in enumerate(env.tenant_names)}
+        self._cache: dict[tuple[str, int, str], tuple[int, float, bool]] = {}
+
+    def of(self, task: str, gpu: int, placement: str) -> tuple[int, float, bool]:
+        """(tenant index, figure, is inference) for an instance; figure 0 when idle."""
+        key = (task, gpu, placement)
+        if key not in self._cache:
+            self._cache[key] = self._lookup(task, gpu, Placement.parse(placement).profile)
+        return self._cache[key]
+
+    def _lookup(self, task: str, gpu: int, profile: str) -> tuple[int, float, bool]:
+        if task == "idle":
+            return -1, 0.0, True
+        name, _, kind = task.rpartition(":")
+        tenant = self._index[name]
+        if kind == INFER:
+            return tenant, self._env.capacity_rps(tenant, gpu, profile), True
+        return tenant, self._env.retrain_speed(tenant, gpu, profile), False
+
+
+def _initial_live(scenario: Scenario) -> list[dict[str, _Live]]:
+    """The scenario's layouts, every instance idle and long set up."""
+    return [{str(p): _Live("idle", -math.inf) for p in Layout.parse(g.layout)} for g in scenario.gpus]
+
+
+def _allocation_of(live: Sequence[Mapping[str, _Live]]) -> Allocation:
+    layouts = [str(Layout.of(Placement.parse(p) for p in instances)) for instances in live]
+    assignments = [{p: inst.task for p, inst in instances.items() if inst.task != "idle"} for instances in live]
+    return Allocation.of(layouts, assignments)
+
+
+def _checked(allocation: Any, env: Environment, policy: str) -> Allocation:
+    """The policy's allocation with canonical layouts, or a ConfigError naming what is wrong."""
+    if not isinstance(allocation, Allocation) or len(allocation.layouts) != len(env.geometries):
+        raise ConfigError(
+            f"policy {policy!r} must return an Allocation with one layout per GPU "
+            f"({len(env.geometries)}), got {allocation!r}",
+            field="allocation",
+        )
+    tenants = env.tenant_names
+    layouts = []
+    for g, (geometry, layout, assignment) in enumerate(zip(env.geometries, allocation.layouts, allocation.assignments)):
+        try:
+            canonical = geometry.canonical(layout)
+        except MigratorError as exc:
+            raise ConfigError(f"policy {policy!r}, GPU {g}: {exc}", field="allocation.layouts") from exc
+        placed = {str(p) for p in Layout.parse(canonical)}
+        for placement, task in assignment.items():
+            if placement not in placed:
+                raise ConfigError(
+                    f"policy {policy!r}, GPU {g}: task for {placement}, which is not in layout {canonical!r}",
+                    field="allocation.assignments",
+                )
+            try:
+                parse_task(task, tenants)
+            except ConfigError as exc:
+                raise ConfigError(f"policy {policy!r}, GPU {g}: {exc}", field="allocation.assignments") from exc
+        layouts.append(canonical)
+    return Allocation.of(layouts, allocation.assignments)
+
+
+def _apply(live: list[dict[str, _Live]], target: Allocation, at_s: float, setup_s: float) -> tuple[int, int]:
+    """Switch to ``target`` at ``at_s``; returns (GPUs whose layout changed, instances
+    created or re-assigned to a task)."""
+    layout_changes = instance_changes = 0
+    for g, instances in enumerate(live):
+        wanted = target.tasks(g)
+        if set(wanted) != set(instances):
+            layout_changes += 1
+        fresh = {}
+        for placement, task in wanted.items():
+            old = instances.get(placement)
+            if old is not None and old.task == task:
+                fresh[placement] = old
+                continue
+            fresh[placement] = _Live(task, at_s + setup_s)
+            instance_changes += task != "idle"
+        live[g] = fresh
+    return layout_changes, instance_changes
+
+
+def _serve(
+    live: Sequence[Mapping[str, _Live]], rates: _Rates, start_s: float, stop_s: float, slot_s: float,
+    capacity: np.ndarray, retrain: np.ndarray,
+) -> None:
+    """Add what the live instances deliver in ``[start_s, stop_s)`` (in slot shares)."""
+    for g, instances in enumerate(live):
+        for placement, inst in instances.items():
+            share = (stop_s - max(start_s, inst.ready_s)) / slot_s
+            if share <= 0:
+                continue
+            tenant, figure, infer = rates.of(inst.task, g, placement)
+            if tenant >= 0:
+                (capacity if infer else retrain)[tenant] += share * figure
+
+
+# -- the replay ---------------------------------------------------------------------------------
+
+
+class _Replay:
+    """The state of one replay: instances, queues, retraining, and the policy's pending decision."""
+
+    def __init__(self, scenario: Scenario, policy: Policy, seed: int, latency_s: float | None, n_slots: int) -> None:
+        self.scenario = scenario
+        self.policy = policy
+        self.latency_s = latency_s
+        self.slot_s = scenario.slot_s
+        self.n_slots = n_slots
+        trace = scenario.arrivals(seed).counts[:, :n_slots].astype(np.float64)
+        self.arrivals = trace
+        self.env = Environment(scenario, mean_rps=trace.mean(axis=1) / self.slot_s, seed=seed, trace=trace)
+        self.rates = _Rates(self.env)
+        self.live = _initial_live(scenario)
+        self.layouts = _allocation_of(self.live).layouts  # changes only when a decision applies
+        n = len(scenario.tenants)
+        self.before, self.after, self.work, self.window = tenant_arrays(scenario.tenants, self.slot_s)
+        self.queue = np.zeros((n, scenario.planner.max_wait_slots))
+        self.progress = np.zeros(n)
+        self.done = np.zeros(n, dtype=np.bool_)
+        self.pending: tuple[float, Allocation, int] | None = None
+        self.next_decision = 0
+        self.records: list[DecisionRecord] = []
+        # A policy that never asks again (static) has an infinite interval.
+        every = policy.interval_s / self.slot_s
+        self.interval = max(1, int(round(every))) if math.isfinite(every) else n_slots + 1
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def observe(self, t: int) -> Observation:
+        progress, done = self.progress.copy(), self.done.copy()
+        starts = (self.window > 0) & (t % np.maximum(self.window, 1) == 0)
+        progress[starts], done[starts] = 0.0, False  # a new window starts now
+        names = self.env.tenant_names
+        return Observation(
+            slot=t, slot_s=self.slot_s, arrived=self.arrivals[:, :t].copy(),
+            allocation=_allocation_of(self.live),
+            progress_gpu_s={n: float(v) for n, v in zip(names, progress)},
+            done={n: bool(v) for n, v in zip(names, done)},
+        )
+
+    def maybe_decide(self, t: int) -> None:
+        if self.pending is not None or t < self.next_decision:
+            return
+        observation = self.observe(t)
+        started = time.perf_counter()
+        decision = self.policy.decide(observation)
+        took = time.perf_counter() - started
+        charged = self._charged(took)
+        self.next_decision = max(t + self.interval, math.ceil(t + charged / self.slot_s))
+        if decision is None:
+            self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None, kept=True))
+            return
+        target = _checked(decision, self.env, self.policy.name)
+        self.pending = (t * self.slot_s + charged, target, len(self.records))
+        self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None))
+
+    def _charged(self, took: float) -> float:
+        """Simulated seconds the decision takes: measured, the policy's own figure, or fixed."""
+        if self.latency_s is not None:
+            return self.latency_s
+        own = getattr(self.policy, "charged_latency_s", None)
+        return took if own is None else float(own)
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def run_slot(self, t: int) -> tuple[np.ndarray, ...]:
+        self.maybe_decide(t)
+        start, stop = t * self.slot_s, (t + 1) * self.slot_s
+        n = len(self.scenario.tenants)
+        capacity, retrain = np.zeros(n), np.zeros(n)
+        if self.pending is not None and self.pending[0] < stop:
+            at, target, index = self.pending
+            at = max(at, start)
+            _serve(self.live, self.rates, start, at, self.slot_s, capacity, retrain)
+            changes = _apply(self.live, target, at, self.scenario.planner.setup_s)
+            self.layouts = target.layouts
+            record = self.records[index]
+            self.records[index] = DecisionRecord(record.slot, record.latency_s, at, *changes)
+            self.pending = None
+            start = at
+        _serve(self.live, self.rates, start, stop, self.slot_s, capacity, retrain)
+        return self._score(t, capacity, retrain)
+
+    def _score(self, t: int, capacity: np.ndarray, retrain: np.ndarray) -> tuple[np.ndarray, ...]:
+        column = (slice(None), slice(t, t + 1))
+        return _kernels.score_kernel(
+            np.ascontiguousarray(self.arrivals[column]),
+            (capacity * self.slot_s).reshape(-1, 1), (retrain * self.slot_s).reshape(-1, 1),
+            self.before, self.after, self.work, self.window, t, self.queue, self.progress, self.done,
+        )
+
+
+def simulate(
+    scenario: Scenario,
+    policy: Policy,
+    *,
+    seed: int | None = None,
+    decision_latency_s: float | None = None,
+    duration_s: float | None = None,
+    on_slot: Callable[[int], None] | None = None,
+) -> SimResult:
+    """Replay ``scenario`` under ``policy`` and score it.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        GPUs, tenants and arrivals (drawn with ``seed``; default the scenario's own).
+    policy : Policy
+        Any policy of ``migrator.evaluation.policy`` (``make_policy("migrator")``, ...).
+    seed : int, optional
+        Seed of the scenario's synthetic arrivals.
+    decision_latency_s : float, optional
+        Simulated seconds every decision takes instead of the measured wall-clock time
+        (makes replays of a planner that stops at its time limit repeatable).
+    duration_s : float, optional
+        Replay only the first ``duration_s`` seconds (at most the scenario's ``duration_s``).
+    on_slot : callable, optional
+        Called with each slot index once it is scored (progress bars).
+    """
+    if decision_latency_s is not None and (not isinstance(decision_latency_s, (int, float)) or decision_latency_s < 0):
+        raise ConfigError(
+            f"decision_latency_s must be a number of seconds >= 0, got {decision_latency_s!r}",
+            field="decision_latency_s",
+        )
+    seed = scenario.seed if seed is None else int(seed)
+    replay = _Replay(scenario, policy, seed, decision_latency_s, _n_slots(scenario, duration_s))
+    policy.reset(replay.env)
+    columns: list[tuple[np.ndarray, ...]] = []
+    layouts: list[list[str]] = [[] for _ in scenario.gpus]
+    for t in range(replay.n_slots):
+        columns.append(replay.run_slot(t))
+        for g, text in enumerate(replay.layouts):
+            layouts[g].append(text)
+        if on_slot is not None:
+            on_slot(t)
+    return SimResult(
+        policy=policy.name, seed=seed, slot_s=scenario.slot_s,
+        score=_result(scenario, replay, columns),
+        layouts=tuple(tuple(row) for row in layouts),
+        decisions=tuple(replay.records),
+        gpu_models=tuple(g.model for g in scenario.gpus),
+        settings=policy.describe(),
+    )
+
+
+def _n_slots(scenario: Scenario, duration_s: float | None) -> int:
+    if duration_s is None:
+        return scenario.n_slots
+    ok = isinstance(duration_s, (int, float)) and not isinstance(duration_s, bool)
+    if not ok or not 0 < duration_s <= scenario.duration_s:
+        raise ConfigError(
+            f"duration_s must be a number of seconds in (0, {scenario.duration_s:g}] (the scenario's "
+            f"duration_s), got {duration_s!r}",
+            field="duration_s",
+        )
+    return max(1, int(round(duration_s / scenario.slot_s)))
+
+
+def _result(scenario: Scenario, replay: _Replay, columns: Sequence[tuple[np.ndarray, ...]]) -> ScoreResult:
+    n, slots = len(scenario.tenants), len(columns)
+    if slots == 0:
+        empty = np.zeros((n, 0))
+        return ScoreResult(tuple(t.name for t in scenario.tenants), empty, empty, empty, empty, empty,
+                           np.zeros((n, 0), dtype=np.bool_))
+    within, late, dropped, accuracy, completed = (np.hstack(part) for part in zip(*columns))
+    dropped[:, -1] += replay.queue.sum(axis=1)  # still queued at the end: never served
+    return ScoreResult(
+        tuple(t.name for t in scenario.tenants), replay.arrivals[:, :slots].copy(),
+        within, late, dropped, accuracy, completed,
+    )

@@ -1,0 +1,7 @@
+"""Stage 3, planning: from a scenario and the observed state to a plan.
+
+``planner`` (``Planner``: build in C++, solve with HiGHS, decode), ``planner_problem`` (the
+problem as arrays), ``greedy`` (starting plans), ``decompose`` and ``split_bound`` (the
+per-GPU split and its bound), ``retraining`` (the retraining pass), ``_ilp_reference`` (the
+program on highspy's modelling API, for tests). Uses workload and geometry.
+"""

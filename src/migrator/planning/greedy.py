@@ -1,0 +1,274 @@
+"""A quick, always valid plan to start the solver from (and to fall back on).
+
+For each GPU in turn, every maximal set of its planning placements (and its current layout)
+is given tasks greedily, largest instance first, each to the tenant whose remaining demand it
+serves best, weighted by accuracy; one more candidate is the GPU's best pattern for the
+remaining demand (``_core.best_pattern``: the best maximal layout and tenants, exactly). The
+candidate worth most over the horizon, less what its new instances lose while they set up,
+is kept and its service taken off the demand. Every period gets the same tasks.
+
+Then retraining: for each tenant with work left, the instance whose inference is worth
+least is moved to retraining from the start when the accuracy gain over the rest of the
+window (within the horizon) outweighs the inference it gives up until the retraining is done
+(:func:`_add_retraining`). Without it a solver stopped at its time limit would return a plan
+that never retrains, however much retraining would earn.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import _core
+from .decompose import sub_gpu, task_map
+from .planner_problem import IDLE, GpuProblem, Problem, core_gpu
+
+__all__ = ["fits_beside", "greedy_tasks", "layout_sets", "maximal_sets", "packed_tasks", "retraining_values", "window_value"]
+
+
+def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
+    """Every valid set of the GPU's placements to which none of them can be added (the
+    geometry core's enumeration, on the planning placements only; the ILP builder's layout
+    bounds use the same sets)."""
+    return [list(layout) for layout in _core.maximal_layouts(core_gpu(gpu))]
+
+
+def layout_sets(gpu: GpuProblem) -> list[frozenset[int]]:
+    """:func:`maximal_sets` as frozensets, as :func:`fits_beside` takes them."""
+    return [frozenset(m) for m in maximal_sets(gpu)]
+
+
+def fits_beside(gpu: GpuProblem, occupied: Sequence[int], q: int,
+                layouts: Sequence[frozenset[int]] | None = None) -> bool:
+    """Whether placement ``q`` can hold an instance beside those at ``occupied``: whether
+    they all lie within one of the GPU's maximal layouts (``layouts``, :func:`maximal_sets`
+    as frozensets, computed when not given)."""
+    if layouts is None:
+        layouts = layout_sets(gpu)
+    wanted = {*occupied, q}
+    return any(wanted <= layout for layout in layouts)
+
+
+def _assign(
+    gpu: GpuProblem, chosen: list[int], remaining: np.ndarray, accuracy: np.ndarray,
+    given: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tasks for the chosen placements, what each serves (req/s) and the demand left.
+
+    Each instance goes to the tenant it serves best, or, with ``given`` (a task per
+    placement), to the tenant given there."""
+    tasks = np.full(len(gpu.placements), -1, dtype=np.int64)
+    served = np.zeros(len(gpu.placements))
+    left = remaining.copy()
+    for q in sorted(chosen, key=lambda q: -int(gpu.compute[q])):
+        take = np.minimum(left, gpu.capacity_rps[:, q])
+        if given is not None:
+            i = (int(given[q]) - 1) // 2
+        else:
+            i = int(np.argmax(take * accuracy)) if len(take) else 0
+        if len(take) and take[i] * accuracy[i] > 0:
+            tasks[q] = 1 + 2 * i
+            served[q] = take[i] * accuracy[i]
+            left[i] -= take[i]
+        else:
+            tasks[q] = IDLE
+    return tasks, served, left
+
+
+def _best_pattern(problem: Problem, gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray) -> np.ndarray | None:
+    """The placements and tenants of the GPU's best maximal layout for the remaining demand
+    (the C++ search the builder bounds each period with); None where there is none.
+
+    Only tenants with demand left take part: the search grows with the tenants, and on a
+    cluster most of them are already served by the GPUs before this one."""
+    active = [int(i) for i in np.flatnonzero(remaining > 0)]
+    if not active:
+        return None
+    part = sub_gpu(gpu, active)
+    # The search values one slot of the demand; the plan holds its tasks the whole horizon,
+    # so an instance's reconfiguration penalty is spread over the horizon's slots.
+    _, local = _core.best_pattern(core_gpu(part), len(active), np.asarray(accuracy, dtype=np.float64)[active],
+                                  np.asarray(remaining, dtype=np.float64)[active] * problem.slot_s, problem.slot_s,
+                                  penalty=problem.reconfig_penalty / max(1, problem.horizon))
+    back = {v: k for k, v in task_map(active).items()}
+    tasks = np.array([back.get(int(k), IDLE) if k >= 0 else -1 for k in local], dtype=np.int64)
+    return tasks if (tasks > 0).any() else None
+
+
+def _worth(problem: Problem, gpu: GpuProblem, tasks: np.ndarray, served: np.ndarray) -> float:
+    """Goodput per horizon, less what new instances lose while setting up and their
+    reconfiguration penalty (the program's objective, on the mean demand)."""
+    horizon_s = problem.horizon * problem.slot_s
+    new = (tasks >= 0) & (tasks != gpu.current)
+    setup = min(problem.setup_s, horizon_s)
+    return float(served.sum() * horizon_s - served[new].sum() * setup - problem.reconfig_penalty * new.sum())
+
+
+def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
+    """Tasks (periods x placements, -1 for no instance) for every GPU, as the solver takes them."""
+    remaining = problem.demand_rps()
+    accuracy = problem.acc_before
+    out, served_by = [], []
+    for gpu in problem.gpus:
+        current = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0]
+        candidates = ([current] if current else []) + maximal_sets(gpu)
+        pattern = _best_pattern(problem, gpu, remaining, accuracy)
+        given: list[Any] = [None] * len(candidates)
+        if pattern is not None:
+            candidates.append([int(q) for q in np.flatnonzero(pattern > 0)])
+            given.append(pattern)
+        best: Any = None
+        for chosen, tasks_given in zip(candidates, given):
+            tasks, served, left = _assign(gpu, chosen, remaining, accuracy, tasks_given)
+            worth = _worth(problem, gpu, tasks, served)
+            if best is None or worth > best[0]:
+                best = (worth, tasks, left, served)
+        _, tasks, remaining, served = best
+        out.append(np.tile(tasks, (len(problem.periods), 1)))
+        served_by.append(served)
+    return _add_retraining(problem, out, served_by)
+
+
+def retraining_values(
+    problem: Problem, gpu: GpuProblem, first: np.ndarray, served: np.ndarray, gain: np.ndarray, end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per tenant and placement of one GPU: slots until a retraining started there now is
+    done (set-up included), and what it earns over the rest of the window (or horizon) less
+    the inference the instance gives up meanwhile; -inf where it cannot finish in time, the
+    placement holds no instance, or its instance retrains already (taking it for another
+    tenant would throw that retraining away, which the value does not count). Arrays (N, Q)."""
+    speed = gpu.retrain_speed
+    # An instance that cannot retrain a tenant finishes never (inf), and inf x 0 is no value.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        finish = np.where(speed > 0, (problem.setup_s + problem.work_left[:, None] / speed) / problem.slot_s, np.inf)
+        value = window_value(problem, gain[:, None], end[:, None], finish, served[None, :])
+    retraining = (first > IDLE) & (first % 2 == 0)
+    value[~np.isfinite(finish) | (finish >= end[:, None]) | ((first < 0) | retraining)[None, :]] = -np.inf
+    return finish, value
+
+
+def window_value(problem: Problem, gain: np.ndarray, end: np.ndarray, finish: np.ndarray, served: np.ndarray) -> np.ndarray:
+    """What a retraining done after ``finish`` slots earns until ``end`` (``gain`` per slot)
+    less the inference its instance gives up until then (``served``: accuracy-weighted
+    requests per second)."""
+    return gain * (end - finish) - served * problem.slot_s * finish
+
+
+def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Move, tenant by tenant (largest gain first), the instance where retraining is worth
+    most to retraining from now, where the accuracy gain until the window's (or horizon's)
+    end outweighs the inference it gives up until the retraining is done."""
+    n = len(problem.tenants)
+    if n == 0 or not problem.gpus:
+        return tuple(tasks)
+    gain = problem.retraining_gain()
+    end = np.minimum(problem.window_slots - problem.window_offset, problem.horizon).astype(np.float64)
+    eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0)
+    width = max(len(g.placements) for g in problem.gpus)
+    finish = np.full((len(problem.gpus), n, width), np.inf)
+    value = np.full_like(finish, -np.inf)
+    for g, gpu in enumerate(problem.gpus):
+        q = len(gpu.placements)
+        finish[g, :, :q], value[g, :, :q] = retraining_values(problem, gpu, tasks[g][0], served[g], gain, end)
+    starts = problem.period_starts()
+    for i in np.argsort(-gain):
+        if not eligible[i]:
+            continue
+        g, q = np.unravel_index(int(np.argmax(value[:, i, :])), (len(problem.gpus), width))
+        if not value[g, i, q] > 0:
+            continue
+        tasks[g][starts < finish[g, i, q], q] = 2 + 2 * int(i)
+        value[g, :, q] = -np.inf  # one retraining per instance
+    return tuple(tasks)
+
+
+
+def packed_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
+    """One instance per tenant, sized to its demand, packed onto the GPUs; every period the
+    same tasks, then retraining as :func:`greedy_tasks` adds it.
+
+    Tenants go largest instance first (the compute of the smallest placement whose
+    capacity covers their mean demand), each to the smallest such placement that still
+    fits, on the GPU it leaves the least room on, or, where none covers it, to the free
+    placement that serves it most. :func:`greedy_tasks` fills one GPU after another with
+    what earns most there and deals tenants out in slices (24 instances on 8 A100s / 16
+    tenants from a cold start, against the optimum's 16); the split started from this
+    plan came within 0.08 % of the whole program's optimum there, against 0.7 %."""
+    demand = problem.demand_rps()
+    bins = _Bins(problem)
+    for i in np.lexsort((-demand * problem.acc_before, -_right_size(problem, demand))):
+        if demand[i] > 0:
+            bins.place(int(i), demand[i])
+    served = [_service(problem, gpu, tasks, demand) for gpu, tasks in zip(problem.gpus, bins.first)]
+    return _add_retraining(problem, [np.tile(t, (len(problem.periods), 1)) for t in bins.first], served)
+
+
+def _service(problem: Problem, gpu: GpuProblem, tasks: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """Accuracy-weighted req/s each placement's instance serves, its tenant having no other."""
+    out = np.zeros(len(tasks))
+    for q in np.flatnonzero(tasks > IDLE):
+        i = (int(tasks[q]) - 1) // 2
+        out[q] = min(demand[i], gpu.capacity_rps[i, q]) * problem.acc_before[i]
+    return out
+
+
+def _right_size(problem: Problem, demand: np.ndarray) -> np.ndarray:
+    """(N,) compute slices of the smallest placement covering each tenant's demand (the
+    largest over GPU models; the largest placement where none covers it)."""
+    size = np.zeros(len(demand))
+    for gpu in problem.gpus:
+        covers = gpu.capacity_rps >= demand[:, None]
+        smallest = np.where(covers, gpu.compute[None, :], np.inf).min(axis=1)
+        size = np.maximum(size, np.where(np.isfinite(smallest), smallest, gpu.compute.max(initial=0)))
+    return size
+
+
+class _Bins:
+    """The GPUs as :func:`packed_tasks` fills them. GPUs of one model and placements holding
+    the same instances offer the same spots, so each such group is looked at once: on 128
+    A100s the search would otherwise check every placement of every GPU for every tenant
+    (``benchmarks/test_bench_starts.py`` holds it against that scan)."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.first = [np.full(len(gpu.placements), -1, dtype=np.int64) for gpu in problem.gpus]
+        self.kind = [(gpu.model, tuple(str(p) for p in gpu.placements)) for gpu in problem.gpus]
+        self.layouts: dict[Any, list[frozenset[int]]] = {}
+        self.free: dict[Any, np.ndarray] = {}  # (kind, occupied): placements that still fit
+        for g, gpu in enumerate(problem.gpus):
+            if self.kind[g] not in self.layouts:
+                self.layouts[self.kind[g]] = layout_sets(gpu)
+
+    def _state(self, g: int) -> tuple[Any, frozenset[int]]:
+        return self.kind[g], frozenset(int(q) for q in np.flatnonzero(self.first[g] >= 0))
+
+    def _fitting(self, g: int) -> np.ndarray:
+        state = self._state(g)
+        if state not in self.free:
+            gpu, (kind, occupied) = self.problem.gpus[g], state
+            layouts = self.layouts[kind]
+            self.free[state] = np.array([q not in occupied and fits_beside(gpu, list(occupied), q, layouts)
+                                         for q in range(len(gpu.placements))], dtype=bool)
+        return self.free[state]
+
+    def place(self, i: int, demand: float) -> None:
+        """Tenant ``i``'s instance (see :func:`packed_tasks`); none where nothing fits."""
+        covering, partial = [], []
+        seen = set()
+        for g, gpu in enumerate(self.problem.gpus):
+            state = self._state(g)
+            if state in seen:  # the same spots as a GPU already looked at, and the same room
+                continue
+            seen.add(state)
+            room = gpu.compute_slices - int(gpu.compute[list(state[1])].sum())
+            capacity = gpu.capacity_rps[i]
+            for q in np.flatnonzero(self._fitting(g) & (capacity > 0)):
+                left = room - int(gpu.compute[q])
+                if capacity[q] >= demand:
+                    covering.append((int(gpu.compute[q]), left, g, int(q)))
+                else:
+                    partial.append((-float(capacity[q]), left, g, int(q)))
+        best = min(covering or partial, default=None)
+        if best is not None:
+            self.first[best[2]][best[3]] = 1 + 2 * i

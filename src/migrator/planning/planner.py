@@ -1,0 +1,663 @@
+"""The exact planner: C++-built integer program, solved by HiGHS, decoded into a Plan.
+
+``Planner(scenario).plan()`` decides, for every GPU and each slot of the horizon, the MIG
+layout and the task of every instance, maximising the Goodput of docs/model.md. Only the
+first slot is meant to be applied; the rest is the look-ahead that justifies it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Collection, Mapping, Sequence
+
+import highspy
+import numpy as np
+
+from .. import _core
+from .decompose import merge, split_by_plan
+from .greedy import greedy_tasks, packed_tasks
+from .retraining import eligible_tenants, retrain_over_window
+from .split_bound import LpBasis, whole_bound
+from ..errors import ConfigError
+from ..workload.goodput import Instance, allocation_rates, score
+from ..geometry.layout import Layout
+from .planner_problem import (
+    PlannerState,
+    Problem,
+    RawSolution,
+    TenantState,
+    build_problem,
+    core_gpu,
+    task_name,
+)
+from ..workload.scenario import Scenario
+from ..workload.settings import PlannerConfig
+
+__all__ = ["Plan", "PlanStats", "Planner", "SlotPlan", "GpuPlan", "solve_problem"]
+
+log = logging.getLogger(__name__)
+
+_FEASIBLE = 2  # HiGHS kSolutionStatusFeasible
+
+
+# -- solving ------------------------------------------------------------------------------------
+
+
+def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool = True) -> Any:
+    return _core.build_plan_model(
+        n_tenants=len(problem.tenants),
+        slot_s=problem.slot_s,
+        periods=np.asarray(problem.periods),
+        setup_s=problem.setup_s,
+        penalty=problem.reconfig_penalty,
+        arrivals=problem.arrivals.reshape(-1),
+        acc_before=problem.acc_before,
+        acc_after=problem.acc_after,
+        work_left=problem.work_left,
+        work_full=problem.work_full,
+        done0=problem.done0.astype(np.int32),
+        window=problem.window_slots,
+        offset=problem.window_offset,
+        terminal_gain=terminal_gains(problem),
+        gpus=[core_gpu(g) for g in problem.gpus],
+        strengthen=strengthen,
+        break_symmetry=break_symmetry,
+        retrain_instances=problem.retrain_instances,
+    )
+
+
+def terminal_gains(problem: Problem) -> np.ndarray:
+    """Constraint (13)'s gains, zeros where the problem has no terminal value."""
+    if problem.terminal_gain is None:
+        return np.zeros(len(problem.tenants))
+    return np.asarray(problem.terminal_gain, dtype=np.float64)
+
+
+def _highs_lp(arrays: Any) -> highspy.HighsLp:
+    lp = highspy.HighsLp()
+    lp.num_col_ = len(arrays.col_cost)
+    lp.num_row_ = len(arrays.row_lower)
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = arrays.col_cost
+    lp.col_lower_ = arrays.col_lower
+    lp.col_upper_ = arrays.col_upper
+    lp.row_lower_ = arrays.row_lower
+    lp.row_upper_ = arrays.row_upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.num_col_ = lp.num_col_
+    lp.a_matrix_.num_row_ = lp.num_row_
+    lp.a_matrix_.start_ = arrays.a_start
+    lp.a_matrix_.index_ = arrays.a_index
+    lp.a_matrix_.value_ = arrays.a_value
+    kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
+    lp.integrality_ = [kinds[int(v)] for v in arrays.integrality]
+    return lp
+
+
+def _z_columns(problem: Problem, arrays: Any, g: int) -> np.ndarray:
+    """Columns of GPU ``g``'s z variables as (periods, placements, tasks), -1 where absent."""
+    periods, k, q = len(problem.periods), problem.n_tasks, len(problem.gpus[g].placements)
+    start = arrays.z_offset[g]
+    return arrays.z_column[start : start + periods * q * k].reshape(periods, q, k)
+
+
+def _decode_tasks(problem: Problem, arrays: Any, values: np.ndarray) -> tuple[np.ndarray, ...]:
+    out = []
+    for g in range(len(problem.gpus)):
+        columns = _z_columns(problem, arrays, g)
+        chosen = np.where(columns >= 0, values[np.maximum(columns, 0)], 0.0) > 0.5
+        tasks = np.where(chosen.any(axis=2), chosen.argmax(axis=2), -1)
+        out.append(tasks.astype(np.int64))
+    return tuple(out)
+
+
+def keep_current(problem: Problem) -> tuple[np.ndarray, ...]:
+    """Every period as now: the plan when the solver found nothing in time."""
+    return tuple(np.tile(g.current, (len(problem.periods), 1)) for g in problem.gpus)
+
+
+_BANNER_LOCK = threading.Lock()
+_banner_shown = False
+
+
+def new_highs() -> highspy.Highs:
+    """A silent Highs instance. HiGHS prints its banner on stdout when the process makes its
+    first instance, before any option can be set; a library must not print (and `--json`
+    output must stay parseable), so the file descriptor is pointed at /dev/null meanwhile.
+    Only the first instance needs that, and the lock keeps threads (the split's parts, solved
+    side by side) from interleaving the redirection, which could leave stdout on /dev/null."""
+    global _banner_shown
+    with _BANNER_LOCK:
+        if _banner_shown:
+            h = highspy.Highs()
+        else:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            try:
+                with open(os.devnull, "wb") as null:
+                    os.dup2(null.fileno(), 1)
+                    h = highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+            _banner_shown = True
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def side_by_side(jobs: Sequence[Callable[[], Any]], lanes: int) -> list[Any]:
+    """The results of ``jobs`` in order, run by ``lanes`` threads (one after another when 1).
+    HiGHS releases the GIL while it solves, so separate programs solve in parallel."""
+    if lanes <= 1:
+        return [job() for job in jobs]
+    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="migrator-part") as pool:
+        return list(pool.map(lambda job: job(), jobs))
+
+
+def solve_problem(
+    problem: Problem, *, time_limit_s: float | None = None, mip_gap: float = 1e-4,
+    warm_start: Sequence[np.ndarray] | None = None, strengthen: bool = True, break_symmetry: bool = True,
+) -> RawSolution:
+    """Build the program in C++, solve it with HiGHS, decode the instances' tasks.
+
+    At the time limit the best plan found is returned with its gap; with none found, the
+    current layout and tasks are kept (status says so). ``strengthen=False`` leaves out the
+    redundant rows that tighten the relaxation and ``break_symmetry=False`` the rows that
+    order twin placements in the first period (docs/model.md), for tests and measurements.
+    """
+    started = time.perf_counter()
+    arrays = _core_input(problem, strengthen, break_symmetry)
+    h = new_highs()
+    h.setOptionValue("mip_rel_gap", float(mip_gap))
+    if time_limit_s is not None:
+        h.setOptionValue("time_limit", float(time_limit_s))
+    h.passModel(_highs_lp(arrays))
+    build_s = time.perf_counter() - started
+    if warm_start is not None:
+        _warm_start(h, problem, arrays, warm_start)
+    started = time.perf_counter()
+    h.run()
+    solve_s = time.perf_counter() - started
+    info = h.getInfo()
+    status = h.modelStatusToString(h.getModelStatus())
+    common = dict(
+        bound=float(info.mip_dual_bound), build_s=build_s, solve_s=solve_s,
+        n_columns=len(arrays.col_cost), n_rows=len(arrays.row_lower), n_integers=arrays.n_integers,
+    )
+    if info.primal_solution_status != _FEASIBLE:
+        # No plan in time (HiGHS did not even take the warm start): the GPUs stay as they
+        # are. A layout kept is valid and costs nothing; an unverified guess could cost both.
+        log.warning("no plan found (%s): keeping the current layouts", status)
+        return RawSolution(keep_current(problem), float("nan"), status=f"{status}; current layouts kept",
+                           mip_gap=float("inf"), kept_gpus=tuple(range(len(problem.gpus))), **common)
+    values = np.asarray(h.getSolution().col_value)
+    return RawSolution(
+        tasks=_decode_tasks(problem, arrays, values),
+        objective=float(info.objective_function_value),
+        status=status,
+        mip_gap=float(info.mip_gap),
+        **common,
+    )
+
+
+def twin_ordered(problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The plan with each group of twin placements' timelines swapped into the order the
+    symmetry rows (15) ask of period 0: the same plan, by value, that the solver accepts."""
+    out = [np.array(t, copy=True) for t in tasks]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for g, first, r in np.asarray(arrays.twin_pairs, dtype=np.int64).reshape(-1, 3).tolist():
+        groups.setdefault((g, first), [first]).append(r)
+    for (g, _), members in groups.items():
+        first = out[g][0, members]
+        rank = np.where(first >= 0, problem.n_tasks - first, 0)
+        order = [members[m] for m in np.argsort(-rank, kind="stable")]
+        out[g][:, members] = out[g][:, order]
+    return tuple(out)
+
+
+def _warm_start(h: highspy.Highs, problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> None:
+    """Offer a previous plan's z values as a starting point; HiGHS completes the rest."""
+    tasks = twin_ordered(problem, arrays, tasks)
+    index, value = [], []
+    for g in range(len(problem.gpus)):
+        columns = _z_columns(problem, arrays, g)
+        present = columns >= 0
+        chosen = np.arange(problem.n_tasks)[None, None, :] == tasks[g][:, :, None]
+        index.append(columns[present])
+        value.append(chosen[present].astype(np.float64))
+    index_all = np.concatenate(index).astype(np.int32) if index else np.zeros(0, dtype=np.int32)
+    if index_all.size:
+        h.setSolution(index_all.size, index_all, np.concatenate(value))
+
+
+# -- plans --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    """One GPU in one slot: the canonical layout and the task of each instance."""
+
+    layout: str
+    assignment: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    name: str
+    model: str
+    slots: tuple[SlotPlan, ...]
+
+
+@dataclass(frozen=True)
+class PlanStats:
+    """How a plan was found. ``objective``, ``bound`` and ``mip_gap`` describe the program's
+    solution over the horizon (for a split, the merged plan's value and the bound of
+    ``migrator.planning.split_bound``); the retraining pass (``retrain_over_window``) may then move
+    first-period instances to retraining for gains beyond the horizon, which the plan's
+    ``goodput`` and ``reconfigurations`` include and ``objective`` does not. For a split,
+    ``build_s`` and ``solve_s`` add up the parts' own times (and the bound's), which exceed
+    the wall-clock time where the parts are solved side by side (``PlannerConfig.workers``)."""
+
+    build_s: float
+    solve_s: float
+    decode_s: float
+    status: str
+    objective: float
+    bound: float
+    mip_gap: float
+    columns: int
+    rows: int
+    integers: int
+    reconfigurations: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Per GPU and slot the layout and assignment; expected Goodput per tenant; solver stats."""
+
+    gpus: tuple[GpuPlan, ...]
+    goodput: Mapping[str, float]
+    stats: PlanStats
+    slot_s: float = 1.0
+    tasks: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
+    problem: Problem | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def total_goodput(self) -> float:
+        return float(sum(self.goodput.values()))
+
+    def first(self, gpu: int) -> SlotPlan:
+        """What to apply now on GPU ``gpu``."""
+        return self.gpus[gpu].slots[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gpus": [
+                {
+                    "name": g.name,
+                    "model": g.model,
+                    "slots": [{"layout": s.layout, "assignment": dict(s.assignment)} for s in g.slots],
+                }
+                for g in self.gpus
+            ],
+            "goodput": {"total": self.total_goodput, "per_tenant": dict(self.goodput)},
+            # JSON has no infinity: an unknown bound or gap is null.
+            "stats": {k: _finite_or_none(v) for k, v in asdict(self.stats).items()},
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """A stable JSON document: keys ``gpus`` (``name``, ``model``, ``slots``), ``goodput``, ``stats``."""
+        return json.dumps(self.to_dict(), indent=indent, default=json_default, allow_nan=False)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps``'s ``default`` for our documents: numpy scalars as Python numbers."""
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _slot_plans(problem: Problem, tasks: np.ndarray, gpu: int) -> tuple[SlotPlan, ...]:
+    g = problem.gpus[gpu]
+    out = []
+    for j, length in enumerate(problem.periods):
+        present = [(g.placements[q], int(k)) for q, k in enumerate(tasks[j]) if k >= 0]
+        layout = str(Layout.of(p for p, _ in present))
+        assignment = {str(p): task_name(k, problem.tenants) for p, k in present}
+        out.extend([SlotPlan(layout, assignment)] * length)
+    return tuple(out)
+
+
+def _instances(problem: Problem, tasks_per_gpu: Sequence[np.ndarray]) -> list[Instance]:
+    """Instances for one task row per GPU (task index per placement, -1 for none)."""
+    out = []
+    for g, (gpu, row) in enumerate(zip(problem.gpus, tasks_per_gpu)):
+        for q, k in enumerate(row):
+            if k < 0:
+                continue
+            i, kind = divmod(int(k) - 1, 2)
+            task = None if k == 0 else (problem.tenants[i], "retrain" if kind else "infer")
+            out.append(Instance(g, gpu.placements[q], task))
+    return out
+
+
+def instances(problem: Problem, tasks: Sequence[np.ndarray]) -> list[list[Instance]]:
+    """The plan as per-slot Instance lists, as the Goodput estimator takes them."""
+    slots: list[list[Instance]] = []
+    for j, length in enumerate(problem.periods):
+        slots.extend([_instances(problem, [t[j] for t in tasks])] * length)
+    return slots
+
+
+def current_instances(problem: Problem) -> list[Instance]:
+    return _instances(problem, [gpu.current for gpu in problem.gpus])
+
+
+def reconfigurations(problem: Problem, tasks: Sequence[np.ndarray]) -> int:
+    """Instances created or re-assigned over the plan (the penalty's count)."""
+    count = 0
+    for g, gpu in enumerate(problem.gpus):
+        before = gpu.current
+        for j in range(len(problem.periods)):
+            now = tasks[g][j]
+            count += int(np.sum((now >= 0) & (now != before)))
+            before = now
+    return count
+
+
+# -- the planner --------------------------------------------------------------------------------
+
+
+class Planner:
+    """Plans MIG layouts and instance tasks for a scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        GPUs, tenants, slot length and default settings.
+    config : PlannerConfig, optional
+        Overrides the scenario's ``planner`` settings.
+    periods : sequence of int, optional
+        Period lengths (slots) instead of the growing default; all ones is the per-slot model.
+    """
+
+    def __init__(
+        self, scenario: Scenario, config: PlannerConfig | None = None, *, periods: Sequence[int] | None = None
+    ) -> None:
+        self.scenario = scenario
+        self.config = config if config is not None else scenario.planner
+        self.periods = tuple(periods) if periods is not None else None
+        if self.periods is not None and sum(self.periods) != self.config.horizon:
+            raise ConfigError(
+                f"periods must add up to the horizon ({self.config.horizon}), got {sum(self.periods)}",
+                field="periods",
+            )
+        self._models = scenario.model_tables()
+        self._arrivals: np.ndarray | None = None  # the scenario's trace, drawn on first use
+        self._previous: tuple[np.ndarray, ...] | None = None
+        self._bound_start: LpBasis | None = None  # the last split bound's basis
+
+    def initial_state(self) -> PlannerState:
+        """The scenario's starting point: its layouts, every instance idle, slot 0."""
+        return PlannerState(
+            layouts=tuple(g.layout for g in self.scenario.gpus),
+            assignments=tuple({} for _ in self.scenario.gpus),
+        )
+
+    def default_forecast(self, state: PlannerState) -> np.ndarray:
+        """The scenario's own arrivals for the horizon (held at the last value past its end)."""
+        if self._arrivals is None:
+            self._arrivals = self.scenario.arrivals().counts.astype(np.float64)
+        counts = self._arrivals
+        stop = state.slot + self.config.horizon
+        if stop > counts.shape[1]:
+            counts = np.concatenate([counts, np.repeat(counts[:, -1:], stop - counts.shape[1], axis=1)], axis=1)
+        return counts[:, state.slot : stop]
+
+    def problem(self, forecast: np.ndarray | None = None, state: PlannerState | None = None) -> Problem:
+        state = state if state is not None else self.initial_state()
+        forecast = self.default_forecast(state) if forecast is None else np.asarray(forecast, dtype=np.float64)
+        return build_problem(
+            self.scenario.geometries(), self.scenario.tenants, forecast, state, self.config,
+            slot_s=self.scenario.slot_s, models=self._models, periods=self.periods,
+        )
+
+    def plan(self, forecast: np.ndarray | None = None, state: PlannerState | None = None) -> Plan:
+        """Decide the next horizon.
+
+        Parameters
+        ----------
+        forecast : array (n_tenants, horizon), optional
+            Expected arrivals per slot; default the scenario's own arrivals.
+        state : PlannerState, optional
+            Current layouts, tasks and retraining progress; default :meth:`initial_state`.
+        """
+        problem = self.problem(forecast, state)
+        if self._split_needed(problem):
+            raw = self._solve_split(problem)
+        else:
+            warm = self._shifted_previous(problem) or greedy_tasks(problem)
+            raw = solve_problem(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap, warm_start=warm)
+        return self.finish(problem, raw)
+
+    def finish(self, problem: Problem, raw: RawSolution, keep: Collection[int] = ()) -> Plan:
+        """The Plan of a solved ``problem``: the retraining pass where the settings ask for it
+        (``retrain_over_window``; GPUs in ``keep`` untouched), remembered as the next
+        decision's start, decoded. For callers that solve the parts themselves, as the
+        cluster controller does."""
+        keep = set(keep) | set(raw.kept_gpus)
+        if self.config.retrain_over_window:
+            raw = dataclasses.replace(raw, tasks=retrain_over_window(problem, raw.tasks, keep))
+        self._previous = raw.tasks
+        return self.decode(problem, raw)
+
+    @staticmethod
+    def advance(plan: Plan) -> PlannerState:
+        """The state one slot on, had the plan's first slot been applied: its layouts and
+        tasks, and the retraining progress its instances make (set-up downtime included).
+
+        This is what a receding-horizon loop feeds back into :meth:`plan`; a controller
+        that observes the real GPUs builds the state from them instead.
+        """
+        problem = plan.problem
+        if problem is None:
+            raise ConfigError("advance needs a plan made by Planner.plan", field="plan")
+        _, speed = _rates(problem, plan.tasks)
+        progress = problem.work_full - problem.work_left + speed[:, 0] * problem.slot_s
+        tenants = {}
+        for i, name in enumerate(problem.tenants):
+            done = bool(problem.done0[i]) or (problem.window_slots[i] > 0 and progress[i] >= problem.work_full[i])
+            tenants[name] = TenantState(progress_gpu_s=float(progress[i]), done=done)
+        return PlannerState(
+            layouts=tuple(g.slots[0].layout for g in plan.gpus),
+            assignments=tuple(dict(g.slots[0].assignment) for g in plan.gpus),
+            tenants=tenants,
+            slot=problem.slot + 1,
+        )
+
+    def _split_needed(self, problem: Problem) -> bool:
+        limit = self.config.decompose_above
+        size = len(problem.periods) * sum(len(g.placements) for g in problem.gpus) * problem.n_tasks
+        return limit > 0 and len(problem.gpus) > 1 and size > limit
+
+    def _solve_split(self, problem: Problem) -> RawSolution:
+        """Each GPU on its own with the share of demand the starting plan gives it, the parts
+        and the whole problem's bound solved side by side (``PlannerConfig.workers``) within
+        the time limit; the merged plan, or the starting one where it is worth more."""
+        began = time.perf_counter()
+        start_worth, start = self._scored_start(problem)
+        parts, subs = split_by_plan(problem, start, fill_empty=self.fills_empty_gpus(problem))
+        lanes = self.workers(len(subs))
+        # The parts run in `lanes` queues: each gets its queue's share of the time limit.
+        budget = self.config.time_limit_s * lanes / len(subs)
+
+        def solve(sub: Problem) -> Callable[[], RawSolution]:
+            return lambda: solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
+
+        def bound() -> tuple[float, LpBasis | None, float]:
+            # What is left of the time limit when it starts (none: no bound, inf).
+            started = time.perf_counter()
+            left = self.config.time_limit_s - (started - began)
+            value, basis = whole_bound(problem, time_limit_s=left, start=self._bound_start) if left > 0.01 else (float("inf"), None)
+            return value, basis, time.perf_counter() - started
+
+        jobs: list[Callable[[], Any]] = [solve(sub) for sub in subs]
+        # Side by side the bound goes first, so that it does not wait for a free queue;
+        # one after another it takes what the parts leave.
+        jobs = [bound, *jobs] if lanes > 1 else [*jobs, bound]
+        results = side_by_side(jobs, lanes)
+        (the_bound, basis, bound_s), solutions = (results[0], results[1:]) if lanes > 1 else (results[-1], results[:-1])
+        if basis is not None:
+            self._bound_start = basis
+        merged = merge(problem, parts, solutions)
+        # The parts' values add up to a lower bound of the merged plan (shared tenants pool
+        # their capacity); what the whole problem is worth is the estimator's to say. The
+        # parts' bounds do not bound it; the relaxation of migrator.planning.split_bound does.
+        worth = {"merged": self._worth(problem, merged.tasks), "start": start_worth}
+        best = max(worth, key=worth.get)
+        return dataclasses.replace(
+            merged,
+            tasks=merged.tasks if best == "merged" else start,
+            kept_gpus=merged.kept_gpus if best == "merged" else (),
+            objective=worth[best],
+            bound=the_bound,
+            mip_gap=_gap(worth[best], the_bound),
+            solve_s=merged.solve_s + bound_s,
+            status=merged.status + ("" if best == "merged" else "; starting plan kept (better)"),
+        )
+
+    def fills_empty_gpus(self, problem: Problem) -> bool:
+        """Whether the split may give room to inference that the retraining pass could use:
+        hand demand no GPU covers to a GPU the start leaves empty
+        (:func:`migrator.planning.decompose.part_arrivals`) and start from the packed plan
+        (:func:`migrator.planning.greedy.packed_tasks`). Not while the pass has retraining to place:
+        both cost replay Goodput then (docs/results.md)."""
+        return not (self.config.retrain_over_window and bool(eligible_tenants(problem).any()))
+
+    def workers(self, parts: int) -> int:
+        """How many of the split's ``parts`` are solved at once: ``PlannerConfig.workers``,
+        or one per CPU core where it is 0, and never more than there are parts."""
+        wanted = self.config.workers or os.cpu_count() or 1
+        return max(1, min(wanted, parts))
+
+    def split_start(self, problem: Problem) -> tuple[np.ndarray, ...]:
+        """The plan whose shares of demand the split gives each GPU: the greedy plan, the
+        last plan moved on, the layouts and tasks as they are, or, where
+        :meth:`fills_empty_gpus`, the packed plan, whichever is worth most (set-up and
+        penalty included). Left to the greedy plan alone, the split re-deals tenants among
+        alike GPUs from one decision to the next and reconfigures for nothing, and from a
+        cold start deals them out in slices (docs/model.md)."""
+        return self._scored_start(problem)[1]
+
+    def _scored_start(self, problem: Problem) -> tuple[float, tuple[np.ndarray, ...]]:
+        candidates = [greedy_tasks(problem), keep_current(problem)]
+        previous = self._shifted_previous(problem)
+        if previous is not None:
+            candidates.append(previous)
+        if self.fills_empty_gpus(problem):
+            candidates.append(packed_tasks(problem))
+        scored = [(self._worth(problem, tasks), tasks) for tasks in candidates]
+        return max(scored, key=lambda pair: pair[0])
+
+    @staticmethod
+    def _worth(problem: Problem, tasks: Sequence[np.ndarray]) -> float:
+        return expected_score(problem, tasks).goodput - problem.reconfig_penalty * reconfigurations(problem, tasks)
+
+    def _shifted_previous(self, problem: Problem) -> tuple[np.ndarray, ...] | None:
+        """The last plan moved one period on (its last period repeated), if shapes agree."""
+        if self._previous is None or len(self._previous) != len(problem.gpus):
+            return None
+        shifted = []
+        for tasks, gpu in zip(self._previous, problem.gpus):
+            if tasks.shape != (len(problem.periods), len(gpu.placements)):
+                return None
+            shifted.append(np.vstack([tasks[1:], tasks[-1:]]))
+        return tuple(shifted)
+
+    def decode(self, problem: Problem, raw: RawSolution) -> Plan:
+        """The Plan of a raw solution of ``problem`` (layouts, assignments, Goodput, stats),
+        as it is (:meth:`finish` adds the retraining pass first)."""
+        started = time.perf_counter()
+        result = expected_score(problem, raw.tasks)
+        changes = reconfigurations(problem, raw.tasks)
+        objective = raw.objective
+        if not np.isfinite(objective):  # a kept plan: its value by the model's own measure
+            objective = result.goodput - problem.reconfig_penalty * changes
+        gpus = tuple(
+            GpuPlan(name=f"gpu{g}", model=gpu.model, slots=_slot_plans(problem, raw.tasks[g], g))
+            for g, gpu in enumerate(problem.gpus)
+        )
+        stats = PlanStats(
+            build_s=raw.build_s, solve_s=raw.solve_s, decode_s=time.perf_counter() - started,
+            status=raw.status, objective=objective, bound=raw.bound,
+            mip_gap=_gap(objective, raw.bound) if not np.isfinite(raw.mip_gap) else raw.mip_gap,
+            columns=raw.n_columns, rows=raw.n_rows, integers=raw.n_integers, reconfigurations=changes,
+        )
+        return Plan(gpus=gpus, goodput=result.goodput_per_tenant(), stats=stats,
+                    slot_s=problem.slot_s, tasks=raw.tasks, problem=problem)
+
+
+def _gap(objective: float, bound: float) -> float:
+    """HiGHS's relative gap, |bound - objective| / |bound|, for a plan it did not find."""
+    if not np.isfinite(bound) or bound == 0:
+        return float("inf") if objective != bound else 0.0
+    return abs(bound - objective) / abs(bound)
+
+
+def expected_score(problem: Problem, tasks: Sequence[np.ndarray]) -> Any:
+    """The Goodput estimator's score of a plan on the problem's forecast, from the problem's
+    decision slot and retraining progress (``migrator.workload.goodput.ScoreResult``)."""
+    from ..workload.tenant import Tenant
+
+    tenants = [
+        Tenant(
+            name=name, model="-", slo_ms=1.0,
+            window_s=float(problem.window_slots[i] * problem.slot_s) if problem.window_slots[i] else None,
+            work_gpu_s=float(problem.work_full[i]),
+            accuracy_before=float(problem.acc_before[i]), accuracy_after=float(problem.acc_after[i]),
+        )
+        for i, name in enumerate(problem.tenants)
+    ]
+    capacity, retrain = _rates(problem, tasks)
+    return score(
+        problem.arrivals, capacity, retrain, tenants, slot_s=problem.slot_s,
+        start_slot=problem.slot,
+        progress_gpu_s=problem.work_full - problem.work_left, done=problem.done0,
+    )
+
+
+def _rates(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """allocation_rates with the problem's own per-placement figures."""
+    figures = {
+        (g, gpu.placements[q]): (gpu.capacity_rps[:, q], gpu.retrain_speed[:, q])
+        for g, gpu in enumerate(problem.gpus)
+        for q in range(len(gpu.placements))
+    }
+
+    def rate(inst: Instance, tenant: int) -> float:
+        infer, retrain = figures[(inst.gpu, inst.placement)]
+        return float((infer if inst.task[1] == "infer" else retrain)[tenant])
+
+    return allocation_rates(
+        instances(problem, tasks), [_Named(n) for n in problem.tenants], [g.model for g in problem.gpus],
+        slot_s=problem.slot_s, setup_s=problem.setup_s, initial=current_instances(problem), figures=rate,
+    )
+
+
+@dataclass(frozen=True)
+class _Named:
+    name: str

@@ -1,0 +1,421 @@
+"""The planning problem as plain arrays: what both ILP builders (C++ and the Python
+reference) and the brute-force check take. docs/model.md defines every field.
+
+Tasks are numbered ``0`` idle, ``1 + 2i`` inference of tenant ``i``, ``2 + 2i`` retraining
+of tenant ``i``; :func:`task_name` and :func:`parse_task` convert to the text form
+``"idle"``, ``"<tenant>:infer"``, ``"<tenant>:retrain"``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .. import _core
+from ..errors import ConfigError, InvalidLayout
+from ..geometry.geometry import Geometry
+from ..workload.goodput import slo_capacity
+from ..geometry.layout import Placement
+from ..workload.settings import PlannerConfig
+from ..workload.tenant import Tenant
+
+__all__ = [
+    "GpuProblem",
+    "PlannerState",
+    "Problem",
+    "RawSolution",
+    "TenantState",
+    "build_problem",
+    "core_gpu",
+    "default_periods",
+    "parse_task",
+    "planning_placements",
+    "task_name",
+]
+
+IDLE = 0
+_MEDIA_VARIANT = re.compile(r"^\d+g\.\d+gb[+-]")
+
+
+def task_name(k: int, tenants: Sequence[str]) -> str:
+    if k == IDLE:
+        return "idle"
+    i, kind = divmod(k - 1, 2)
+    return f"{tenants[i]}:{'retrain' if kind else 'infer'}"
+
+
+def parse_task(text: str, tenants: Sequence[str]) -> int:
+    if text == "idle":
+        return IDLE
+    name, _, kind = text.rpartition(":")
+    if name not in tenants or kind not in ("infer", "retrain"):
+        raise ConfigError(
+            f"task {text!r} must be 'idle' or '<tenant>:infer|retrain' with tenant one of "
+            f"{', '.join(tenants)}",
+            field="assignment",
+        )
+    return 1 + 2 * list(tenants).index(name) + (kind == "retrain")
+
+
+def default_periods(horizon: int, first: int = 1) -> tuple[int, ...]:
+    """Period lengths ``first``, 2 ``first``, 4 ``first``, ... truncated to ``horizon`` slots.
+
+    The first period is the decision; the look-ahead coarsens with distance, since the
+    solve time grows with the number of periods. The planner passes the set-up time in
+    slots as ``first``, so that an instance created at a period start is ready within that
+    period: the downtime rows then stay inside one period, which keeps the relaxation tight
+    (docs/model.md has the measurements).
+    """
+    lengths: list[int] = []
+    step = max(1, int(first))
+    while sum(lengths) < horizon:
+        lengths.append(min(step, horizon - sum(lengths)))
+        step *= 2
+    return tuple(lengths)
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """Retraining state of one tenant at the decision time."""
+
+    progress_gpu_s: float = 0.0
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        value = self.progress_gpu_s
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0 or value == np.inf:
+            raise ConfigError(
+                f"progress_gpu_s must be a finite number of GPU-seconds >= 0, got {value!r}", field="progress_gpu_s"
+            )
+        if not isinstance(self.done, (bool, np.bool_)):
+            raise ConfigError(f"done must be true or false, got {self.done!r}", field="done")
+
+
+@dataclass(frozen=True)
+class PlannerState:
+    """What the planner starts from: per GPU the layout and each instance's task, per tenant
+    the retraining progress, and the absolute slot index (which places the windows)."""
+
+    layouts: tuple[str, ...]
+    assignments: tuple[Mapping[str, str], ...]
+    tenants: Mapping[str, TenantState] = field(default_factory=dict)
+    slot: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.slot, bool) or not isinstance(self.slot, (int, np.integer)) or self.slot < 0:
+            raise ConfigError(f"state.slot must be an integer >= 0, got {self.slot!r}", field="state.slot")
+        for name, tenant in dict(self.tenants).items():
+            if not isinstance(tenant, TenantState):
+                raise ConfigError(
+                    f"state.tenants[{name!r}] must be a TenantState, got {type(tenant).__name__}",
+                    field="state.tenants",
+                )
+
+
+@dataclass(frozen=True)
+class GpuProblem:
+    """One GPU: candidate placements and what an instance at each earns.
+
+    Arrays of length Q (placements) unless noted: ``memory_mask`` uint64, ``compute`` int,
+    ``profile`` int index into ``max_count``, ``engines`` (Q, 4); ``capacity_rps`` and
+    ``retrain_speed`` (N, Q); ``current`` task now at each placement, -1 for none.
+    """
+
+    name: str
+    model: str
+    placements: tuple[Placement, ...]
+    memory_mask: np.ndarray
+    compute: np.ndarray
+    profile: np.ndarray
+    engines: np.ndarray
+    max_count: np.ndarray
+    compute_slices: int
+    engine_totals: np.ndarray
+    capacity_rps: np.ndarray
+    retrain_speed: np.ndarray
+    current: np.ndarray
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything one decision needs, as arrays (see docs/model.md)."""
+
+    tenants: tuple[str, ...]
+    slot_s: float
+    periods: tuple[int, ...]
+    setup_s: float
+    reconfig_penalty: float
+    arrivals: np.ndarray  # (N, T)
+    acc_before: np.ndarray  # (N,)
+    acc_after: np.ndarray  # (N,)
+    work_left: np.ndarray  # (N,)
+    done0: np.ndarray  # (N,) bool
+    window_slots: np.ndarray  # (N,) int, 0 = never retrains
+    window_offset: np.ndarray  # (N,) int
+    work_full: np.ndarray  # (N,)
+    gpus: tuple[GpuProblem, ...]
+    terminal_gain: np.ndarray | None = None  # (N,), None = no terminal value
+    slot: int = 0  # absolute index of slot 0 (places the windows, as window_offset does)
+    retrain_instances: int = 0  # instances that may retrain one tenant at once (16); 0: any
+
+    @property
+    def horizon(self) -> int:
+        return int(sum(self.periods))
+
+    @property
+    def n_tasks(self) -> int:
+        return 2 * len(self.tenants) + 1
+
+    def mean_arrivals(self) -> np.ndarray:
+        """(N,) each tenant's mean forecast arrivals per slot over the horizon (0 for an
+        empty horizon)."""
+        if not self.arrivals.shape[1]:
+            return np.zeros(len(self.tenants))
+        return self.arrivals.mean(axis=1)
+
+    def retraining_gain(self) -> np.ndarray:
+        """(N,) what finishing each tenant's retraining adds per slot: its accuracy gain on
+        its mean forecast arrivals (the greedy start and the retraining pass value a
+        retraining by it)."""
+        return (self.acc_after - self.acc_before) * self.mean_arrivals()
+
+    def demand_rps(self) -> np.ndarray:
+        """(N,) :meth:`mean_arrivals` per second."""
+        return self.mean_arrivals() / self.slot_s
+
+    def period_starts(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.periods)[:-1]]).astype(np.int64)
+
+    def downtime(self, d: int) -> float:
+        """Share of a slot lost ``d`` slots after an instance started."""
+        return float(min(1.0, max(0.0, self.setup_s / self.slot_s - d)))
+
+
+def core_gpu(gpu: GpuProblem) -> Any:
+    """The GPU as the C++ builder takes it (``migrator._core.GpuInput``)."""
+    return _core.GpuInput(
+        memory_mask=gpu.memory_mask,
+        compute=gpu.compute,
+        profile=gpu.profile,
+        engines=gpu.engines.reshape(-1),
+        max_count=gpu.max_count,
+        compute_slices=gpu.compute_slices,
+        engine_totals=gpu.engine_totals,
+        capacity=gpu.capacity_rps.reshape(-1),
+        speed=gpu.retrain_speed.reshape(-1),
+        current=gpu.current,
+    )
+
+
+def planning_placements(geometry: Geometry, models_fit: Any = None, keep: Sequence[str] = ()) -> list[Placement]:
+    """Placements worth planning with: no media variants, no profile whose compute a
+    smaller-memory profile already offers (where ``models_fit(profile)`` says every model
+    fits it), plus every placement in ``keep`` (the current layout)."""
+    useful = {}
+    for p in sorted(geometry.profiles, key=lambda p: (p.compute_slices, p.memory_slices, p.name)):
+        if _MEDIA_VARIANT.match(p.name):
+            continue
+        if p.compute_slices in useful and (models_fit is None or models_fit(useful[p.compute_slices].name)):
+            continue
+        useful[p.compute_slices] = p
+    chosen = {(p.name, start) for p in useful.values() for start in p.starts}
+    chosen |= {(pl.profile, pl.start) for pl in (Placement.parse(k) for k in keep)}
+    return [pl for pl in geometry.placements() if (pl.profile, pl.start) in chosen]
+
+
+def _profile_figures(
+    gpu_model: str, profile: str, tenants: Sequence[Tenant], models: Mapping[str, Any],
+    cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every tenant's SLO capacity and retraining speed on one profile of one GPU model,
+    computed once per decision however many GPUs and placements share them."""
+    key = (gpu_model, profile)
+    if key not in cache:
+        capacity, speed = np.zeros(len(tenants)), np.zeros(len(tenants))
+        for i, t in enumerate(tenants):
+            model = models[t.model]
+            if not model.fits(gpu_model, profile):
+                continue
+            capacity[i] = slo_capacity(
+                t.model, profile, t.slo_ms, gpu=gpu_model, percentile=t.percentile,
+                max_batch=t.max_batch, models=models,
+            )
+            if t.retrains:
+                speed[i] = model.retrain_speed(gpu_model, profile)
+        cache[key] = (capacity, speed)
+    return cache[key]
+
+
+def _gpu_problem(
+    index: int, geometry: Geometry, layout: str, assignment: Mapping[str, str],
+    tenants: Sequence[Tenant], models: Mapping[str, Any],
+    figures: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> GpuProblem:
+    names = [t.name for t in tenants]
+    current_layout = geometry.validate(layout)
+    keep = [str(p) for p in current_layout]
+
+    def fits_all(profile: str) -> bool:
+        return all(models[t.model].fits(geometry.name, profile) for t in tenants)
+
+    placements = planning_placements(geometry, fits_all, keep)
+    figures = {} if figures is None else figures
+    profiles = sorted({p.profile for p in placements})
+    by_name = {p.name: p for p in geometry.profiles}
+    capacity = np.zeros((len(tenants), len(placements)))
+    speed = np.zeros_like(capacity)
+    for q, pl in enumerate(placements):
+        capacity[:, q], speed[:, q] = _profile_figures(geometry.name, pl.profile, tenants, models, figures)
+    current = np.full(len(placements), -1, dtype=np.int64)
+    index_of = {str(pl): q for q, pl in enumerate(placements)}
+    for placement in keep:
+        current[index_of[placement]] = IDLE
+    for placement, task in assignment.items():
+        try:
+            canonical = str(geometry.normalize(placement))
+        except InvalidLayout as exc:
+            raise ConfigError(f"state.assignments[{index}]: {exc}", field="state.assignments") from exc
+        if canonical not in index_of or current[index_of[canonical]] < 0:
+            raise ConfigError(
+                f"state.assignments[{index}]: {placement} is not in the GPU's layout {layout!r}",
+                field="state.assignments",
+            )
+        current[index_of[canonical]] = parse_task(task, names)
+    return GpuProblem(
+        name=f"gpu{index}",
+        model=geometry.name,
+        placements=tuple(placements),
+        memory_mask=np.array([_mask(geometry, pl) for pl in placements], dtype=np.uint64),
+        compute=np.array([by_name[pl.profile].compute_slices for pl in placements], dtype=np.int64),
+        profile=np.array([profiles.index(pl.profile) for pl in placements], dtype=np.int64),
+        engines=np.array([by_name[pl.profile].engines.as_tuple() for pl in placements], dtype=np.int64).reshape(-1, 4),
+        max_count=np.array([by_name[p].max_count for p in profiles], dtype=np.int64),
+        compute_slices=geometry.compute_slices,
+        engine_totals=np.array(geometry.engines.as_tuple(), dtype=np.int64),
+        capacity_rps=capacity,
+        retrain_speed=speed,
+        current=current,
+    )
+
+
+def _mask(geometry: Geometry, placement: Placement) -> int:
+    size = geometry.profile(placement.profile).memory_slices
+    return ((1 << size) - 1) << placement.start
+
+
+def build_problem(
+    geometries: Sequence[Geometry],
+    tenants: Sequence[Tenant],
+    arrivals: np.ndarray,
+    state: PlannerState,
+    config: PlannerConfig,
+    *,
+    slot_s: float,
+    models: Mapping[str, Any],
+    periods: Sequence[int] | None = None,
+) -> Problem:
+    """Assemble a :class:`Problem` from scenario objects (see :class:`migrator.Planner`)."""
+    names = tuple(t.name for t in tenants)
+    arrivals = np.asarray(arrivals, dtype=np.float64)
+    setup_slots = int(np.ceil(config.setup_s / slot_s - 1e-9)) if config.setup_s > 0 else 1
+    lengths = tuple(periods) if periods is not None else default_periods(config.horizon, setup_slots)
+    if arrivals.shape != (len(tenants), sum(lengths)):
+        raise ConfigError(
+            f"forecast must have shape ({len(tenants)}, {sum(lengths)}) (tenants x horizon), "
+            f"got {arrivals.shape}",
+            field="forecast",
+        )
+    if len(state.layouts) != len(geometries) or len(state.assignments) != len(geometries):
+        raise ConfigError(f"state must give a layout and an assignment for each of the {len(geometries)} GPUs", field="state")
+    unknown = sorted(set(state.tenants) - set(names))
+    if unknown:
+        # A misspelt tenant would silently restart its retraining from nothing.
+        raise ConfigError(
+            f"state.tenants has no tenant {unknown[0]!r}; tenants are {', '.join(names)}", field="state.tenants"
+        )
+    window = np.array([0 if t.window_s is None else max(1, round(t.window_s / slot_s)) for t in tenants], dtype=np.int64)
+    offset = np.array([state.slot % w if w else 0 for w in window], dtype=np.int64)
+    # A window that starts at the decision slot starts afresh, whatever the state says.
+    fresh = offset == 0
+    progress = np.array([0.0 if f else state.tenants.get(n, TenantState()).progress_gpu_s for n, f in zip(names, fresh)])
+    done = np.array([False if f else state.tenants.get(n, TenantState()).done for n, f in zip(names, fresh)], dtype=bool)
+    work_full = np.array([t.work_gpu_s if t.retrains else 0.0 for t in tenants])
+    acc_before = np.array([t.accuracy_before for t in tenants])
+    acc_after = np.array([t.accuracy_after if t.retrains else t.accuracy_before for t in tenants])
+    terminal = (
+        config.terminal_weight * _terminal_gain(arrivals, acc_after - acc_before, window, offset, done, sum(lengths))
+        if config.terminal_value else None
+    )
+    figures: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    gpus = tuple(
+        _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, models, figures)
+        for g, geometry in enumerate(geometries)
+    )
+    return Problem(
+        tenants=names,
+        slot_s=float(slot_s),
+        periods=lengths,
+        setup_s=float(config.setup_s),
+        reconfig_penalty=float(config.reconfig_penalty),
+        arrivals=arrivals,
+        acc_before=acc_before,
+        acc_after=acc_after,
+        work_left=np.maximum(work_full - progress, 0.0),
+        # Done only when the state says so: with no work left the retraining still
+        # finishes in the next slot, as the estimator has it.
+        done0=done & (window > 0),
+        window_slots=window,
+        window_offset=offset,
+        work_full=work_full,
+        gpus=gpus,
+        terminal_gain=terminal,
+        slot=int(state.slot),
+        retrain_instances=int(config.retrain_instances),
+    )
+
+
+def _terminal_gain(
+    arrivals: np.ndarray, gain: np.ndarray, window: np.ndarray, offset: np.ndarray,
+    done: np.ndarray, horizon: int,
+) -> np.ndarray:
+    """Accuracy gain x mean forecast arrivals per slot x slots of the window that holds the
+    horizon's last slot left after the horizon: what finishing that window's retraining is
+    worth beyond the horizon (0 where the window ends with the horizon, or is already done)."""
+    out = np.zeros(len(gain))
+    rate = arrivals.mean(axis=1) if arrivals.shape[1] else np.zeros(len(gain))
+    for i in range(len(gain)):
+        if window[i] <= 0 or gain[i] <= 0:
+            continue
+        left = (window[i] - (offset[i] + horizon) % window[i]) % window[i]
+        # `done` is already False for a window that starts at slot 0.
+        if left == 0 or (offset[i] + horizon <= window[i] and done[i]):
+            continue
+        out[i] = gain[i] * rate[i] * left
+    return out
+
+
+@dataclass(frozen=True)
+class RawSolution:
+    """A solved :class:`Problem`, before decoding into a plan.
+
+    ``tasks[g]`` is an int array (J, Q): the task of the instance at each placement of GPU
+    ``g`` in each period, -1 where there is none. ``objective`` is the solver's value (Goodput
+    minus the reconfiguration penalty), ``bound`` its best bound, ``status`` HiGHS's model
+    status text, ``build_s`` and ``solve_s`` the seconds spent. ``kept_gpus``: GPUs for which
+    the solver found no plan in time; they keep their current layout and tasks.
+    """
+
+    tasks: tuple[np.ndarray, ...]
+    objective: float
+    bound: float
+    status: str
+    mip_gap: float
+    build_s: float
+    solve_s: float
+    n_columns: int = 0
+    n_rows: int = 0
+    n_integers: int = 0
+    kept_gpus: tuple[int, ...] = ()

@@ -1,0 +1,364 @@
+"""The Goodput estimator: SLO capacity of an instance, and Goodput of an allocation.
+
+Goodput = sum over requests served within their SLO of the accuracy of the model version
+that served them. Both the planner (its coefficients) and the simulator (its scoring)
+use these functions, which run on the Numba kernels of ``_kernels.py``, so that what is
+optimised and what is scored cannot drift apart. The model is written out in
+docs/goodput.md.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import _kernels
+from ..errors import ConfigError
+from ..geometry.layout import Placement
+from .tenant import Tenant
+
+__all__ = [
+    "Instance",
+    "model_table",
+    "tenant_arrays",
+    "operating_batch",
+    "ScoreResult",
+    "allocation_rates",
+    "score",
+    "slo_capacity",
+    "slo_capacity_from_service",
+]
+
+INFER = "infer"
+RETRAIN = "retrain"
+
+
+def slo_capacity_from_service(
+    batch_sizes: Sequence[int], service_ms: Sequence[float], slo_ms: float, percentile: float = 99.0
+) -> float:
+    """Highest Poisson arrival rate (req/s) at which batches of the listed sizes, each
+    taking ``service_ms``, keep ``percentile`` per cent of requests within ``slo_ms``.
+
+    Every rate below the capacity is served within the SLO by some batch size; see
+    docs/goodput.md for the queueing model and its cross-check by simulation.
+    """
+    sizes = np.asarray(batch_sizes, dtype=np.int64)
+    service = np.asarray(service_ms, dtype=np.float64)
+    if sizes.ndim != 1 or sizes.shape != service.shape or sizes.size == 0:
+        raise ConfigError("batch_sizes and service_ms must be 1-D of the same, non-zero length")
+    if np.any(sizes < 1) or np.any(np.diff(sizes) <= 0):
+        raise ConfigError("batch_sizes must be positive and increasing", field="batch_sizes")
+    if np.any(~np.isfinite(service)) or np.any(service <= 0):
+        raise ConfigError("service_ms must be positive and finite", field="service_ms")
+    if not slo_ms > 0:
+        raise ConfigError(f"slo_ms must be positive, got {slo_ms!r}", field="slo_ms")
+    if not 50.0 < percentile < 100.0:
+        raise ConfigError(f"percentile must be in (50, 100), got {percentile!r}", field="percentile")
+    return float(
+        _kernels.slo_capacity_kernel(sizes, service / 1000.0, slo_ms / 1000.0, percentile / 100.0)
+    )
+
+
+def operating_batch(
+    batch_sizes: Sequence[int], service_ms: Sequence[float], rate_rps: float, percentile: float = 99.0
+) -> int:
+    """The batch size the capacity model runs at ``rate_rps``: configure the serving
+    system's maximum batch size to it (larger batches only pad and slow the server)."""
+    return int(
+        _kernels.best_batch(
+            float(rate_rps),
+            np.asarray(batch_sizes, dtype=np.int64),
+            np.asarray(service_ms, dtype=np.float64) / 1000.0,
+            percentile / 100.0,
+        )
+    )
+
+
+def slo_capacity(
+    model: str,
+    profile: str,
+    slo_ms: float,
+    *,
+    gpu: str = "A100-40GB",
+    percentile: float = 99.0,
+    max_batch: int | None = None,
+    models: Mapping[str, Any] | None = None,
+) -> float:
+    """SLO capacity (req/s) of one instance of ``profile`` on ``gpu`` serving ``model``.
+
+    Parameters
+    ----------
+    model : str
+        Model key in the model table (``migrator.workload.models``).
+    profile : str
+        MIG profile name on ``gpu`` (``"3g.20gb"``, ``"MIG 1g.5gb+me"``).
+    slo_ms, percentile : float
+        ``percentile`` per cent of requests must finish within ``slo_ms``.
+    max_batch : int, optional
+        Largest batch the server may form; default the table's largest.
+    models : mapping, optional
+        Model tables from ``migrator.workload.models.load_models``; the built-in table by default.
+
+    Returns 0.0 when the model does not fit the profile or cannot meet the SLO there.
+    """
+    table = model_table(model, models)
+    if not table.fits(gpu, profile):
+        return 0.0
+    sizes = np.asarray(table.batch_sizes, dtype=np.int64)
+    service = np.asarray(table.inference_ms(gpu, profile), dtype=np.float64)
+    if max_batch is not None:
+        keep = sizes <= max_batch
+        if not keep.any():
+            raise ConfigError(
+                f"max_batch {max_batch} is below the smallest profiled batch size {sizes[0]}",
+                field="max_batch",
+            )
+        sizes, service = sizes[keep], service[keep]
+    return _capacity_cached(tuple(sizes.tolist()), tuple(service.tolist()), float(slo_ms), float(percentile))
+
+
+@functools.lru_cache(maxsize=4096)
+def _capacity_cached(sizes: tuple[int, ...], service: tuple[float, ...], slo_ms: float, percentile: float) -> float:
+    return slo_capacity_from_service(sizes, service, slo_ms, percentile)
+
+
+def model_table(name: str, models: Mapping[str, Any] | None) -> Any:
+    """The table of model ``name`` in ``models`` (the built-in ones when None); a clear
+    error naming the known models otherwise."""
+    from .models import builtin_models
+
+    tables = builtin_models() if models is None else models
+    try:
+        return tables[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(tables))}", field="model"
+        ) from None
+
+
+# -- allocations ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One GPU instance in one slot: where it is and which task it serves.
+
+    ``task`` is ``(tenant name, "infer" | "retrain")`` or None for an idle instance.
+    """
+
+    gpu: int
+    placement: Placement
+    task: tuple[str, str] | None = None
+
+
+def _ready_times(
+    allocation: Sequence[Iterable[Instance]], slot_s: float, setup_s: float, initial: Iterable[Instance]
+) -> list[list[tuple[Instance, float]]]:
+    """Each instance of each slot with the time (s) it is ready to serve its task.
+
+    An instance is ready ``setup_s`` after it first appears with its current task
+    (created, or re-assigned: model load); one that keeps its task keeps its readiness.
+    Instances in ``initial`` were running before slot 0.
+    """
+    ready: dict[tuple[int, Placement], tuple[Any, float]] = {
+        (i.gpu, i.placement): (i.task, -np.inf) for i in initial
+    }
+    out = []
+    for t, instances in enumerate(allocation):
+        now: dict[tuple[int, Placement], tuple[Any, float]] = {}
+        row = []
+        for inst in instances:
+            key = (inst.gpu, inst.placement)
+            if key in now:
+                raise ConfigError(f"slot {t}: instance {inst.placement} on GPU {inst.gpu} appears twice")
+            task, at = ready.get(key, (None, np.inf))
+            if key not in ready or task != inst.task:
+                at = t * slot_s + setup_s
+            now[key] = (inst.task, at)
+            row.append((inst, at))
+        ready = now
+        out.append(row)
+    return out
+
+
+def allocation_rates(
+    allocation: Sequence[Iterable[Instance]],
+    tenants: Sequence[Tenant],
+    gpus: Sequence[str],
+    *,
+    slot_s: float = 1.0,
+    setup_s: float = 0.0,
+    initial: Iterable[Instance] = (),
+    models: Mapping[str, Any] | None = None,
+    figures: Callable[[Instance, int], float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per tenant and slot: inference capacity within SLO (req/s) and retraining speed
+    (fraction of a full GPU), averaged over each slot, set-up downtime taken off.
+
+    Parameters
+    ----------
+    allocation : sequence over slots of iterables of Instance
+    tenants : the tenants, in the row order of the result
+    gpus : GPU model of each GPU index used by the instances (``"A100-40GB"``)
+    figures : callable, optional
+        ``figures(instance, tenant_index)``: the instance's capacity (req/s) or retraining
+        speed, instead of looking them up (the planner passes its own arrays this way).
+
+    Returns
+    -------
+    capacity_rps, retrain_speed : float64 arrays of shape (n_tenants, n_slots)
+    """
+    index = {t.name: i for i, t in enumerate(tenants)}
+    capacity = np.zeros((len(tenants), len(allocation)))
+    retrain = np.zeros_like(capacity)
+    for t, row in enumerate(_ready_times(allocation, slot_s, setup_s, initial)):
+        for inst, ready_at in row:
+            if inst.task is None:
+                continue
+            name, kind = inst.task
+            if name not in index or kind not in (INFER, RETRAIN):
+                raise ConfigError(
+                    f"slot {t}: task {inst.task!r} must be (tenant, 'infer'|'retrain') "
+                    f"with tenant one of {', '.join(index)}",
+                    field="task",
+                )
+            start = max(ready_at, t * slot_s)
+            share = min(1.0, max(0.0, ((t + 1) * slot_s - start) / slot_s))
+            if figures is not None:
+                target = capacity if kind == INFER else retrain
+                target[index[name], t] += share * figures(inst, index[name])
+                continue
+            tenant = tenants[index[name]]
+            gpu = gpus[inst.gpu]
+            if kind == INFER:
+                capacity[index[name], t] += share * slo_capacity(
+                    tenant.model, inst.placement.profile, tenant.slo_ms, gpu=gpu,
+                    percentile=tenant.percentile, max_batch=tenant.max_batch, models=models,
+                )
+            else:
+                retrain[index[name], t] += share * model_table(tenant.model, models).retrain_speed(
+                    gpu, inst.placement.profile
+                )
+    return capacity, retrain
+
+
+# -- scoring --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Goodput accounting of a replay. Arrays have shape (n_tenants, n_slots).
+
+    ``within + late + dropped == arrived`` per tenant (requests still queued when the
+    replay ends are counted as dropped in its last slot).
+    """
+
+    tenants: tuple[str, ...]
+    arrived: np.ndarray
+    within: np.ndarray
+    late: np.ndarray
+    dropped: np.ndarray
+    accuracy: np.ndarray
+    completed: np.ndarray
+
+    @property
+    def goodput(self) -> float:
+        return float((self.within * self.accuracy).sum())
+
+    def goodput_per_tenant(self) -> dict[str, float]:
+        per = (self.within * self.accuracy).sum(axis=1)
+        return {name: float(v) for name, v in zip(self.tenants, per)}
+
+    @property
+    def slo_attainment(self) -> float:
+        total = self.arrived.sum()
+        return float(self.within.sum() / total) if total > 0 else 1.0
+
+    @property
+    def mean_accuracy(self) -> float:
+        """Accuracy of the model versions that served requests within SLO, averaged per request."""
+        served = self.within.sum()
+        return float((self.within * self.accuracy).sum() / served) if served > 0 else 0.0
+
+    def completion_slots(self, tenant: str) -> list[int]:
+        """Slots in which a retraining of ``tenant`` finished."""
+        return np.flatnonzero(self.completed[self.tenants.index(tenant)]).tolist()
+
+
+def tenant_arrays(tenants: Sequence[Tenant], slot_s: float) -> tuple[np.ndarray, ...]:
+    """Per tenant: accuracy before and after retraining (after = before for a tenant that
+    does not retrain), retraining work (full-GPU s) and window (slots, 0 = none)."""
+    before = np.array([t.accuracy_before for t in tenants], dtype=np.float64)
+    after = np.array([t.accuracy_after if t.retrains else t.accuracy_before for t in tenants])
+    work = np.array([t.work_gpu_s for t in tenants], dtype=np.float64)
+    window = np.array(
+        [0 if t.window_s is None else max(1, int(round(t.window_s / slot_s))) for t in tenants],
+        dtype=np.int64,
+    )
+    return before, after, work, window
+
+
+def score(
+    arrivals: np.ndarray,
+    capacity_rps: np.ndarray,
+    retrain_speed: np.ndarray,
+    tenants: Sequence[Tenant],
+    *,
+    slot_s: float = 1.0,
+    max_wait_slots: int = 1,
+    start_slot: int = 0,
+    progress_gpu_s: Sequence[float] | None = None,
+    done: Sequence[bool] | None = None,
+) -> ScoreResult:
+    """Goodput of an allocation on realised arrivals.
+
+    Parameters
+    ----------
+    arrivals : array (n_tenants, n_slots)
+        Requests arriving in each slot.
+    capacity_rps, retrain_speed : arrays (n_tenants, n_slots)
+        From :func:`allocation_rates`: requests per second servable within SLO, and
+        retraining speed as a fraction of a full GPU.
+    tenants : sequence of Tenant, in row order
+    slot_s : float
+        Slot length in seconds.
+    max_wait_slots : int
+        Slots a request may wait in a queue (late) before it is dropped.
+    start_slot : int
+        Absolute index of the first slot: windows restart at multiples of ``window_s``.
+    progress_gpu_s, done : sequences (n_tenants,), optional
+        Retraining progress and completion in the window holding ``start_slot``
+        (a window that starts at ``start_slot`` starts afresh regardless).
+    """
+    arrived = _matrix(arrivals, "arrivals", len(tenants))
+    cap = _matrix(capacity_rps, "capacity_rps", len(tenants), arrived.shape) * slot_s
+    work_done = _matrix(retrain_speed, "retrain_speed", len(tenants), arrived.shape) * slot_s
+    if not isinstance(max_wait_slots, int) or max_wait_slots < 0:
+        raise ConfigError("max_wait_slots must be an integer >= 0", field="max_wait_slots")
+    before, after, work, window = tenant_arrays(tenants, slot_s)
+    n = len(tenants)
+    queue = np.zeros((n, max_wait_slots))
+    progress = np.zeros(n) if progress_gpu_s is None else np.array(progress_gpu_s, dtype=np.float64)
+    finished = np.zeros(n, dtype=np.bool_) if done is None else np.array(done, dtype=np.bool_)
+    if progress.shape != (n,) or finished.shape != (n,):
+        raise ConfigError("progress_gpu_s and done must have one entry per tenant", field="progress_gpu_s")
+    within, late, dropped, accuracy, completed = _kernels.score_kernel(
+        arrived, cap, work_done, before, after, work, window, int(start_slot),
+        queue, progress, finished,
+    )
+    if arrived.shape[1]:
+        dropped[:, -1] += queue.sum(axis=1)
+    return ScoreResult(tuple(t.name for t in tenants), arrived, within, late, dropped, accuracy, completed)
+
+
+def _matrix(value: Any, name: str, rows: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    array = np.ascontiguousarray(value, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] != rows or (shape is not None and array.shape != shape):
+        want = shape if shape is not None else f"({rows}, n_slots)"
+        raise ConfigError(f"{name} must have shape {want}, got {array.shape}", field=name)
+    if not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise ConfigError(f"{name} must be finite and non-negative", field=name)
+    return array
