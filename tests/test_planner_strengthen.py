@@ -13,6 +13,7 @@ import pytest
 
 from migrator import _core
 from migrator.planning import planner
+from migrator.planning.highs import new_highs
 from migrator.planning.greedy import maximal_sets
 from migrator.planning.planner_problem import Problem, core_gpu
 from scenarios import sized
@@ -49,7 +50,7 @@ def test_strengthening_keeps_the_optimum_on_every_placement(seed: int) -> None:
 def _relaxation(problem: Problem, strengthen: bool) -> float:
     lp = planner._highs_lp(planner._core_input(problem, strengthen))
     lp.integrality_ = [highspy.HighsVarType.kContinuous] * lp.num_col_
-    h = planner.new_highs()
+    h = new_highs()
     h.passModel(lp)
     h.run()
     return float(h.getInfo().objective_function_value)

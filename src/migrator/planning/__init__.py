@@ -2,6 +2,7 @@
 
 ``planner`` (``Planner``: build in C++, solve with HiGHS, decode), ``planner_problem`` (the
 problem as arrays), ``greedy`` (starting plans), ``decompose`` and ``split_bound`` (the
-per-GPU split and its bound), ``retraining`` (the retraining pass), ``_ilp_reference`` (the
-program on highspy's modelling API, for tests). Uses workload and geometry.
+per-GPU split and its bound), ``retraining`` (the retraining pass), ``highs`` (the one place
+HiGHS instances are made), ``_ilp_reference`` (the program on highspy's modelling API, for
+tests). Uses workload and geometry.
 """

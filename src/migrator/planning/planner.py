@@ -11,10 +11,7 @@ import dataclasses
 import json
 import logging
 import os
-import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Collection, Mapping, Sequence
 
@@ -24,6 +21,7 @@ import numpy as np
 from .. import _core
 from .decompose import merge, split_by_plan
 from .greedy import greedy_tasks, packed_tasks
+from .highs import new_highs, side_by_side
 from .retraining import eligible_tenants, retrain_over_window
 from .split_bound import LpBasis, whole_bound
 from ..errors import ConfigError
@@ -122,44 +120,6 @@ def _decode_tasks(problem: Problem, arrays: Any, values: np.ndarray) -> tuple[np
 def keep_current(problem: Problem) -> tuple[np.ndarray, ...]:
     """Every period as now: the plan when the solver found nothing in time."""
     return tuple(np.tile(g.current, (len(problem.periods), 1)) for g in problem.gpus)
-
-
-_BANNER_LOCK = threading.Lock()
-_banner_shown = False
-
-
-def new_highs() -> highspy.Highs:
-    """A silent Highs instance. HiGHS prints its banner on stdout when the process makes its
-    first instance, before any option can be set; a library must not print (and `--json`
-    output must stay parseable), so the file descriptor is pointed at /dev/null meanwhile.
-    Only the first instance needs that, and the lock keeps threads (the split's parts, solved
-    side by side) from interleaving the redirection, which could leave stdout on /dev/null."""
-    global _banner_shown
-    with _BANNER_LOCK:
-        if _banner_shown:
-            h = highspy.Highs()
-        else:
-            sys.stdout.flush()
-            saved = os.dup(1)
-            try:
-                with open(os.devnull, "wb") as null:
-                    os.dup2(null.fileno(), 1)
-                    h = highspy.Highs()
-            finally:
-                os.dup2(saved, 1)
-                os.close(saved)
-            _banner_shown = True
-    h.setOptionValue("output_flag", False)
-    return h
-
-
-def side_by_side(jobs: Sequence[Callable[[], Any]], lanes: int) -> list[Any]:
-    """The results of ``jobs`` in order, run by ``lanes`` threads (one after another when 1).
-    HiGHS releases the GIL while it solves, so separate programs solve in parallel."""
-    if lanes <= 1:
-        return [job() for job in jobs]
-    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="migrator-part") as pool:
-        return list(pool.map(lambda job: job(), jobs))
 
 
 def solve_problem(

@@ -20,6 +20,7 @@ import highspy
 import numpy as np
 
 from .. import _core
+from .highs import new_highs
 from .planner_problem import GpuProblem, Problem, core_gpu
 
 __all__ = ["LpBasis", "split_bound", "whole_bound"]
@@ -67,8 +68,6 @@ class _Lp:
         self.rows.append((lower, upper, terms))
 
     def solve(self, time_limit_s: float, start: LpBasis | None = None) -> tuple[float, LpBasis | None]:
-        from .planner import new_highs  # planner imports this module
-
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = len(self.cost), len(self.rows)
         lp.sense_ = highspy.ObjSense.kMaximize
