@@ -1,0 +1,168 @@
+"""Shared by the command modules: output, scenario loading, the backend option."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import MigratorError, UnknownGPU
+from ..geometry.geometry import Geometry
+
+_DEFAULT_GPU = "A100-40GB"
+
+
+def new_console() -> Console:
+    # Wide enough for the profile table when piped; a terminal's own width wins.
+    return Console(width=None if Console().is_terminal else 120, highlight=False)
+
+
+def echo_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2))
+
+
+def geometry_for(gpu: str | None, nvml_index: int | None) -> Geometry:
+    if nvml_index is not None:
+        return _geometry_from_nvml(nvml_index)
+    try:
+        return Geometry.for_gpu(gpu or _DEFAULT_GPU)
+    except UnknownGPU as exc:
+        raise click.BadParameter(str(exc), param_hint="GPU") from exc
+
+
+def _geometry_from_nvml(index: int) -> Geometry:
+    from ..geometry._nvml_read import default_nvml
+
+    try:
+        nvml = default_nvml()
+        nvml.nvmlInit()
+    except MigratorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # the driver's own error (no GPU, no driver)
+        raise click.ClickException(f"NVML could not start: {exc}") from exc
+    try:
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        return Geometry.from_nvml(handle, nvml)
+    except MigratorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except nvml.NVMLError as exc:
+        raise click.ClickException(f"NVML device {index}: {exc}") from exc
+    finally:
+        nvml.nvmlShutdown()
+
+
+def profile_table(g: Geometry) -> Table:
+    table = Table(title=f"{g.name}: {g.memory_slices} memory slices, {g.compute_slices} compute slices")
+    for column in ("profile", "id", "compute", "memory slices", "memory MiB", "max", "starts", "dec/enc/jpg/ofa"):
+        table.add_column(column, justify="left" if column in ("profile", "starts") else "right")
+    for p in sorted(g.profiles, key=lambda p: (p.compute_slices, p.memory_slices, p.name)):
+        table.add_row(
+            p.name,
+            "" if p.id is None else str(p.id),
+            str(p.compute_slices),
+            str(p.memory_slices),
+            str(p.memory_mib),
+            str(p.max_count),
+            ",".join(map(str, p.starts)),
+            "/".join(map(str, p.engines.as_tuple())),
+        )
+    return table
+
+
+def load_scenario(path: str | None) -> Any:
+    from ..workload.scenario import Scenario
+
+    try:
+        return Scenario.default() if path is None else Scenario.load(path)
+    except MigratorError as exc:
+        raise click.BadParameter(str(exc), param_hint="SCENARIO") from exc
+
+
+def planner_settings(s: Any, horizon: int | None, time_limit_s: float | None) -> Any:
+    """The scenario's planner settings with the command line's overrides."""
+    from dataclasses import replace
+
+    changes = {k: v for k, v in (("horizon", horizon), ("time_limit_s", time_limit_s)) if v is not None}
+    return replace(s.planner, **changes)
+
+
+BACKENDS = ("emulator", "nvml")
+
+
+def backend_option(f: Any) -> Any:
+    f = click.option("--emulator-state", "emulator_state", type=click.Path(dir_okay=False),
+                     help="With the emulator: load the emulated GPUs from this JSON file (when it exists) "
+                          "and save them back, so that commands share one emulated machine.")(f)
+    return click.option("--backend", type=click.Choice(BACKENDS), default="emulator", show_default=True,
+                        help="emulator: in-memory GPUs built from the scenario; nvml: this machine's GPUs "
+                             "(needs migrator[nvml] and a driver).")(f)
+
+
+class Backend:
+    """An open NvmlBackend over the emulator or the real NVML, saving the emulator's state
+    on exit. NVML that cannot start is a one-line error, never a traceback."""
+
+    def __init__(self, kind: str, scenario: Any, state_path: str | None) -> None:
+        self.kind, self.scenario, self.state_path = kind, scenario, state_path
+        self.emulator: Any = None
+
+    def __enter__(self) -> Any:
+        from pathlib import Path
+
+        from ..actuation.emulator import NvmlEmulator
+        from ..actuation.nvml import NvmlBackend
+
+        try:
+            if self.kind == "nvml":
+                self.backend = NvmlBackend()
+            else:
+                path = Path(self.state_path) if self.state_path else None
+                self.emulator = (NvmlEmulator.load(path) if path is not None and path.exists()
+                                 else NvmlEmulator.from_scenario(self.scenario or load_scenario(None)))
+                self.backend = NvmlBackend(self.emulator)
+            return self.backend.open()
+        except MigratorError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except (OSError, ValueError, KeyError) as exc:
+            raise click.ClickException(f"cannot load the emulator state {self.state_path}: {exc}") from exc
+
+    def __exit__(self, *exc: object) -> None:
+        self.backend.close()
+        if self.emulator is not None and self.state_path:
+            self.emulator.save(self.state_path)
+
+
+class StderrLog:
+    """The decision log on stderr while a command runs (stdout stays for --json), put back
+    as it was afterwards."""
+
+    def __init__(self, level: str) -> None:
+        import logging
+
+        self.logger = logging.getLogger("migrator")
+        self.handler = logging.StreamHandler()
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.level = level.upper()
+
+    def __enter__(self) -> None:
+        self.saved = self.logger.level
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.saved)
+
+
+def open_journal(path: str | None) -> Any:
+    if path is None:
+        return None
+    from ..actuation.journal import Journal
+
+    try:
+        return Journal(path)
+    except MigratorError as exc:
+        raise click.BadParameter(str(exc), param_hint="--journal") from exc

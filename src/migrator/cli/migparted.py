@@ -1,0 +1,144 @@
+"""``migrator mig-parted export|import``: NVIDIA mig-parted config files."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ..errors import MigratorError
+from ._common import (
+    BACKENDS,
+    Backend,
+    echo_json,
+    geometry_for,
+    load_scenario,
+    open_journal,
+    planner_settings,
+)
+
+
+@click.group("mig-parted")
+def mig_parted() -> None:
+    """Export plans to, and import targets from, NVIDIA mig-parted configs (version v1).
+
+    mig-parted keeps instance counts per profile, not placements: an exported config
+    loses where instances sit, and an imported one is placed by migrator's geometry core.
+    """
+
+
+@mig_parted.command("export")
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False),
+              help="Export this plan (the output of `migrator plan --json`) instead of planning SCENARIO.")
+@click.option("--slot", "slots", type=click.IntRange(min=0), multiple=True,
+              help="Slot to export (repeatable); default 0, the decision.")
+@click.option("--prefix", default="migrator", show_default=True, help="Configs are named PREFIX-slot-T.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("--horizon", type=click.IntRange(min=1), help="Slots to plan ahead (default: the scenario's).")
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+              help="Solver time limit in seconds (default: the scenario's).")
+def mig_parted_export(scenario: str | None, plan_path: str | None, slots: tuple[int, ...], prefix: str,
+                      output: str | None, horizon: int | None, time_limit_s: float | None) -> None:
+    """Write a plan's layouts as a mig-parted config (one config per exported slot)."""
+    from pathlib import Path
+
+    from ..actuation.migparted import dump, export_plan
+    from ..planning.planner import Planner
+
+    if plan_path is not None:
+        try:
+            plan_doc: Any = json.loads(Path(plan_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise click.BadParameter(f"cannot read the plan: {exc}", param_hint="--plan") from exc
+    else:
+        s = load_scenario(scenario)
+        try:
+            plan_doc = Planner(s, planner_settings(s, horizon, time_limit_s)).plan()
+        except MigratorError as exc:
+            raise click.ClickException(str(exc)) from exc
+    try:
+        text = dump(export_plan(plan_doc, slots=slots or (0,), prefix=prefix))
+    except (MigratorError, KeyError, TypeError) as exc:
+        raise click.BadParameter(f"not a migrator plan: {exc}", param_hint="--plan/--slot") from exc
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+
+
+@mig_parted.command("import")
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("name")
+@click.option("--gpu", help="GPU model of every device (e.g. A100-40GB), when not read from a backend.")
+@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --gpu: how many such GPUs (what `devices: all` means).")
+@click.option("--backend", type=click.Choice(BACKENDS),
+              help="Read the GPUs (models and current layouts) from this backend instead of --gpu.")
+@click.option("--emulator-state", "emulator_state", type=click.Path(dir_okay=False),
+              help="With --backend emulator: the emulated GPUs' state file.")
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Apply the targets through the backend (journaled with --journal).")
+@click.option("--journal", "journal_path", type=click.Path(dir_okay=False), help="Journal for --apply.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of targets.")
+def mig_parted_import(config_file: str, name: str, gpu: str | None, count: int, backend: str | None,
+                      emulator_state: str | None, do_apply: bool, journal_path: str | None, as_json: bool) -> None:
+    """Read configuration NAME of mig-parted CONFIG_FILE as target layouts.
+
+    Placements are chosen by the geometry core: the arrangement that keeps most of a GPU's
+    current instances (read from --backend), else the first valid one.
+    """
+    from dataclasses import asdict
+
+    from ..actuation.migparted import import_config
+
+    if (gpu is None) == (backend is None):
+        raise click.UsageError("give either --gpu MODEL (with --count) or --backend")
+    if do_apply and backend is None:
+        raise click.UsageError("--apply needs --backend")
+    if backend is None:
+        geometries = [geometry_for(gpu, None)] * count
+        targets = _import_targets(import_config, config_file, name, geometries, None)
+    else:
+        with Backend(backend, None, emulator_state) as opened:
+            try:
+                states = opened.states()
+                geometries = [opened.geometry(st.index) for st in states]
+            except MigratorError as exc:
+                raise click.ClickException(str(exc)) from exc
+            targets = _import_targets(import_config, config_file, name, geometries, [st.layout for st in states])
+            if do_apply:
+                _apply_targets(opened, targets, [str(st.layout) for st in states], journal_path)
+    if as_json:
+        echo_json([asdict(t) for t in targets])
+        return
+    for t in targets:
+        mig = t.layout or "(empty)" if t.mig_enabled else "MIG disabled (migrator leaves MIG mode alone)"
+        click.echo(f"gpu{t.index} ({geometries[t.index].name}): {mig}")
+
+
+def _import_targets(import_config: Any, path: str, name: str, geometries: list[Any], current: Any) -> Any:
+    try:
+        return import_config(path, name, geometries, current=current)
+    except MigratorError as exc:
+        raise click.BadParameter(str(exc), param_hint="CONFIG_FILE") from exc
+
+
+def _apply_targets(backend: Any, targets: Any, current: list[str], journal_path: str | None) -> None:
+    from ..actuation.reconfig import apply
+
+    journal = open_journal(journal_path)
+    try:
+        for t in targets:
+            if not t.mig_enabled:
+                click.echo(f"gpu{t.index}: mig-enabled is false; migrator does not switch MIG mode: skipped", err=True)
+                continue
+            result = apply(backend, t.index, t.layout, expected=current[t.index], journal=journal)
+            click.echo(f"gpu{t.index}: {result.before or '(empty)'} -> {result.after or '(empty)'} "
+                       f"({result.executed} actions)", err=True)
+    except MigratorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if journal is not None:
+            journal.close()
