@@ -5,7 +5,7 @@ Goals (issue 5): p50 decision (build + solve + decode) <= 100 ms for 1 A100 / 4 
 8-GPU case. The README's planner table records what these measured.
 
 Every benchmark asserts on its result: plans are valid and scored by the estimator, and the
-two builders must offer the same decisions (tests/test_planner_exact.py holds their optima
+two builders must offer the same decisions (tests/planning/test_planner_exact.py holds their optima
 equal on smaller cases).
 """
 

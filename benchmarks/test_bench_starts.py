@@ -12,8 +12,7 @@ from migrator.planning import planner
 from migrator.planning.greedy import greedy_tasks, packed_tasks
 from migrator.planning.retraining import _GiveWay, _serving
 from scenarios import inference_only, sized
-from test_greedy import _packed_by_scanning
-from test_retraining import _give_way_by_scanning
+from scans import give_way_by_scanning, packed_by_scanning
 
 N_GPUS, N_TENANTS = 32, 64
 
@@ -26,14 +25,14 @@ def serving_only():
 @pytest.mark.benchmark(group="starts")
 def test_packing_grouped(benchmark, timings, serving_only) -> None:
     tasks = benchmark(packed_tasks, serving_only)
-    expected = _packed_by_scanning(serving_only)
+    expected = packed_by_scanning(serving_only)
     assert all(np.array_equal(t[0], e) for t, e in zip(tasks, expected))
     timings.record(f"packed start {N_GPUS} gpus", "fast", benchmark)
 
 
 @pytest.mark.benchmark(group="starts")
 def test_packing_scanned(benchmark, timings, serving_only) -> None:
-    first = benchmark.pedantic(_packed_by_scanning, args=(serving_only,), rounds=3, iterations=1)
+    first = benchmark.pedantic(packed_by_scanning, args=(serving_only,), rounds=3, iterations=1)
     assert any((row >= 0).any() for row in first)
     timings.record(f"packed start {N_GPUS} gpus", "reference", benchmark)
 
@@ -60,7 +59,7 @@ def _answers_cached(problem, plan, width, queries):
 
 def _answers_scanned(problem, plan, queries):
     serving = _serving(problem, [t[0] for t in plan])
-    return [_give_way_by_scanning(problem, plan, serving, *query) for query in queries]
+    return [give_way_by_scanning(problem, plan, serving, *query) for query in queries]
 
 
 @pytest.mark.benchmark(group="starts")

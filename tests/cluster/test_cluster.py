@@ -18,7 +18,7 @@ from migrator.cli import main
 from migrator.planning.planner_problem import PlannerState
 from scenarios import sized
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 N_NODES, GPUS_PER_NODE = 2, 2
 
 

@@ -13,7 +13,7 @@ import migrator
 from migrator.planning import planner
 from migrator.planning.split_bound import split_bound, whole_bound
 from scenarios import sized
-from test_planner_exact import small_random_case
+from random_cases import small_random_case
 
 
 @pytest.mark.parametrize("seed", range(24))

@@ -12,6 +12,7 @@ import pytest
 import migrator
 from migrator.planning import planner
 from migrator.planning.greedy import greedy_tasks, maximal_sets, packed_tasks
+from scans import packed_by_scanning
 from scenarios import sized
 
 
@@ -162,34 +163,10 @@ def test_packed_start_beats_the_greedy_start_from_a_cold_start():
     assert len(_instances(problem, packed_tasks(problem))) < len(_instances(problem, greedy_tasks(problem)))
 
 
-def _packed_by_scanning(problem):
-    """packed_tasks's first period by its rule, looking at every placement of every GPU
-    for every tenant (the function groups alike GPUs instead)."""
-    from migrator.planning.greedy import _right_size, fits_beside
-
-    demand = problem.demand_rps()
-    first = [np.full(len(gpu.placements), -1, dtype=np.int64) for gpu in problem.gpus]
-    for i in np.lexsort((-demand * problem.acc_before, -_right_size(problem, demand))):
-        options = []
-        for g, gpu in enumerate(problem.gpus):
-            occupied = [int(q) for q in np.flatnonzero(first[g] >= 0)]
-            left = gpu.compute_slices - int(gpu.compute[occupied].sum())
-            for q in range(len(gpu.placements)):
-                cap = gpu.capacity_rps[i, q]
-                if first[g][q] >= 0 or cap <= 0 or not fits_beside(gpu, occupied, q):
-                    continue
-                options.append((0, int(gpu.compute[q]), left - int(gpu.compute[q]), g, q) if cap >= demand[i]
-                               else (1, -float(cap), left - int(gpu.compute[q]), g, q))
-        if demand[i] > 0 and options:
-            *_, g, q = min(options)
-            first[g][q] = 1 + 2 * int(i)
-    return first
-
-
 @pytest.mark.parametrize("n_gpus,n_tenants", [(2, 4), (8, 16), (8, 40)])
 def test_packing_agrees_with_a_scan_of_every_gpu(n_gpus, n_tenants):
     problem = _serving_only(n_gpus, n_tenants)
-    expected = _packed_by_scanning(problem)
+    expected = packed_by_scanning(problem)
     got = [plan[0] for plan in packed_tasks(problem)]
     for a, b in zip(got, expected):
         np.testing.assert_array_equal(a, b)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from migrator.planning import planner
-from test_planner_exact import small_random_case
+from random_cases import small_random_case
 
 
 def case_with_hopeless(seed: int):

@@ -159,7 +159,7 @@ def test_planning_in_threads_leaves_stdout_working(tmp_path):
     script = tmp_path / "plan.py"
     script.write_text(
         "import sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
         "from migrator import planner\n"
         "from scenarios import sized\n"
         "scenario = sized(8, 16, horizon=8).with_planner(workers=8)\n"

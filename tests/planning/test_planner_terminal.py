@@ -12,7 +12,7 @@ from migrator.planning import _ilp_reference as reference
 import migrator
 from migrator.planning import planner
 from migrator.planning.planner_problem import Problem
-from test_planner_exact import small_random_case
+from random_cases import small_random_case
 
 
 def _credited(problem: Problem, tasks) -> float:

@@ -17,7 +17,7 @@ from migrator.planning.highs import new_highs
 from migrator.planning.greedy import maximal_sets
 from migrator.planning.planner_problem import Problem, core_gpu
 from scenarios import sized
-from test_planner_exact import small_random_case
+from random_cases import small_random_case
 
 
 def _both(problem: Problem):

@@ -12,6 +12,7 @@ from migrator.planning import planner
 from migrator.planning.greedy import greedy_tasks
 from migrator.planning.planner_problem import PlannerState, TenantState
 from migrator.planning.retraining import fits_beside, marginal_service, retrain_over_window
+from scans import give_way_by_scanning
 from scenarios import sized
 
 RETRAIN_A = 2  # tenant 0's retraining task
@@ -349,29 +350,6 @@ def test_a_tenant_does_not_lose_every_instance_to_its_own_retraining():
     np.testing.assert_array_equal(retrain_over_window(problem, tasks)[0], tasks[0])
 
 
-def _give_way_by_scanning(problem, plan, serving, gain, end, finish, floor):
-    """_GiveWay.best's answer, looking at every free placement of every GPU afresh."""
-    from migrator.planning.retraining import _inference_of, _joint_loss
-
-    demand = problem.demand_rps()
-    best = (-np.inf, -1, -1)
-    for g, gpu in enumerate(problem.gpus):
-        row = plan[g][0]
-        occupied = [int(r) for r in np.flatnonzero(row >= 0)]
-        for q in np.flatnonzero(row < 0):
-            gone = [r for r in occupied if gpu.memory_mask[r] & gpu.memory_mask[q]]
-            if not gone or any(row[r] > 0 and row[r] % 2 == 0 for r in gone) or not finish[g, q] < end:
-                continue
-            if not fits_beside(gpu, [r for r in occupied if r not in gone], int(q)):
-                continue
-            tenants = {_inference_of(int(row[r])) for r in gone} - {-1}
-            lost = sum(_joint_loss(problem, t, serving[t], {(g, r) for r in gone}, demand[t]) for t in tenants)
-            worth = gain * (end - finish[g, q]) - lost * problem.slot_s * finish[g, q] - problem.reconfig_penalty * len(gone)
-            if worth > max(floor, best[0]):
-                best = (worth, g, int(q))
-    return best
-
-
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), load=st.floats(0.2, 3.0))
 def test_give_way_agrees_with_a_scan_as_the_plan_changes(seed, load):
@@ -391,7 +369,7 @@ def test_give_way_agrees_with_a_scan_as_the_plan_changes(seed, load):
             finish[g, : len(gpu.placements)] = 1.0 + problem.work_left[i] / np.maximum(gpu.retrain_speed[i], 1e-9)
         gain, end, floor = float(rng.uniform(1, 500)), float(rng.uniform(20, 300)), float(rng.uniform(0, 2000))
         worth, g, q, _ = give_way.best(gain, end, finish, floor)
-        expected = _give_way_by_scanning(problem, plan, serving, gain, end, finish, floor)
+        expected = give_way_by_scanning(problem, plan, serving, gain, end, finish, floor)
         assert worth == pytest.approx(expected[0], rel=1e-9) if np.isfinite(expected[0]) else worth == -np.inf
         if np.isfinite(expected[0]):
             assert (g, q) == expected[1:]
