@@ -42,14 +42,14 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 import numpy as np
 
 from ..errors import ConfigError, MigratorError, ReconfigError
-from .journal import Journal
-from .nvml import GpuState, NvmlBackend
 from ..planning.planner import Plan, Planner
 from ..planning.planner_problem import PlannerState, TenantState
-from .reconfig import ApplyResult, DrainHook, apply
 from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
 from ..workload.traces import TIME_COLUMNS, Trace
+from .journal import Journal
+from .nvml import GpuState, NvmlBackend
+from .reconfig import ApplyResult, DrainHook, apply
 
 __all__ = [
     "ArrivalSource",

@@ -31,8 +31,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from ..geometry._nvml_read import _text, default_nvml
 from ..errors import MigModeDisabled, NVMLCallError, NVMLUnavailable
+from ..geometry._nvml_read import _text, default_nvml
 from ..geometry.geometry import Geometry
 from ..geometry.layout import Layout, LayoutLike, Placement
 

@@ -40,8 +40,8 @@ from ..errors import (
     RollbackFailed,
 )
 from ..geometry.geometry import Geometry
-from .journal import Journal, read_journal
 from ..geometry.layout import Layout, LayoutLike, Placement
+from .journal import Journal, read_journal
 from .nvml import GpuState, NvmlBackend
 
 __all__ = [

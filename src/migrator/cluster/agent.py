@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import ConfigError, MigratorError, ReconfigError
 from ..actuation.journal import Journal
 from ..actuation.nvml import GpuState, NvmlBackend
 from ..actuation.reconfig import ApplyResult, RecoveryResult, apply, recover
+from ..errors import ConfigError, MigratorError, ReconfigError
 
 __all__ = ["AGENT_BACKENDS", "AgentSpec", "GpuTarget", "NodeAgent", "NodeReport", "PersistedEmulator"]
 

@@ -41,19 +41,19 @@ import numpy as np
 import ray
 from ray.exceptions import RayError
 
-from .agent import AgentSpec, GpuTarget, NodeAgent, NodeReport
 from ..actuation.controller import Metrics, SimulatedClock, TraceArrivals, WallClock, run_paced
-from ..planning.decompose import merge, split_by_plan
 from ..actuation.emulator import EmulatedCrash
-from ..errors import ConfigError, MigratorError
-from ..planning.greedy import greedy_tasks
 from ..actuation.nvml import GpuState
+from ..actuation.reconfig import ApplyResult, RecoveryResult
+from ..errors import ConfigError, MigratorError
+from ..planning.decompose import merge, split_by_plan
+from ..planning.greedy import greedy_tasks
 from ..planning.planner import Plan, Planner, keep_current, solve_problem
 from ..planning.planner_problem import PlannerState, Problem, RawSolution, TenantState
-from ..actuation.reconfig import ApplyResult, RecoveryResult
+from ..planning.split_bound import LpBasis, whole_bound
 from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
-from ..planning.split_bound import LpBasis, whole_bound
+from .agent import AgentSpec, GpuTarget, NodeAgent, NodeReport
 
 __all__ = [
     "NAMESPACE",

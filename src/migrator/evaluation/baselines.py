@@ -27,8 +27,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..workload.goodput import INFER, RETRAIN
 from ..geometry.layout import Layout
+from ..workload.goodput import INFER, RETRAIN
 from .policy import Allocation, Environment, Observation, Policy, check_interval
 
 __all__ = [

@@ -20,8 +20,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..planning.planner import json_default
-from .policy import POLICY_NAMES, Policy, make_policy
 from ..workload.scenario import Scenario
+from .policy import POLICY_NAMES, Policy, make_policy
 from .simulate import SimResult, simulate
 
 __all__ = ["METRICS", "Comparison", "compare", "parse_policies"]

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..planning.planner import Plan, Planner
 from ..errors import ConfigError
-from .policy import Allocation, Environment, Observation, Policy, check_interval
+from ..planning.planner import Plan, Planner
 from ..workload.settings import PlannerConfig
+from .policy import Allocation, Environment, Observation, Policy, check_interval
 
 __all__ = ["MigratorPolicy", "OraclePolicy", "StaticPolicy"]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .comparison import Comparison
 from ..errors import MigratorError
 from ..geometry.geometry import Geometry
 from ..geometry.layout import Layout
+from .comparison import Comparison
 from .simulate import SimResult
 
 __all__ = ["plot_comparison"]

@@ -23,9 +23,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..geometry.geometry import Geometry
-from ..workload.goodput import model_table, slo_capacity
 from ..geometry.layout import Layout
 from ..planning.planner_problem import PlannerState, TenantState
+from ..workload.goodput import model_table, slo_capacity
 from ..workload.scenario import Scenario
 
 __all__ = [

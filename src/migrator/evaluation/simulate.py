@@ -28,13 +28,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..workload import _kernels
 from ..errors import ConfigError, MigratorError
-from ..workload.goodput import INFER, ScoreResult, tenant_arrays
 from ..geometry.layout import Layout, Placement
 from ..planning.planner_problem import parse_task
-from .policy import Allocation, Environment, Observation, Policy
+from ..workload import _kernels
+from ..workload.goodput import INFER, ScoreResult, tenant_arrays
 from ..workload.scenario import Scenario
+from .policy import Allocation, Environment, Observation, Policy
 
 __all__ = ["DecisionRecord", "SimResult", "simulate"]
 

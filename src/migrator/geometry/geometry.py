@@ -16,9 +16,9 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .. import _core
+from ..errors import GeometryError, InvalidLayout
 from . import catalog
 from ._nvml_read import read_nvml_table
-from ..errors import GeometryError, InvalidLayout
 from .layout import Layout, LayoutLike, Placement, as_layout
 
 __all__ = ["Engines", "Geometry", "Profile", "Transition", "known_gpus"]

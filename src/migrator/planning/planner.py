@@ -19,14 +19,14 @@ import highspy
 import numpy as np
 
 from .. import _core
+from ..errors import ConfigError
+from ..geometry.layout import Layout
+from ..workload.goodput import Instance, allocation_rates, score
+from ..workload.scenario import Scenario
+from ..workload.settings import PlannerConfig
 from .decompose import merge, split_by_plan
 from .greedy import greedy_tasks, packed_tasks
 from .highs import new_highs, side_by_side
-from .retraining import eligible_tenants, retrain_over_window
-from .split_bound import LpBasis, whole_bound
-from ..errors import ConfigError
-from ..workload.goodput import Instance, allocation_rates, score
-from ..geometry.layout import Layout
 from .planner_problem import (
     PlannerState,
     Problem,
@@ -36,8 +36,8 @@ from .planner_problem import (
     core_gpu,
     task_name,
 )
-from ..workload.scenario import Scenario
-from ..workload.settings import PlannerConfig
+from .retraining import eligible_tenants, retrain_over_window
+from .split_bound import LpBasis, whole_bound
 
 __all__ = ["Plan", "PlanStats", "Planner", "SlotPlan", "GpuPlan", "solve_problem"]
 

@@ -17,8 +17,8 @@ import numpy as np
 from .. import _core
 from ..errors import ConfigError, InvalidLayout
 from ..geometry.geometry import Geometry
-from ..workload.goodput import slo_capacity
 from ..geometry.layout import Placement
+from ..workload.goodput import slo_capacity
 from ..workload.settings import PlannerConfig
 from ..workload.tenant import Tenant
 

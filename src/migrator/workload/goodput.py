@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import _kernels
 from ..errors import ConfigError
 from ..geometry.layout import Placement
+from . import _kernels
 from .tenant import Tenant
 
 __all__ = [

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..geometry import catalog
 from ..errors import ConfigError, InvalidLayout, UnknownGPU
+from ..geometry import catalog
 
 __all__ = ["Entry", "ModelProfile", "builtin_models", "load_models", "parse_models"]
 

@@ -37,9 +37,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from . import traces
 from ..errors import ConfigError, GeometryError, InvalidLayout, MigratorError, UnknownGPU
 from ..geometry.geometry import Geometry
+from . import traces
 from .settings import PlannerConfig
 from .tenant import Tenant
 
