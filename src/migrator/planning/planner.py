@@ -135,37 +135,91 @@ def solve_problem(
     """
     started = time.perf_counter()
     arrays = _core_input(problem, strengthen, break_symmetry)
+    lp = _highs_lp(arrays)
+    build_s = time.perf_counter() - started
+    started = time.perf_counter()
+    run = _run_highs(lp, problem, arrays, time_limit_s, mip_gap, warm_start, presolve=True)
+    if run.feasible and not run.consistent:
+        run = _run_again_without_presolve(run, lp, problem, arrays, time_limit_s, mip_gap, warm_start, started)
+    solve_s = time.perf_counter() - started
+    common = dict(
+        bound=run.bound, build_s=build_s, solve_s=solve_s,
+        n_columns=len(arrays.col_cost), n_rows=len(arrays.row_lower), n_integers=arrays.n_integers,
+    )
+    if not run.feasible:
+        # No plan in time (HiGHS did not even take the warm start): the GPUs stay as they
+        # are. A layout kept is valid and costs nothing; an unverified guess could cost both.
+        log.warning("no plan found (%s): keeping the current layouts", run.status)
+        return RawSolution(keep_current(problem), float("nan"), status=f"{run.status}; current layouts kept",
+                           mip_gap=float("inf"), kept_gpus=tuple(range(len(problem.gpus))), **common)
+    return RawSolution(
+        tasks=_decode_tasks(problem, arrays, run.values),
+        objective=run.objective,
+        status=run.status,
+        mip_gap=run.mip_gap,
+        **common,
+    )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One HiGHS run: its status, bound and solution vector, with the vector's own value
+    (``c . x``) beside the objective HiGHS reports for it."""
+
+    status: str
+    feasible: bool
+    bound: float
+    mip_gap: float
+    objective: float
+    values: np.ndarray
+    value: float
+
+    @property
+    def consistent(self) -> bool:
+        return abs(self.value - self.objective) <= 1e-6 * max(1.0, abs(self.objective))
+
+
+def _run_highs(lp: highspy.HighsLp, problem: Problem, arrays: Any, time_limit_s: float | None, mip_gap: float,
+               warm_start: Sequence[np.ndarray] | None, presolve: bool) -> _Run:
     h = new_highs()
     h.setOptionValue("mip_rel_gap", float(mip_gap))
     if time_limit_s is not None:
-        h.setOptionValue("time_limit", float(time_limit_s))
-    h.passModel(_highs_lp(arrays))
-    build_s = time.perf_counter() - started
+        h.setOptionValue("time_limit", max(float(time_limit_s), 0.0))
+    if not presolve:
+        h.setOptionValue("presolve", "off")
+    h.passModel(lp)
     if warm_start is not None:
         _warm_start(h, problem, arrays, warm_start)
-    started = time.perf_counter()
     h.run()
-    solve_s = time.perf_counter() - started
     info = h.getInfo()
-    status = h.modelStatusToString(h.getModelStatus())
-    common = dict(
-        bound=float(info.mip_dual_bound), build_s=build_s, solve_s=solve_s,
-        n_columns=len(arrays.col_cost), n_rows=len(arrays.row_lower), n_integers=arrays.n_integers,
+    feasible = info.primal_solution_status == _FEASIBLE
+    values = np.asarray(h.getSolution().col_value) if feasible else np.zeros(0)
+    return _Run(
+        status=h.modelStatusToString(h.getModelStatus()), feasible=feasible, bound=float(info.mip_dual_bound),
+        mip_gap=float(info.mip_gap), objective=float(info.objective_function_value), values=values,
+        value=float(np.dot(arrays.col_cost, values)) if feasible else float("nan"),
     )
-    if info.primal_solution_status != _FEASIBLE:
-        # No plan in time (HiGHS did not even take the warm start): the GPUs stay as they
-        # are. A layout kept is valid and costs nothing; an unverified guess could cost both.
-        log.warning("no plan found (%s): keeping the current layouts", status)
-        return RawSolution(keep_current(problem), float("nan"), status=f"{status}; current layouts kept",
-                           mip_gap=float("inf"), kept_gpus=tuple(range(len(problem.gpus))), **common)
-    values = np.asarray(h.getSolution().col_value)
-    return RawSolution(
-        tasks=_decode_tasks(problem, arrays, values),
-        objective=float(info.objective_function_value),
-        status=status,
-        mip_gap=float(info.mip_gap),
-        **common,
-    )
+
+
+def _run_again_without_presolve(first: _Run, lp: highspy.HighsLp, problem: Problem, arrays: Any,
+                                time_limit_s: float | None, mip_gap: float,
+                                warm_start: Sequence[np.ndarray] | None, started: float) -> _Run:
+    """HiGHS 1.16 can report the optimum's objective with the warm start's vector when presolve
+    solves the program (docs/model.md, "Checking the solver"): the vector is valid but worth
+    less than reported. Solve again without presolve in the time left and keep the vector
+    worth more; the value reported is always the vector's own, the bound the tighter one."""
+    log.warning("HiGHS returned a solution worth %.6g for objective %.6g (%s); solving again without presolve",
+                first.value, first.objective, first.status)
+    left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
+    second = None
+    if left is None or left > 0.01:
+        second = _run_highs(lp, problem, arrays, left, mip_gap, warm_start, presolve=False)
+    best = second if second is not None and second.feasible and second.value >= first.value else first
+    note = "; HiGHS's solution did not match its objective, " + (
+        "solved again without presolve" if best is second else "its solution kept at its own value")
+    bound = min(first.bound, second.bound) if second is not None and second.feasible else first.bound
+    return dataclasses.replace(best, status=best.status + note, bound=bound, objective=best.value,
+                               mip_gap=_gap(best.value, bound))
 
 
 def twin_ordered(problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -420,6 +474,7 @@ class Planner:
         decision's start, decoded. For callers that solve the parts themselves, as the
         cluster controller does."""
         keep = set(keep) | set(raw.kept_gpus)
+        raw = self._rescored(problem, raw)
         if self.config.retrain_over_window:
             raw = dataclasses.replace(raw, tasks=retrain_over_window(problem, raw.tasks, keep))
         self._previous = raw.tasks
@@ -532,6 +587,20 @@ class Planner:
             candidates.append(packed_tasks(problem))
         scored = [(self._worth(problem, tasks), tasks) for tasks in candidates]
         return max(scored, key=lambda pair: pair[0])
+
+    def _rescored(self, problem: Problem, raw: RawSolution) -> RawSolution:
+        """``raw`` with the objective the Goodput estimator gives its plan, where the two
+        differ: a plan is never returned with a value it does not have. The program's
+        terminal credit (``terminal_value``) is not the estimator's to check."""
+        if not np.isfinite(raw.objective) or problem.terminal_gain is not None:
+            return raw
+        worth = self._worth(problem, raw.tasks)
+        if abs(worth - raw.objective) <= 1e-5 * max(1.0, abs(worth)):
+            return raw
+        log.warning("the plan is worth %.6g by the estimator, the solver said %.6g (%s): reporting %.6g",
+                    worth, raw.objective, raw.status, worth)
+        return dataclasses.replace(raw, objective=worth, mip_gap=_gap(worth, raw.bound),
+                                   status=raw.status + "; objective re-scored by the estimator")
 
     @staticmethod
     def _worth(problem: Problem, tasks: Sequence[np.ndarray]) -> float:

@@ -1,0 +1,104 @@
+"""A plan is never returned with a value it does not have: the solver's vector is checked
+against the objective it reports (and solved again where they differ), and every plan the
+planner finishes is re-scored by the Goodput estimator (issue 16, item 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+
+from migrator.planning import planner
+from migrator.planning.greedy import greedy_tasks
+from random_cases import small_random_case
+from scenarios import small
+
+# On this case HiGHS 1.16, with the greedy plan as warm start and presolve on, reported the
+# optimum's objective (4,885.54) with the greedy plan's vector (worth 4,865.54).
+WARM_START_CASE = 69
+
+
+def _worth(problem, tasks) -> float:
+    return planner.Planner._worth(problem, tasks)
+
+
+def _close(a: float, b: float, rtol: float = 1e-6) -> bool:
+    return abs(a - b) <= rtol * max(1.0, abs(a), abs(b))
+
+
+def test_the_warm_started_case_returns_the_optimum_at_its_own_value():
+    problem = small_random_case(WARM_START_CASE).problem()
+    cold = planner.solve_problem(problem, time_limit_s=30)
+    warm = planner.solve_problem(problem, time_limit_s=30, warm_start=greedy_tasks(problem))
+    assert cold.status == "Optimal"
+    assert _close(warm.objective, _worth(problem, warm.tasks))
+    assert _close(warm.objective, cold.objective)
+    assert warm.bound >= warm.objective - 1e-6 * abs(warm.objective)
+
+
+@pytest.mark.parametrize("seed", range(60, 80))
+def test_warm_started_solutions_score_their_objective(seed):
+    problem = small_random_case(seed).problem()
+    raw = planner.solve_problem(problem, time_limit_s=30, warm_start=greedy_tasks(problem))
+    assert _close(raw.objective, _worth(problem, raw.tasks)), (raw.objective, raw.status)
+
+
+def test_a_vector_that_misses_its_objective_is_solved_again_without_presolve(monkeypatch, caplog):
+    """The repair itself, whatever HiGHS version runs: the first run is made to report more
+    than its vector is worth."""
+    real = planner._run_highs
+    calls = []
+
+    def overstating(*args, presolve: bool, **kwargs):
+        run = real(*args, presolve=presolve, **kwargs)
+        calls.append(presolve)
+        return dataclasses.replace(run, objective=run.objective + 50.0) if presolve else run
+
+    monkeypatch.setattr(planner, "_run_highs", overstating)
+    problem = small_random_case(3).problem()
+    with caplog.at_level(logging.WARNING, logger="migrator.planning.planner"):
+        raw = planner.solve_problem(problem, time_limit_s=30, warm_start=greedy_tasks(problem))
+    assert calls == [True, False]
+    assert "solved again without presolve" in raw.status
+    assert _close(raw.objective, _worth(problem, raw.tasks))
+    assert any("solving again without presolve" in r.getMessage() for r in caplog.records)
+
+
+def test_without_time_left_the_vector_is_kept_at_its_own_value(monkeypatch):
+    real = planner._run_highs
+
+    def overstating(*args, presolve: bool, **kwargs):
+        run = real(*args, presolve=presolve, **kwargs)
+        return dataclasses.replace(run, objective=run.objective + 50.0)
+
+    monkeypatch.setattr(planner, "_run_highs", overstating)
+    problem = small_random_case(3).problem()
+    raw = planner.solve_problem(problem, time_limit_s=1e-9, warm_start=greedy_tasks(problem))
+    if raw.kept_gpus:  # no plan at all in a nanosecond: nothing to misreport
+        return
+    assert "kept at its own value" in raw.status
+    assert _close(raw.objective, _worth(problem, raw.tasks))
+    assert raw.mip_gap == pytest.approx(planner._gap(raw.objective, raw.bound))
+
+
+def test_finish_reports_the_estimators_value_of_a_misreported_plan(caplog):
+    p = planner.Planner(small(), small().planner)
+    problem = p.problem()
+    raw = planner.solve_problem(problem, time_limit_s=30)
+    wrong = dataclasses.replace(raw, objective=raw.objective + 100.0)
+    with caplog.at_level(logging.WARNING, logger="migrator.planning.planner"):
+        plan = p.finish(problem, wrong)
+    assert _close(plan.stats.objective, _worth(problem, raw.tasks))
+    assert "re-scored by the estimator" in plan.stats.status
+    assert any("by the estimator" in r.getMessage() for r in caplog.records)
+
+
+def test_finish_leaves_a_plan_that_scores_its_objective_alone(caplog):
+    p = planner.Planner(small(), small().planner)
+    problem = p.problem()
+    raw = planner.solve_problem(problem, time_limit_s=30)
+    with caplog.at_level(logging.WARNING, logger="migrator.planning.planner"):
+        plan = p.finish(problem, raw)
+    assert plan.stats.objective == raw.objective and plan.stats.status == raw.status
+    assert not caplog.records
