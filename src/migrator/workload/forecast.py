@@ -164,7 +164,10 @@ def _check_weight(value: Any, name: str, *, allow_zero: bool) -> float:
     interval = "[0, 1]" if allow_zero else "(0, 1]"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ConfigError(f"{name} must be a number in {interval}, got {value!r}", field=name)
-    weight = float(value)
+    try:
+        weight = float(value)
+    except OverflowError:  # an integer beyond the largest float (and too long to print)
+        raise ConfigError(f"{name} must be in {interval}, got a larger integer", field=name) from None
     low_ok = weight >= 0 if allow_zero else weight > 0
     if not (math.isfinite(weight) and low_ok and weight <= 1):
         raise ConfigError(f"{name} must be in {interval}, got {value!r}", field=name)
@@ -348,14 +351,24 @@ class HoltWinters(Forecaster):
         )
 
 
+#: Longest season, in slots: a day of one-second slots. Holt-Winters keeps ``2 season_length``
+#: observations per series while it warms up, allocated at the first update, so the length
+#: is bounded where it is given rather than when the memory runs out.
+MAX_SEASON_LENGTH = 86_400
+
+
 def _check_season_length(value: Any) -> int:
     try:
         length = operator.index(value)
     except TypeError:
         length = None
-    if length is None or isinstance(value, bool) or length < 1:
+    if length is None or isinstance(value, bool) or not 1 <= length <= MAX_SEASON_LENGTH:
+        # repr refuses integers of 4300+ digits: such a length is shown by its size.
+        big = length is not None and length.bit_length() > 64
+        got = f"an integer of {length.bit_length()} bits" if big else repr(value)
         raise ConfigError(
-            f"season_length must be an integer >= 1 (slots per season), got {value!r}",
+            f"season_length must be an integer >= 1 and <= {MAX_SEASON_LENGTH} (slots per season), "
+            f"got {got}",
             field="season_length",
         )
     return length

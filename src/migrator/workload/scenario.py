@@ -29,6 +29,7 @@ there is a fixed set, the allowed values. Unknown keys are errors, never ignored
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -40,7 +41,20 @@ import yaml
 from ..errors import ConfigError, GeometryError, InvalidLayout, MigratorError, UnknownGPU
 from ..geometry.geometry import Geometry
 from . import traces
-from .settings import PlannerConfig
+from .settings import (
+    MAX_CELLS,
+    MAX_GPUS,
+    MAX_SLOT_REQUESTS,
+    MAX_SLOT_S,
+    MAX_SLOTS,
+    MAX_TENANTS,
+    MIN_SLOT_S,
+    PlannerConfig,
+    integer_in,
+    number_in,
+    shown,
+    text,
+)
 from .tenant import Tenant
 
 __all__ = ["GpuSpec", "Scenario"]
@@ -50,6 +64,8 @@ _GPU_KEYS = ("model", "count", "layout", "devices")
 _DISCOVER_KEYS = ("discover", "indices")
 _TENANT_KEYS = tuple(f for f in Tenant.__dataclass_fields__)
 _ARRIVAL_SOURCES = ("synthetic", "sample", "csv")
+#: Largest seed: numpy's 32-bit seed range, which every tool that takes a seed accepts.
+MAX_SEED = 2**32 - 1
 _ARRIVAL_KEYS = {
     "synthetic": ("synthetic", "mean_rps", "seed"),  # plus the kind's own parameters
     "sample": ("sample", "column", "scale"),
@@ -85,6 +101,16 @@ class Scenario:
     models_path: Path | None = None
     base_dir: Path | None = None
 
+    def __post_init__(self) -> None:
+        # Checked here rather than only in from_dict: a Scenario built in code, or changed
+        # with dataclasses.replace, sizes the same arrays, and these bounds are what keep
+        # them from taking minutes or gigabytes (the limits are in workload.settings).
+        text(self.name, "name")
+        number_in(self.slot_s, "slot_s", low=MIN_SLOT_S, high=MAX_SLOT_S)
+        number_in(self.duration_s, "duration_s", low=0.0, low_open=True)
+        integer_in(self.seed, "seed", low=0, high=MAX_SEED)
+        _check_sizes(self)
+
     # -- loading --------------------------------------------------------------------------
 
     @classmethod
@@ -96,12 +122,15 @@ class Scenario:
         """
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            source = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read scenario {path}: {exc.strerror or exc}", field="path") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"scenario {path} is not UTF-8 text: {exc.reason} at byte {exc.start}",
+                              field="path") from exc
         try:
-            table = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
+            table = yaml.safe_load(source)
+        except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer of 4300+ digits
             raise ConfigError(f"scenario {path} is not valid YAML: {exc}") from exc
         return cls.from_dict(table, base_dir=path.resolve().parent, nvml=nvml)
 
@@ -121,12 +150,12 @@ class Scenario:
         base = Path(base_dir) if base_dir is not None else None
         models_path = _models_path(table.get("models"), base)
         scenario = cls(
-            name=_text(table.get("name", "scenario"), "name"),
+            name=text(table.get("name", "scenario"), "name"),
             gpus=_gpus(table.get("gpus"), nvml),
             tenants=_tenants(table.get("tenants")),
-            slot_s=_positive(table.get("slot_s", 1.0), "slot_s"),
-            duration_s=_positive(table.get("duration_s", 600.0), "duration_s"),
-            seed=_seed(table.get("seed", 0), "seed"),
+            slot_s=number_in(table.get("slot_s", 1.0), "slot_s", low=MIN_SLOT_S, high=MAX_SLOT_S),
+            duration_s=number_in(table.get("duration_s", 600.0), "duration_s", low=0.0, low_open=True),
+            seed=integer_in(table.get("seed", 0), "seed", low=0, high=MAX_SEED),
             planner=PlannerConfig.from_dict(table.get("planner", {}) or {}),
             models_path=models_path,
             base_dir=base,
@@ -193,9 +222,10 @@ class Scenario:
             if source == "synthetic":
                 counts = self._synthetic(tenant, spec, seed + index)
             else:
-                counts = self._recorded(source, spec, where)
+                counts = self._recorded(source, spec)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}", field=f"{where}.{exc.field}".rstrip(".")) from exc
+        _check_counts(counts, where)
         if counts.shape[0] < self.n_slots:
             raise ConfigError(
                 f"{where}: the trace has {counts.shape[0]} slots of {self.slot_s} s, fewer than "
@@ -213,12 +243,13 @@ class Scenario:
         )
         return trace.counts[0].astype(np.float64)
 
-    def _recorded(self, source: str, spec: dict[str, Any], where: str) -> np.ndarray:
-        scale = _non_negative(spec.get("scale", 1.0), f"{where}.scale")
+    def _recorded(self, source: str, spec: dict[str, Any]) -> np.ndarray:
+        # Fields named within the arrivals: the caller adds ``where`` to them.
+        scale = number_in(spec.get("scale", 1.0), "scale", low=0.0)
         if source == "sample":
-            trace = traces.sample(_text(spec["sample"], f"{where}.sample"))
+            trace = traces.sample(text(spec["sample"], "sample"))
         else:
-            path = Path(_text(spec["csv"], f"{where}.csv"))
+            path = Path(text(spec["csv"], "csv"))
             if not path.is_absolute() and self.base_dir is not None:
                 path = self.base_dir / path
             trace = traces.load_csv(path)
@@ -285,34 +316,45 @@ def _known_keys(table: Mapping[str, Any], allowed: Sequence[str], where: str) ->
             raise ConfigError(f"{path} is not a known field; allowed: {', '.join(allowed)}", field=path)
 
 
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where} must be a non-empty string, got {value!r}", field=where)
-    return value
+def _check_sizes(scenario: Scenario) -> None:
+    """The scenario's sizes against the limits, before anything of their size is allocated."""
+    n_gpus, n_tenants = len(scenario.gpus), len(scenario.tenants)
+    slots = scenario.duration_s / scenario.slot_s
+    if n_gpus > MAX_GPUS:
+        raise ConfigError(f"gpus: {n_gpus} GPUs, more than the limit of {MAX_GPUS}", field="gpus")
+    if n_tenants > MAX_TENANTS:
+        raise ConfigError(f"tenants: {n_tenants} tenants, more than the limit of {MAX_TENANTS}", field="tenants")
+    # Compared as floats before rounding: the ratio of two finite numbers may be infinite.
+    if not 0.5 <= slots < MAX_SLOTS + 0.5:
+        raise ConfigError(
+            f"duration_s {scenario.duration_s:g} is {slots:g} slots of slot_s {scenario.slot_s:g} s; "
+            f"a scenario has 1 to {MAX_SLOTS} slots",
+            field="duration_s",
+        )
+    cells = n_tenants * round(slots)
+    if cells > MAX_CELLS:
+        raise ConfigError(
+            f"duration_s: {n_tenants} tenants x {round(slots)} slots is {cells} arrival counts, more "
+            f"than the limit of {MAX_CELLS}; use a longer slot_s or a shorter duration_s",
+            field="duration_s",
+        )
 
 
-def _positive(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{where} must be a positive number, got {value!r}", field=where)
-    return float(value)
-
-
-def _non_negative(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{where} must be a number >= 0, got {value!r}", field=where)
-    return float(value)
-
-
-def _seed(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where} must be a non-negative integer, got {value!r}", field=where)
-    return value
+def _check_counts(counts: np.ndarray, where: str) -> None:
+    """Arrival counts the planner can weigh: finite, and at most MAX_SLOT_REQUESTS a slot
+    (a scaled trace may hold anything)."""
+    if counts.size and not np.all(counts <= MAX_SLOT_REQUESTS):  # also false for NaN
+        raise ConfigError(
+            f"{where}: up to {np.nanmax(counts):g} requests in one slot, more than the limit of "
+            f"{MAX_SLOT_REQUESTS:g}",
+            field=where,
+        )
 
 
 def _models_path(value: Any, base: Path | None) -> Path | None:
     if value is None:
         return None
-    path = Path(_text(value, "models"))
+    path = Path(text(value, "models"))
     if not path.is_absolute() and base is not None:
         path = base / path
     if not path.is_file():
@@ -331,6 +373,9 @@ def _gpus(value: Any, nvml: Any) -> tuple[GpuSpec, ...]:
             specs.extend(_discovered(entry, where, nvml))
         else:
             specs.extend(_listed(entry, where))
+        if len(specs) > MAX_GPUS:  # after each entry: many entries must not add up unseen
+            raise ConfigError(f"gpus: {len(specs)} GPUs by {where}, more than the limit of {MAX_GPUS}",
+                              field="gpus")
     _check_devices(specs)
     return tuple(specs)
 
@@ -342,7 +387,7 @@ def _check_devices(specs: Sequence[GpuSpec]) -> None:
     if given and len(given) != len(specs):
         raise ConfigError("gpus: give devices for every GPU entry or for none "
                           f"({len(given)} of {len(specs)} GPUs have one)", field="gpus")
-    repeated = sorted({d for d in given if given.count(d) > 1})
+    repeated = sorted(d for d, times in Counter(given).items() if times > 1)
     if repeated:
         raise ConfigError(f"gpus: device {repeated[0]} is named twice", field="gpus")
 
@@ -352,12 +397,11 @@ def _listed(entry: Mapping[str, Any], where: str) -> list[GpuSpec]:
     if "model" not in entry:
         raise ConfigError(f"{where}.model is required (or use discover: nvml)", field=f"{where}.model")
     try:
-        geometry = Geometry.for_gpu(_text(entry["model"], f"{where}.model"))
+        geometry = Geometry.for_gpu(text(entry["model"], f"{where}.model"))
     except UnknownGPU as exc:
         raise ConfigError(f"{where}.model: {exc}", field=f"{where}.model") from exc
     count = entry.get("count", max(1, len(entry["devices"])) if isinstance(entry.get("devices"), list) else 1)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ConfigError(f"{where}.count must be a positive integer, got {count!r}", field=f"{where}.count")
+    count = integer_in(count, f"{where}.count", low=1, high=MAX_GPUS)
     layout = entry.get("layout", "")
     if not isinstance(layout, str):
         raise ConfigError(f"{where}.layout must be a layout string such as \"3g.20gb@0\"", field=f"{where}.layout")
@@ -375,7 +419,7 @@ def _device_indices(entry: Mapping[str, Any], where: str, count: int) -> list[in
     devices = entry["devices"]
     ok = isinstance(devices, list) and bool(devices) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
     if not ok:
-        raise ConfigError(f"{where}.devices must be a list of NVML device indices (integers >= 0), got {devices!r}",
+        raise ConfigError(f"{where}.devices must be a list of NVML device indices (integers >= 0), got {shown(devices)}",
                           field=f"{where}.devices")
     if len(devices) != count:
         raise ConfigError(f"{where}.devices names {len(devices)} devices but count is {count}",
@@ -386,7 +430,8 @@ def _device_indices(entry: Mapping[str, Any], where: str, count: int) -> list[in
 def _discovered(entry: Mapping[str, Any], where: str, nvml: Any) -> list[GpuSpec]:
     _known_keys(entry, _DISCOVER_KEYS, where)
     if entry["discover"] != "nvml":
-        raise ConfigError(f"{where}.discover must be 'nvml', got {entry['discover']!r}", field=f"{where}.discover")
+        raise ConfigError(f"{where}.discover must be 'nvml', got {shown(entry['discover'])}", field=f"{where}.discover")
+    indices = _indices(entry.get("indices"), f"{where}.indices")
     from ..geometry._nvml_read import default_nvml
 
     try:
@@ -397,22 +442,37 @@ def _discovered(entry: Mapping[str, Any], where: str, nvml: Any) -> list[GpuSpec
     except Exception as exc:  # the driver's own error type: no driver, no GPU
         raise ConfigError(f"{where}: cannot discover GPUs: NVML: {exc}", field=f"{where}.discover") from exc
     try:
-        indices = entry.get("indices", list(range(nvml.nvmlDeviceGetCount())))
+        if indices is None:
+            indices = list(range(min(nvml.nvmlDeviceGetCount(), MAX_GPUS + 1)))
         specs = []
         for index in indices:
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
             try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
                 specs.append(GpuSpec(Geometry.from_nvml(handle, nvml), device=int(index)))
             except (MigratorError, GeometryError) as exc:
                 raise ConfigError(f"{where}: GPU {index}: {exc}", field=f"{where}.indices") from exc
+            except Exception as exc:  # the driver's own error type: no such device
+                raise ConfigError(f"{where}: GPU {index}: NVML: {exc}", field=f"{where}.indices") from exc
         return specs
     finally:
         nvml.nvmlShutdown()
 
 
+def _indices(value: Any, where: str) -> list[int] | None:
+    """``indices`` of a ``discover: nvml`` entry, checked before NVML is asked anything."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or len(value) > MAX_GPUS:
+        raise ConfigError(f"{where} must be a list of 1 to {MAX_GPUS} NVML device indices, got {shown(value)}",
+                          field=where)
+    return [integer_in(index, where, low=0) for index in value]
+
+
 def _tenants(value: Any) -> tuple[Tenant, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError("tenants must be a non-empty list", field="tenants")
+    if len(value) > MAX_TENANTS:
+        raise ConfigError(f"tenants: {len(value)} tenants, more than the limit of {MAX_TENANTS}", field="tenants")
     tenants = []
     seen: set[str] = set()
     for i, entry in enumerate(value):
@@ -422,6 +482,7 @@ def _tenants(value: Any) -> tuple[Tenant, ...]:
         for key in ("name", "model", "slo_ms", "arrivals"):
             if key not in entry:
                 raise ConfigError(f"{where}.{key} is required", field=f"{where}.{key}")
+        text(entry["name"], f"{where}.name")  # before it is hashed: a list has no hash
         if entry["name"] in seen:
             raise ConfigError(f"{where}.name {entry['name']!r} is used twice", field=f"{where}.name")
         seen.add(entry["name"])
@@ -449,9 +510,9 @@ def _arrival_spec(spec: Any, where: str) -> None:
     source = sources[0]
     if source == "synthetic":
         kind = spec["synthetic"]
-        if kind not in traces.KINDS:
+        if not isinstance(kind, str) or kind not in traces.KINDS:
             raise ConfigError(
-                f"{where}.synthetic must be one of {', '.join(traces.KINDS)}, got {kind!r}",
+                f"{where}.synthetic must be one of {', '.join(traces.KINDS)}, got {shown(kind)}",
                 field=f"{where}.synthetic",
             )
         _known_keys(spec, (*_ARRIVAL_KEYS["synthetic"], *traces.KINDS[kind]), where)

@@ -1,20 +1,66 @@
-"""Planner settings: a value shared by scenarios (which load it) and the planner (which uses it)."""
+"""Planner settings: a value shared by scenarios (which load it) and the planner (which uses it).
+
+This module also holds the checks every number, size and name of a scenario goes through
+(``number_in``, ``integer_in``, ``flag``, ``text``) and the limits they enforce, so that the
+scenario, its tenants and its planner settings refuse the same things with the same words.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+from . import forecast
 
 __all__ = ["FORECASTERS", "PlannerConfig"]
 
-FORECASTERS = ("last", "ewma", "holt-winters")
+FORECASTERS = tuple(forecast.FORECASTERS)
+
+# -- limits ------------------------------------------------------------------------------------
+# Far beyond what the project plans for (README and docs/model.md: up to 512 GPUs and 1024
+# tenants, horizons of 30-60 slots, set-up times of seconds). They exist so that a slip
+# (``count: 100000``, ``slot_s: 0.000001``, ``--horizon 100000``) is an error naming the field
+# and the limit, not minutes of work or gigabytes allocated before anything is checked.
+
+#: Slots planned ahead. The built-in scenario plans 10,000 in about 10 s; 100,000 took 103 s
+#: and 2 GB.
+MAX_HORIZON = 10_000
+#: GPUs of one scenario (four times the largest cluster the project is measured on).
+MAX_GPUS = 2048
+#: Tenants of one scenario.
+MAX_TENANTS = 4096
+#: Slots of one scenario (``duration_s / slot_s``): 11.6 days of one-second slots.
+MAX_SLOTS = 1_000_000
+#: Tenants x slots of a scenario's (or a trace file's) arrival counts: 800 MB as float64.
+MAX_CELLS = 10**8
+#: Slot length in seconds: MIG reconfiguration takes seconds, so a slot below a millisecond
+#: or above a day is a unit mistake.
+MIN_SLOT_S, MAX_SLOT_S = 1e-3, 86_400.0
+#: Durations of a tenant (retraining window, retraining work), in seconds: about 31 years.
+MAX_SECONDS = 1e9
+#: Expected requests of one tenant in one slot; more would swamp the solver's tolerances.
+MAX_SLOT_REQUESTS = 1e12
+#: Planner settings.
+MAX_SETUP_S = 3600.0
+MAX_TIME_LIMIT_S = 86_400.0
+#: Objective coefficients (penalty, terminal weight) beyond these leave the program badly
+#: scaled: HiGHS counts costs of 1e20 as infinite and its tolerances are relative.
+MAX_PENALTY = 1e12
+MAX_TERMINAL_WEIGHT = 1e3
+MAX_WORKERS = 1024
+#: Instances retraining one tenant at once: no GPU holds more than 8 MIG instances.
+MAX_RETRAIN_INSTANCES = 8 * MAX_GPUS
 
 
 @dataclass(frozen=True)
 class PlannerConfig:
     """How the planner decides.
+
+    Every field is checked when the value is built (a :class:`ConfigError` naming the field
+    and its allowed values); the sizes are bounded by this module's ``MAX_*`` limits.
 
     Parameters
     ----------
@@ -76,23 +122,19 @@ class PlannerConfig:
     workers: int = 0
 
     def __post_init__(self) -> None:
-        _integer(self.horizon, "planner.horizon", low=1)
-        _integer(self.max_wait_slots, "planner.max_wait_slots", low=0)
-        _integer(self.decompose_above, "planner.decompose_above", low=0)
-        _integer(self.retrain_instances, "planner.retrain_instances", low=0)
-        _integer(self.workers, "planner.workers", low=0)
-        _number(self.setup_s, "planner.setup_s", low=0.0)
-        _number(self.reconfig_penalty, "planner.reconfig_penalty", low=0.0)
-        _number(self.time_limit_s, "planner.time_limit_s", low=0.0, strict=True)
-        _number(self.mip_gap, "planner.mip_gap", low=0.0)
-        _number(self.terminal_weight, "planner.terminal_weight", low=0.0)
-        if not isinstance(self.forecaster, Mapping) or self.forecaster.get("name") not in FORECASTERS:
-            raise ConfigError(
-                f"planner.forecaster must be a mapping with name one of {', '.join(FORECASTERS)}, "
-                f"got {self.forecaster!r}",
-                field="planner.forecaster",
-            )
-        object.__setattr__(self, "forecaster", dict(self.forecaster))
+        integer_in(self.horizon, "planner.horizon", low=1, high=MAX_HORIZON)
+        integer_in(self.max_wait_slots, "planner.max_wait_slots", low=0, high=MAX_HORIZON)
+        integer_in(self.decompose_above, "planner.decompose_above", low=0)
+        integer_in(self.retrain_instances, "planner.retrain_instances", low=0, high=MAX_RETRAIN_INSTANCES)
+        integer_in(self.workers, "planner.workers", low=0, high=MAX_WORKERS)
+        number_in(self.setup_s, "planner.setup_s", low=0.0, high=MAX_SETUP_S)
+        number_in(self.reconfig_penalty, "planner.reconfig_penalty", low=0.0, high=MAX_PENALTY)
+        number_in(self.time_limit_s, "planner.time_limit_s", low=0.0, low_open=True, high=MAX_TIME_LIMIT_S)
+        number_in(self.mip_gap, "planner.mip_gap", low=0.0)
+        number_in(self.terminal_weight, "planner.terminal_weight", low=0.0, high=MAX_TERMINAL_WEIGHT)
+        flag(self.terminal_value, "planner.terminal_value")
+        flag(self.retrain_over_window, "planner.retrain_over_window")
+        object.__setattr__(self, "forecaster", _forecaster(self.forecaster))
 
     @classmethod
     def from_dict(cls, table: Mapping[str, Any], where: str = "planner") -> PlannerConfig:
@@ -100,7 +142,8 @@ class PlannerConfig:
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {type(table).__name__}", field=where)
         allowed = [f for f in cls.__dataclass_fields__]
-        unknown = sorted(set(table) - set(allowed))
+        # In the file's order: YAML keys need not be strings, so they need not sort.
+        unknown = [key for key in table if key not in allowed]
         if unknown:
             raise ConfigError(
                 f"{where}.{unknown[0]} is not a planner setting; allowed: {', '.join(allowed)}",
@@ -112,19 +155,100 @@ class PlannerConfig:
         return asdict(self)
 
     def make_forecaster(self) -> Any:
-        from .forecast import make
-
         options = dict(self.forecaster)
-        return make(options.pop("name"), **options)
+        return forecast.make(options.pop("name"), **options)
 
 
-def _integer(value: Any, name: str, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}", field=name)
+
+def _forecaster(table: Any) -> dict[str, Any]:
+    """The forecaster mapping, checked by building the forecaster once: ``run`` builds it
+    at its first step, and ``plan`` must refuse what ``run`` would."""
+    where = "planner.forecaster"
+    if not isinstance(table, Mapping) or table.get("name") not in FORECASTERS:
+        raise ConfigError(
+            f"{where} must be a mapping with name one of {', '.join(FORECASTERS)}, got {shown(table)}",
+            field=where,
+        )
+    options = dict(table)
+    name = options.pop("name")
+    odd = [key for key in options if not isinstance(key, str)]
+    if odd:
+        raise ConfigError(f"{where}: parameter names must be strings, got {shown(odd[0])}", field=where)
+    try:
+        forecast.make(name, **options)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc.field}: {exc}", field=f"{where}.{exc.field}") from exc
+    return dict(table)
 
 
-def _number(value: Any, name: str, low: float, strict: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not ok or value < low or (strict and value == low):
-        relation = ">" if strict else ">="
-        raise ConfigError(f"{name} must be a number {relation} {low}, got {value!r}", field=name)
+# -- checks shared by the workload's inputs ------------------------------------------------------
+
+
+def number_in(
+    value: Any, field: str, *, low: float = -math.inf, high: float = math.inf,
+    low_open: bool = False, high_open: bool = False,
+) -> float:
+    """``value`` as a float when it is a finite real number in the range, else ConfigError.
+
+    Finiteness is asked first because NaN compares false with everything: ``value < low``
+    lets it through. Bools are refused although Python counts them as numbers, since YAML
+    reads ``yes`` as True.
+    """
+    result = math.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            result = float(value)
+        except OverflowError:  # an integer beyond the largest float
+            result = math.inf
+    above = result > low if low_open else result >= low
+    below = result < high if high_open else result <= high
+    if not (math.isfinite(result) and above and below):
+        bounds = _bounds(low, high, low_open, high_open)
+        raise ConfigError(f"{field} must be a finite number{bounds}, got {shown(value)}", field=field)
+    return result
+
+
+def integer_in(value: Any, field: str, *, low: int, high: int | None = None) -> int:
+    """``value`` as an int when it is an integer in ``[low, high]``, else ConfigError.
+
+    A float, even 3.0, is refused: a count written ``3.5`` is a mistake to report, not round.
+    """
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        bounds = f" >= {low}" if high is None else f" in [{low}, {high}]"
+        raise ConfigError(f"{field} must be an integer{bounds}, got {shown(value)}", field=field)
+    return int(value)
+
+
+def flag(value: Any, field: str) -> bool:
+    """``value`` when it is True or False: a string such as ``"no"`` would read as true."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{field} must be true or false, got {shown(value)}", field=field)
+    return value
+
+
+def text(value: Any, field: str) -> str:
+    """``value`` when it is a string with something besides blanks in it, else ConfigError."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{field} must be a non-empty string, got {shown(value)}", field=field)
+    return value
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages: the bad value may be a
+    whole file's worth, or an integer too long for ``repr`` (Python refuses 4300+ digits)."""
+    try:
+        written = repr(value)
+    except ValueError:
+        return f"an integer of {int(value).bit_length()} bits"
+    return written if len(written) <= limit else f"{written[: limit - 3]}..."
+
+
+def _bounds(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    if math.isinf(low) and math.isinf(high):
+        return ""
+    if math.isinf(high):
+        return f" {'>' if low_open else '>='} {low:g}"
+    if math.isinf(low):
+        return f" {'<' if high_open else '<='} {high:g}"
+    return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"

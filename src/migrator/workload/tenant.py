@@ -6,8 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from .settings import MAX_SECONDS, integer_in, number_in, text
 
 __all__ = ["Tenant"]
+
+#: Largest inference batch a tenant may ask for (a C int; model tables stop far below).
+MAX_BATCH = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -51,39 +55,25 @@ class Tenant:
 
     def __post_init__(self) -> None:
         where = f"tenants.{self.name}" if isinstance(self.name, str) else "tenants"
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"{where}.name must be a non-empty string", field=f"{where}.name")
-        _positive(self.slo_ms, f"{where}.slo_ms")
-        if not 50.0 < float(self.percentile) < 100.0:
-            raise ConfigError(
-                f"{where}.percentile must be in (50, 100), got {self.percentile!r}",
-                field=f"{where}.percentile",
-            )
+        text(self.name, f"{where}.name")
+        text(self.model, f"{where}.model")
+        number_in(self.slo_ms, f"{where}.slo_ms", low=0.0, low_open=True)
+        number_in(self.percentile, f"{where}.percentile", low=50.0, high=100.0, low_open=True, high_open=True)
         if self.window_s is not None:
-            _positive(self.window_s, f"{where}.window_s")
-        if float(self.work_gpu_s) < 0:
-            raise ConfigError(f"{where}.work_gpu_s must be >= 0", field=f"{where}.work_gpu_s")
-        for name in ("accuracy_before", "accuracy_after"):
-            value = getattr(self, name)
-            if not 0.0 <= float(value) <= 1.0:
-                raise ConfigError(
-                    f"{where}.{name} must be in [0, 1], got {value!r}", field=f"{where}.{name}"
-                )
-        if float(self.accuracy_after) < float(self.accuracy_before):
+            number_in(self.window_s, f"{where}.window_s", low=0.0, low_open=True, high=MAX_SECONDS)
+        number_in(self.work_gpu_s, f"{where}.work_gpu_s", low=0.0, high=MAX_SECONDS)
+        before = number_in(self.accuracy_before, f"{where}.accuracy_before", low=0.0, high=1.0)
+        after = number_in(self.accuracy_after, f"{where}.accuracy_after", low=0.0, high=1.0)
+        if after < before:
             raise ConfigError(
                 f"{where}.accuracy_after ({self.accuracy_after}) must not be below "
                 f"accuracy_before ({self.accuracy_before}): retraining on fresh data is what "
                 "lifts the accuracy",
                 field=f"{where}.accuracy_after",
             )
-        if self.max_batch is not None and (not isinstance(self.max_batch, int) or self.max_batch < 1):
-            raise ConfigError(f"{where}.max_batch must be a positive integer", field=f"{where}.max_batch")
+        if self.max_batch is not None:
+            integer_in(self.max_batch, f"{where}.max_batch", low=1, high=MAX_BATCH)
 
     @property
     def retrains(self) -> bool:
         return self.window_s is not None
-
-
-def _positive(value: Any, field: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{field} must be a positive number, got {value!r}", field=field)

@@ -41,6 +41,7 @@ from typing import Any, Union
 import numpy as np
 
 from ..errors import ConfigError
+from .settings import MAX_CELLS, MAX_SLOT_REQUESTS
 
 __all__ = [
     "KINDS",
@@ -73,8 +74,14 @@ _BOUNDARY_RTOL = 1e-9
 # Tolerance on a wide file's time column: written times are rounded to ~12 digits.
 _TIME_RTOL = 1e-6
 # A trace is dense (tenants x slots); refuse timestamp spans that would not fit in memory
-# rather than fail inside numpy (10^8 cells = 800 MB of int64).
-_MAX_CELLS = 10**8
+# rather than fail inside numpy (10^8 cells = 800 MB of int64). One limit with scenarios'.
+_MAX_CELLS = MAX_CELLS
+# Bursty traces: state changes drawn per tenant (sojourns far shorter than a slot only
+# average out, and each change costs memory while the path is drawn).
+_MAX_STATE_CHANGES = 10**6
+# Diurnal periods, in seconds: shorter ones average out within any slot, and both ends keep
+# the phase (2 pi t / period) finite.
+_MIN_PERIOD_S, _MAX_PERIOD_S = 1e-3, 1e12
 
 
 # -- the value ---------------------------------------------------------------------------------
@@ -328,6 +335,8 @@ def _check_int(value: Any, name: str) -> int:
 def _integer_ratio(longer: float, shorter: float) -> int | None:
     """``longer / shorter`` when it is a positive integer (up to rounding), else None."""
     ratio = longer / shorter
+    if not math.isfinite(ratio):  # two finite numbers can still overflow
+        return None
     nearest = round(ratio)
     if nearest >= 1 and abs(ratio - nearest) <= _BOUNDARY_RTOL * ratio:
         return int(nearest)
@@ -731,10 +740,19 @@ def synthetic(
     )
     step_s = _check_positive(slot_s, "slot_s")
     n_slots = _whole_slots(_check_positive(duration_s, "duration_s"), step_s)
+    _check_size(len(names), n_slots, f"synthetic {kind!r} trace", step_s)
     rng = np.random.default_rng(_check_seed(seed))
     base = _per_tenant(mean_rps, len(names), "mean_rps", low=0.0)
     multiplier = _multiplier(kind, names, n_slots, step_s, rng, params)
-    counts = rng.poisson(base[:, None] * step_s * multiplier)
+    means = base[:, None] * step_s * multiplier
+    # numpy refuses Poisson means above about 1e19 (ValueError); bound them well below that.
+    if not np.all(means <= MAX_SLOT_REQUESTS):  # also false for NaN
+        raise ConfigError(
+            f"mean_rps x slot_s x the {kind!r} multiplier asks for up to {np.nanmax(means):g} "
+            f"requests in one slot, more than the limit of {MAX_SLOT_REQUESTS:g}",
+            field="mean_rps",
+        )
+    counts = rng.poisson(means)
     return Trace(names, counts.astype(np.int64), step_s)
 
 
@@ -767,6 +785,7 @@ def _multiplier(
         return _diurnal(edges, n, **options)
     if kind == "bursty":
         chain = _bursty_options(options)
+        _check_state_changes(float(edges[-1]), chain)
         return np.stack([_markov_modulated(edges, rng, **chain) for _ in range(n)])
     return _steps(edges, tenants, options["steps"])
 
@@ -775,11 +794,16 @@ def _diurnal(
     edges: np.ndarray, n: int, *, period_s: Any, amplitude: Any, peak_s: Any
 ) -> np.ndarray:
     period = edges[-1] if period_s is None else _check_positive(period_s, "period_s")
+    if not _MIN_PERIOD_S <= period <= _MAX_PERIOD_S:
+        raise ConfigError(
+            f"period_s must be in [{_MIN_PERIOD_S:g}, {_MAX_PERIOD_S:g}] s, got {period:g}", field="period_s"
+        )
     depth = _check_fraction(amplitude, "amplitude")
     if peak_s is None:
         peaks = period * (np.arange(n) + 0.5) / n
     else:
-        peaks = _per_tenant(peak_s, n, "peak_s", low=-math.inf)
+        # Within one period: the same cosine, and the phase below stays finite.
+        peaks = np.mod(_per_tenant(peak_s, n, "peak_s", low=-math.inf), period)
     omega = 2 * math.pi / period
     # Exact mean of cos over each slot: (sin(w(b - p)) - sin(w(a - p))) / (w (b - a)).
     phase = omega * (edges[None, :] - peaks[:, None])
@@ -794,6 +818,17 @@ def _bursty_options(options: dict[str, Any]) -> dict[str, float]:
     for name in ("low_sojourn_s", "high_sojourn_s"):
         result[name] = _check_positive(options[name], name)
     return result
+
+
+def _check_state_changes(duration: float, chain: dict[str, float]) -> None:
+    cycles = duration / (chain["low_sojourn_s"] + chain["high_sojourn_s"])
+    if 2 * cycles > _MAX_STATE_CHANGES:
+        raise ConfigError(
+            f"low_sojourn_s + high_sojourn_s ({chain['low_sojourn_s']:g} + {chain['high_sojourn_s']:g} s) "
+            f"would switch state about {2 * cycles:.3g} times in {duration:g} s, more than the limit "
+            f"of {_MAX_STATE_CHANGES}; use longer sojourns",
+            field="low_sojourn_s",
+        )
 
 
 def _markov_modulated(
@@ -858,7 +893,7 @@ def _step_function(steps: Any, duration: float, tenant: str) -> tuple[np.ndarray
     example = "expected a list of (time_s, multiplier) pairs, e.g. [(300, 2.0)]"
     try:
         pairs = [(float(t), float(m)) for t, m in steps]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"steps for tenant {tenant!r}: {example}", field="steps") from None
     times, levels = [0.0], [1.0]
     for time_s, multiplier in pairs:
