@@ -226,49 +226,56 @@ def planning_placements(geometry: Geometry, models_fit: Any = None, keep: Sequen
     return [pl for pl in geometry.placements() if (pl.profile, pl.start) in chosen]
 
 
-def _profile_figures(
-    gpu_model: str, profile: str, tenants: Sequence[Tenant], models: Mapping[str, Any],
-    cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every tenant's SLO capacity and retraining speed on one profile of one GPU model,
-    computed once per decision however many GPUs and placements share them."""
-    key = (gpu_model, profile)
-    if key not in cache:
-        capacity, speed = np.zeros(len(tenants)), np.zeros(len(tenants))
-        for i, t in enumerate(tenants):
-            model = models[t.model]
-            if not model.fits(gpu_model, profile):
-                continue
-            capacity[i] = slo_capacity(
-                t.model, profile, t.slo_ms, gpu=gpu_model, percentile=t.percentile,
-                max_batch=t.max_batch, models=models,
-            )
-            if t.retrains:
-                speed[i] = model.retrain_speed(gpu_model, profile)
-        cache[key] = (capacity, speed)
-    return cache[key]
+class _ProfileFigures:
+    """What each tenant gets from one profile of one GPU model (SLO capacity, retraining
+    speed, whether every tenant's model fits), computed once per decision however many GPUs
+    and placements share the profile: the problem's build stays linear in GPUs."""
+
+    def __init__(self, tenants: Sequence[Tenant], models: Mapping[str, Any]) -> None:
+        self.tenants, self.models = tenants, models
+        self._model_names = sorted({t.model for t in tenants})
+        self._rates: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._fits: dict[tuple[str, str], bool] = {}
+
+    def fits_all(self, gpu_model: str, profile: str) -> bool:
+        key = (gpu_model, profile)
+        if key not in self._fits:
+            self._fits[key] = all(self.models[m].fits(gpu_model, profile) for m in self._model_names)
+        return self._fits[key]
+
+    def rates(self, gpu_model: str, profile: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every tenant's SLO capacity and retraining speed, shape (N,) each."""
+        key = (gpu_model, profile)
+        if key not in self._rates:
+            capacity, speed = np.zeros(len(self.tenants)), np.zeros(len(self.tenants))
+            for i, t in enumerate(self.tenants):
+                model = self.models[t.model]
+                if not model.fits(gpu_model, profile):
+                    continue
+                capacity[i] = slo_capacity(
+                    t.model, profile, t.slo_ms, gpu=gpu_model, percentile=t.percentile,
+                    max_batch=t.max_batch, models=self.models,
+                )
+                if t.retrains:
+                    speed[i] = model.retrain_speed(gpu_model, profile)
+            self._rates[key] = (capacity, speed)
+        return self._rates[key]
 
 
 def _gpu_problem(
     index: int, geometry: Geometry, layout: str, assignment: Mapping[str, str],
-    tenants: Sequence[Tenant], models: Mapping[str, Any],
-    figures: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] | None = None,
+    tenants: Sequence[Tenant], figures: _ProfileFigures,
 ) -> GpuProblem:
     names = [t.name for t in tenants]
     current_layout = geometry.validate(layout)
     keep = [str(p) for p in current_layout]
-
-    def fits_all(profile: str) -> bool:
-        return all(models[t.model].fits(geometry.name, profile) for t in tenants)
-
-    placements = planning_placements(geometry, fits_all, keep)
-    figures = {} if figures is None else figures
+    placements = planning_placements(geometry, lambda profile: figures.fits_all(geometry.name, profile), keep)
     profiles = sorted({p.profile for p in placements})
     by_name = {p.name: p for p in geometry.profiles}
     capacity = np.zeros((len(tenants), len(placements)))
     speed = np.zeros_like(capacity)
     for q, pl in enumerate(placements):
-        capacity[:, q], speed[:, q] = _profile_figures(geometry.name, pl.profile, tenants, models, figures)
+        capacity[:, q], speed[:, q] = figures.rates(geometry.name, pl.profile)
     current = np.full(len(placements), -1, dtype=np.int64)
     index_of = {str(pl): q for q, pl in enumerate(placements)}
     for placement in keep:
@@ -349,9 +356,9 @@ def build_problem(
         config.terminal_weight * _terminal_gain(arrivals, acc_after - acc_before, window, offset, done, sum(lengths))
         if config.terminal_value else None
     )
-    figures: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    figures = _ProfileFigures(tenants, models)
     gpus = tuple(
-        _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, models, figures)
+        _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, figures)
         for g, geometry in enumerate(geometries)
     )
     return Problem(
