@@ -183,7 +183,7 @@ def test_trace_method_errors(call, field: str, fragment: str) -> None:
         ((" a",), [[1]], 1.0, "tenants", "without surrounding whitespace"),
         ("ab", [[1]], 1.0, "tenants", "single string 'ab'"),
         (("a",), [[1]], 0.0, "slot_s", "positive"),
-        (("a",), [[1]], "1", "slot_s", "positive number"),
+        (("a",), [[1]], "1", "slot_s", "positive"),
     ],
     ids=["negative", "nan", "one-dimensional", "rows-vs-tenants", "no-slots", "strings",
          "no-tenants", "duplicate-tenant", "padded-name", "str-tenants", "zero-slot",

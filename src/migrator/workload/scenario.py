@@ -23,7 +23,10 @@ A scenario file looks like ``data/scenarios/default.yaml``::
     planner: {horizon: 30, setup_s: 2.0}
 
 Loading checks every field; an error names the field (``tenants[1].slo_ms``) and, where
-there is a fixed set, the allowed values. Unknown keys are errors, never ignored.
+there is a fixed set, the allowed values. Unknown keys are errors, never ignored. Numbers
+must be finite, and sizes stay within limits far beyond any deployment (``MAX_GPUS`` GPUs,
+``MAX_TENANTS`` tenants, ``MAX_SLOTS`` slots, ``MAX_CELLS`` tenants x slots; the values are
+in ``migrator.workload.settings``), checked before anything of that size is allocated.
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from ..errors import ConfigError, GeometryError, InvalidLayout, MigratorError, UnknownGPU
+from ..errors import (
+    ConfigError,
+    GeometryError,
+    InvalidLayout,
+    MigratorError,
+    UnknownGPU,
+)
 from ..geometry.geometry import Geometry
 from . import traces
 from .settings import (
@@ -224,7 +233,10 @@ class Scenario:
             else:
                 counts = self._recorded(source, spec)
         except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}", field=f"{where}.{exc.field}".rstrip(".")) from exc
+            # The trace functions name their own parameters (mean_rps); the file's reader
+            # wants the whole path to it.
+            field = f"{where}.{exc.field}".rstrip(".")
+            raise ConfigError(f"{field}: {exc}", field=field) from exc
         _check_counts(counts, where)
         if counts.shape[0] < self.n_slots:
             raise ConfigError(

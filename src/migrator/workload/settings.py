@@ -203,8 +203,8 @@ def number_in(
     above = result > low if low_open else result >= low
     below = result < high if high_open else result <= high
     if not (math.isfinite(result) and above and below):
-        bounds = _bounds(low, high, low_open, high_open)
-        raise ConfigError(f"{field} must be a finite number{bounds}, got {shown(value)}", field=field)
+        wanted = _described(low, high, low_open, high_open)
+        raise ConfigError(f"{field} must be {wanted}, got {shown(value)}", field=field)
     return result
 
 
@@ -244,11 +244,13 @@ def shown(value: Any, limit: int = 80) -> str:
     return written if len(written) <= limit else f"{written[: limit - 3]}..."
 
 
-def _bounds(low: float, high: float, low_open: bool, high_open: bool) -> str:
+def _described(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    if low == 0 and low_open and math.isinf(high):
+        return "a positive, finite number"
     if math.isinf(low) and math.isinf(high):
-        return ""
+        return "a finite number"
     if math.isinf(high):
-        return f" {'>' if low_open else '>='} {low:g}"
+        return f"a finite number {'>' if low_open else '>='} {low:g}"
     if math.isinf(low):
-        return f" {'<' if high_open else '<='} {high:g}"
-    return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"a finite number {'<' if high_open else '<='} {high:g}"
+    return f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"

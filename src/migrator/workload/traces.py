@@ -41,7 +41,7 @@ from typing import Any, Union
 import numpy as np
 
 from ..errors import ConfigError
-from .settings import MAX_CELLS, MAX_SLOT_REQUESTS
+from .settings import MAX_CELLS, MAX_SLOT_REQUESTS, number_in, shown
 
 __all__ = [
     "KINDS",
@@ -315,12 +315,7 @@ def _check_counts(counts: Any, *, n_tenants: int) -> np.ndarray:
 
 
 def _check_positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name} must be a positive number, got {value!r}", field=name)
-    result = float(value)
-    if not math.isfinite(result) or result <= 0:
-        raise ConfigError(f"{name} must be a positive, finite number, got {value!r}", field=name)
-    return result
+    return number_in(value, name, low=0.0, low_open=True)
 
 
 def _check_int(value: Any, name: str) -> int:
@@ -939,27 +934,20 @@ def _check_seed(seed: Any) -> int:
 
 
 def _check_non_negative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name} must be a number >= 0, got {value!r}", field=name)
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}", field=name)
-    return float(value)
+    return number_in(value, name, low=0.0)
 
 
 def _check_fraction(value: Any, name: str) -> float:
-    result = _check_non_negative(value, name)
-    if result > 1:
-        raise ConfigError(f"{name} must be in [0, 1], got {value!r}", field=name)
-    return result
+    return number_in(value, name, low=0.0, high=1.0)
 
 
 def _per_tenant(value: Any, n: int, name: str, *, low: float) -> np.ndarray:
     """A scalar or one value per tenant, as a float array of shape ``(n,)``."""
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float64
         raise ConfigError(
-            f"{name} must be a number or one number per tenant, got {value!r}", field=name
+            f"{name} must be a number or one number per tenant, got {shown(value)}", field=name
         ) from None
     if array.ndim == 0:
         array = np.full(n, float(array))

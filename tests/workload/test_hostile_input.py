@@ -1,0 +1,256 @@
+"""Hostile input (issue 18): bad numbers, sizes and types in a scenario, its tenants and its
+planner settings are refused where they enter, with a ConfigError that names the field;
+never a traceback, a hang, an allocation sized by the bad value, or a silently wrong plan.
+
+The table holds the failures measured on the code before the checks (NaN and infinity
+accepted, sizes allocated unchecked, tracebacks from wrong types); the fuzz test mutates the
+built-in scenario at random and lets only migrator's own errors out."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from migrator.errors import ConfigError, MigratorError
+from migrator.workload.scenario import Scenario
+from migrator.workload.settings import PlannerConfig
+
+NAN, INF = math.nan, math.inf
+
+BUILTIN: dict[str, Any] = yaml.safe_load(
+    (resources.files("migrator") / "data" / "scenarios" / "default.yaml").read_text(encoding="utf-8")
+)
+
+
+def changed(path: str, value: Any, table: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The built-in scenario's mapping with the dotted ``path`` set to ``value``."""
+    table = copy.deepcopy(BUILTIN if table is None else table)
+    *parents, last = path.split(".")
+    node: Any = table
+    for step in parents:
+        node = node[int(step)] if isinstance(node, list) else node[step]
+    node[int(last) if isinstance(node, list) else last] = value
+    return table
+
+
+def many_tenants(n: int) -> list[dict[str, Any]]:
+    return [{**BUILTIN["tenants"][0], "name": f"t{i}"} for i in range(n)]
+
+
+# (case, dotted path, bad value, the field the error must name)
+CASES = [
+    # NaN passed every "value < low" check; infinity made the objective NaN
+    ("penalty-nan", "planner.reconfig_penalty", NAN, "planner.reconfig_penalty"),
+    ("penalty-inf", "planner.reconfig_penalty", INF, "planner.reconfig_penalty"),
+    ("time-limit-nan", "planner.time_limit_s", NAN, "planner.time_limit_s"),
+    ("mip-gap-nan", "planner.mip_gap", NAN, "planner.mip_gap"),
+    ("setup-nan", "planner.setup_s", NAN, "planner.setup_s"),
+    ("terminal-weight-inf", "planner.terminal_weight", INF, "planner.terminal_weight"),
+    ("horizon-huge", "planner.horizon", 100_000, "planner.horizon"),
+    ("workers-huge", "planner.workers", 10**30, "planner.workers"),
+    ("flag-text", "planner.retrain_over_window", "no", "planner.retrain_over_window"),
+    ("planner-int-key", "planner", {1: 2}, "planner.1"),
+    # what `run` refused, `plan` accepted
+    ("alpha-5", "planner.forecaster.alpha", 5, "planner.forecaster.alpha"),
+    ("alpha-huge-int", "planner.forecaster.alpha", 10**400, "planner.forecaster.alpha"),
+    ("forecaster-unknown-parameter", "planner.forecaster.beta", 0.1, "planner.forecaster.beta"),
+    ("season-huge", "planner.forecaster", {"name": "holt-winters", "season_length": 10**9},
+     "planner.forecaster.season_length"),
+    ("forecaster-int-key", "planner.forecaster", {"name": "ewma", 3: 1}, "planner.forecaster"),
+    # tenants
+    ("slo-inf", "tenants.0.slo_ms", INF, "tenants[0].slo_ms"),
+    ("work-nan", "tenants.0.work_gpu_s", NAN, "tenants[0].work_gpu_s"),
+    ("work-text", "tenants.0.work_gpu_s", "lots", "tenants[0].work_gpu_s"),
+    ("window-inf", "tenants.0.window_s", INF, "tenants[0].window_s"),
+    ("accuracy-text", "tenants.0.accuracy_before", "high", "tenants[0].accuracy_before"),
+    ("percentile-text", "tenants.0.percentile", "p99", "tenants[0].percentile"),
+    ("percentile-nan", "tenants.0.percentile", NAN, "tenants[0].percentile"),
+    ("max-batch-float", "tenants.0.max_batch", 2.5, "tenants[0].max_batch"),
+    ("name-list", "tenants.0.name", ["a"], "tenants[0].name"),
+    ("model-list", "tenants.0.model", ["resnet50"], "tenants[0].model"),
+    # sizes: refused before anything of that size is allocated
+    ("duration-huge", "duration_s", 10**12, "duration_s"),
+    ("duration-over-slots", "duration_s", 1e308, "duration_s"),
+    ("slot-tiny", "slot_s", 1e-6, "slot_s"),
+    ("slot-nan", "slot_s", NAN, "slot_s"),
+    ("count-huge", "gpus.0.count", 100_000, "gpus[0].count"),
+    ("gpus-add-up", "gpus", [{"model": "A100-40GB", "count": 2048}] * 2, "gpus"),
+    ("tenants-many", "tenants", many_tenants(5000), "tenants"),
+    ("tenants-x-slots", "tenants", many_tenants(200), "duration_s"),  # with duration_s below
+    ("seed-huge", "seed", 10**30, "seed"),
+    ("seed-negative", "seed", -1, "seed"),
+    # arrivals: numpy's own errors (ValueError, OverflowError) must not be what the user sees
+    ("mean-rps-huge", "tenants.0.arrivals.mean_rps", 1e300, "tenants[0].arrivals.mean_rps"),
+    ("period-tiny", "tenants.0.arrivals.period_s", 1e-300, "tenants[0].arrivals.period_s"),
+    ("sojourns-tiny", "tenants.1.arrivals", {"synthetic": "bursty", "low_sojourn_s": 1e-9, "high_sojourn_s": 1e-9},
+     "tenants[1].arrivals.low_sojourn_s"),
+    ("step-time-huge", "tenants.2.arrivals.steps", [[10**400, 2.0]], "tenants[2].arrivals.steps"),
+    ("scale-inf", "tenants.0.arrivals", {"sample": "shift-2", "column": "t1", "scale": INF},
+     "tenants[0].arrivals.scale"),
+    ("scale-huge", "tenants.0.arrivals", {"sample": "shift-2", "column": "t1", "scale": 1e300}, "tenants[0].arrivals"),
+    ("kind-list", "tenants.0.arrivals.synthetic", ["diurnal"], "tenants[0].arrivals.synthetic"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_value_is_a_config_error_naming_the_field(path: str, value: Any, field: str) -> None:
+    table = changed(path, value)
+    if field == "duration_s" and path == "tenants":
+        table["duration_s"] = 1_000_000  # 200 tenants x 10^6 slots: past the cell limit
+    with pytest.raises(ConfigError) as info:
+        Scenario.from_dict(table)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+def test_size_errors_say_the_size_and_the_limit() -> None:
+    with pytest.raises(ConfigError) as info:
+        Scenario.from_dict(changed("gpus.0.count", 100_000))
+    assert "100000" in str(info.value) and "2048" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        Scenario.from_dict(changed("duration_s", 10**12))
+    assert "1e+12 slots" in str(info.value) and "1000000" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        Scenario.from_dict(changed("tenants", many_tenants(200), changed("duration_s", 1_000_000)))
+    assert "200 tenants x 1000000 slots" in str(info.value) and str(10**8) in str(info.value)
+
+
+def test_the_limits_leave_the_supported_sizes() -> None:
+    # README / docs/model.md measure up to 128 GPUs; the project promises 512 GPUs and
+    # 1024 tenants: they must load.
+    table = changed("gpus.0.count", 512)
+    table["tenants"] = [{**t, "arrivals": {"synthetic": "poisson", "mean_rps": 10}} for t in many_tenants(1024)]
+    table["duration_s"] = 60
+    s = Scenario.from_dict(table)
+    assert len(s.gpus) == 512 and len(s.tenants) == 1024
+
+
+def test_planner_settings_are_checked_however_they_are_changed() -> None:
+    # with_planner (the CLI's overrides) and PlannerConfig itself check as loading does
+    with pytest.raises(ConfigError, match="planner.horizon"):
+        Scenario.default().with_planner(horizon=100_000)
+    with pytest.raises(ConfigError, match="planner.time_limit_s"):
+        PlannerConfig(time_limit_s=NAN)
+    with pytest.raises(ConfigError, match="planner.forecaster.alpha"):
+        PlannerConfig(forecaster={"name": "ewma", "alpha": 5})
+
+
+def test_a_scenario_built_in_code_is_bounded_too() -> None:
+    with pytest.raises(ConfigError, match="slot_s"):
+        dataclasses.replace(Scenario.default(), slot_s=1e-6)
+    with pytest.raises(ConfigError, match="duration_s"):
+        dataclasses.replace(Scenario.default(), duration_s=1e12)
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(yaml.safe_dump(BUILTIN).replace("default", "d\xe9faut").encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        Scenario.load(path)
+    assert info.value.field == "path"
+
+
+def test_an_integer_too_long_for_python_is_a_config_error(tmp_path: Path) -> None:
+    # PyYAML's int() refuses 4300+ digits with a ValueError, not a YAMLError
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(BUILTIN).replace("seed: 0", "seed: " + "9" * 5000), encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Scenario.load(path)
+
+
+def test_the_error_shows_a_long_value_cut_short() -> None:
+    with pytest.raises(ConfigError) as info:
+        Scenario.from_dict(changed("tenants.0.slo_ms", "x" * 10_000))
+    assert len(str(info.value)) < 200
+
+
+# -- fuzz --------------------------------------------------------------------------------------
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in the nested mapping: leaves and the containers above them."""
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+PATHS = _paths(BUILTIN)
+KEYS = sorted({k for path in PATHS for k in path if isinstance(k, str)} | {"discover", "indices", "csv", "sample"})
+
+_scalars = st.one_of(
+    st.sampled_from([NAN, INF, -INF, 0, -1, 2**63, 2**64, 10**30, 10**400, -10**400, 1e308, 5e-324, "", " "]),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(KEYS),
+    st.booleans(),
+    st.none(),
+)
+JUNK = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=4), st.integers()), inner, max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+def _mutated(changes: list[tuple[tuple[Any, ...], Any]]) -> dict[str, Any]:
+    table = copy.deepcopy(BUILTIN)
+    for path, value in changes:
+        _put(table, path, value)
+    return table
+
+
+def _put(node: Any, path: tuple[Any, ...], value: Any) -> None:
+    """Set ``path`` to ``value`` where the path still exists: an earlier change may have
+    replaced a container on it."""
+    for step in path[:-1]:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(node, (dict, list)):
+        try:
+            node[path[-1]] = value
+        except (IndexError, TypeError):
+            pass
+
+
+CHANGES = st.lists(st.tuples(st.sampled_from(PATHS), JUNK), min_size=1, max_size=3)
+
+
+def _only_migrator_errors(changes: list[tuple[tuple[Any, ...], Any]]) -> None:
+    try:
+        Scenario.from_dict(_mutated(changes))
+    except MigratorError:
+        pass  # refused with our own error: what the issue asks
+    # anything else (TypeError, ValueError from numpy, OverflowError, ...) fails the test
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(CHANGES)
+def test_fuzzed_scenarios_raise_only_migrator_errors(changes: list[tuple[tuple[Any, ...], Any]]) -> None:
+    _only_migrator_errors(changes)
+
+
+@pytest.mark.slow
+@settings(max_examples=10_000, suppress_health_check=[HealthCheck.too_slow])
+@given(CHANGES)
+def test_fuzzed_scenarios_raise_only_migrator_errors_long(changes: list[tuple[tuple[Any, ...], Any]]) -> None:
+    _only_migrator_errors(changes)
