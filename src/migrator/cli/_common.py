@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
@@ -11,8 +12,28 @@ from rich.table import Table
 
 from ..errors import MigratorError, UnknownGPU
 from ..geometry.geometry import Geometry
+from ..workload.settings import MAX_HORIZON, MAX_TIME_LIMIT_S
 
 _DEFAULT_GPU = "A100-40GB"
+
+
+class FiniteFloat(click.FloatRange):
+    """click's FloatRange that also refuses nan and inf. The range check compares, and NaN
+    passes every comparison: ``--time-limit nan`` would reach the solver."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+#: Option types shared by the commands, bounded as the planner settings are.
+SECONDS = FiniteFloat(min=0, min_open=True)
+TIME_LIMIT = FiniteFloat(min=0, min_open=True, max=MAX_TIME_LIMIT_S)
+HORIZON = click.IntRange(min=1, max=MAX_HORIZON)
 
 
 def new_console() -> Console:

@@ -8,6 +8,8 @@ import click
 
 from ..errors import MigratorError
 from ._common import (
+    HORIZON,
+    TIME_LIMIT,
     Backend,
     StderrLog,
     backend_option,
@@ -72,8 +74,8 @@ def _write_atomically(path: str, text: str) -> None:
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @click.option("--metrics-file", type=click.Path(dir_okay=False),
               help="Write the Prometheus metrics to this file after every step (textfile collector).")
-@click.option("--horizon", type=click.IntRange(min=1), help="Slots to plan ahead (default: the scenario's).")
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--horizon", type=HORIZON, help="Slots to plan ahead (default: the scenario's).")
+@click.option("--time-limit", "time_limit_s", type=TIME_LIMIT,
               help="Solver time limit per decision in seconds (default: the scenario's).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level of the decision log (on stderr).")

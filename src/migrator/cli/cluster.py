@@ -7,7 +7,14 @@ from typing import Any
 import click
 
 from ..errors import MigratorError
-from ._common import StderrLog, echo_json, load_scenario, planner_settings
+from ._common import (
+    HORIZON,
+    TIME_LIMIT,
+    StderrLog,
+    echo_json,
+    load_scenario,
+    planner_settings,
+)
 
 _CLUSTER_HINT = "this command needs Ray: pip install 'migrator[cluster]'"
 
@@ -44,11 +51,11 @@ def _cluster_lines(decision: Any) -> list[str]:
 @click.option("--nodes", type=click.IntRange(min=1), help="local: emulated nodes (default: as the GPUs need).")
 @click.option("--gpus-per-node", type=click.IntRange(min=1), default=2, show_default=True,
               help="local: GPUs of each emulated node (the scenario's GPUs dealt in order, repeated if needed).")
-@click.option("--deadline", "deadline_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--deadline", "deadline_s", type=TIME_LIMIT,
               help="Seconds the parts may take (default: the planner's time limit); late parts keep their layout.")
 @click.option("--num-cpus", type=click.IntRange(min=1), help="local: CPUs Ray may use (default: all).")
-@click.option("--horizon", type=click.IntRange(min=1), help="Slots to plan ahead (default: the scenario's).")
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--horizon", type=HORIZON, help="Slots to plan ahead (default: the scenario's).")
+@click.option("--time-limit", "time_limit_s", type=TIME_LIMIT,
               help="Solver time limit per part in seconds (default: the scenario's).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True, help="Log level (on stderr).")

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import MigratorError
-from ._common import load_scenario, new_console
+from ._common import SECONDS, load_scenario, new_console
 
 
 def _results_table(comparison: Any) -> Table:
@@ -50,7 +50,7 @@ def _improvement_lines(comparison: Any) -> list[str]:
 @click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Replays per policy, on arrivals drawn with the scenario's seed and the N-1 after it "
                    "(the same seeds for every policy).")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--duration", "duration_s", type=SECONDS,
               help="Simulated seconds (default: the scenario's duration_s).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Write results.json, results.csv and, with migrator[plot] installed, PNG plots here.")

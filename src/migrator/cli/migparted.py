@@ -10,6 +10,8 @@ import click
 from ..errors import MigratorError
 from ._common import (
     BACKENDS,
+    HORIZON,
+    TIME_LIMIT,
     Backend,
     echo_json,
     geometry_for,
@@ -36,8 +38,8 @@ def mig_parted() -> None:
               help="Slot to export (repeatable); default 0, the decision.")
 @click.option("--prefix", default="migrator", show_default=True, help="Configs are named PREFIX-slot-T.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
-@click.option("--horizon", type=click.IntRange(min=1), help="Slots to plan ahead (default: the scenario's).")
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--horizon", type=HORIZON, help="Slots to plan ahead (default: the scenario's).")
+@click.option("--time-limit", "time_limit_s", type=TIME_LIMIT,
               help="Solver time limit in seconds (default: the scenario's).")
 def mig_parted_export(scenario: str | None, plan_path: str | None, slots: tuple[int, ...], prefix: str,
                       output: str | None, horizon: int | None, time_limit_s: float | None) -> None:

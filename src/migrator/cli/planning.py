@@ -7,14 +7,14 @@ from typing import Any
 import click
 
 from ..errors import MigratorError
-from ._common import load_scenario, new_console, profile_table
+from ._common import HORIZON, TIME_LIMIT, load_scenario, new_console, profile_table
 
 
 @click.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as a JSON document (keys gpus, goodput, stats).")
-@click.option("--horizon", type=click.IntRange(min=1), help="Slots to plan ahead (default: the scenario's).")
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--horizon", type=HORIZON, help="Slots to plan ahead (default: the scenario's).")
+@click.option("--time-limit", "time_limit_s", type=TIME_LIMIT,
               help="Solver time limit in seconds (default: the scenario's).")
 def plan(scenario: str | None, as_json: bool, horizon: int | None, time_limit_s: float | None) -> None:
     """Plan one decision for SCENARIO (a YAML file; the built-in default when omitted).
