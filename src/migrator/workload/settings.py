@@ -20,17 +20,17 @@ __all__ = ["FORECASTERS", "PlannerConfig"]
 FORECASTERS = tuple(forecast.FORECASTERS)
 
 # -- limits ------------------------------------------------------------------------------------
-# Far beyond what the project plans for (README and docs/model.md: up to 512 GPUs and 1024
-# tenants, horizons of 30-60 slots, set-up times of seconds). They exist so that a slip
+# Far beyond what the project plans for (up to 512 GPUs and 1024 tenants in one scenario,
+# issue 18; docs/model.md measures up to 128 GPUs / 256 tenants, horizons of 15-60 slots and
+# set-up times of seconds). They exist so that a slip
 # (``count: 100000``, ``slot_s: 0.000001``, ``--horizon 100000``) is an error naming the field
 # and the limit, not minutes of work or gigabytes allocated before anything is checked.
 
 #: Slots planned ahead. The built-in scenario plans 10,000 in about 10 s; 100,000 took 103 s
 #: and 2 GB.
 MAX_HORIZON = 10_000
-#: GPUs of one scenario (four times the largest cluster the project is measured on).
+#: GPUs and tenants of one scenario: four times the 512 GPUs and 1024 tenants supported.
 MAX_GPUS = 2048
-#: Tenants of one scenario.
 MAX_TENANTS = 4096
 #: Slots of one scenario (``duration_s / slot_s``): 11.6 days of one-second slots.
 MAX_SLOTS = 1_000_000
@@ -43,13 +43,15 @@ MIN_SLOT_S, MAX_SLOT_S = 1e-3, 86_400.0
 MAX_SECONDS = 1e9
 #: Expected requests of one tenant in one slot; more would swamp the solver's tolerances.
 MAX_SLOT_REQUESTS = 1e12
-#: Planner settings.
+#: Set-up time of an instance: GPU/compute instance creation and a model load take seconds.
 MAX_SETUP_S = 3600.0
+#: Solver time limit: a decision is due every slot; a day is beyond any use.
 MAX_TIME_LIMIT_S = 86_400.0
 #: Objective coefficients (penalty, terminal weight) beyond these leave the program badly
 #: scaled: HiGHS counts costs of 1e20 as infinite and its tolerances are relative.
 MAX_PENALTY = 1e12
 MAX_TERMINAL_WEIGHT = 1e3
+#: Threads solving a split's parts side by side.
 MAX_WORKERS = 1024
 #: Instances retraining one tenant at once: no GPU holds more than 8 MIG instances.
 MAX_RETRAIN_INSTANCES = 8 * MAX_GPUS
@@ -157,7 +159,6 @@ class PlannerConfig:
     def make_forecaster(self) -> Any:
         options = dict(self.forecaster)
         return forecast.make(options.pop("name"), **options)
-
 
 
 def _forecaster(table: Any) -> dict[str, Any]:
