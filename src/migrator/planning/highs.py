@@ -6,15 +6,24 @@ split's parts and the split's bound (``split_bound``) all take theirs from here.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import highspy
+import numpy as np
 
-__all__ = ["new_highs", "side_by_side"]
+__all__ = ["HighsRun", "checked_run", "new_highs", "relative_gap", "side_by_side"]
+
+log = logging.getLogger(__name__)
+
+_FEASIBLE = 2  # HiGHS kSolutionStatusFeasible
 
 _BANNER_LOCK = threading.Lock()
 _banner_shown = False
@@ -52,3 +61,62 @@ def side_by_side(jobs: Sequence[Callable[[], Any]], lanes: int) -> list[Any]:
         return [job() for job in jobs]
     with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="migrator-part") as pool:
         return list(pool.map(lambda job: job(), jobs))
+
+
+def relative_gap(objective: float, bound: float) -> float:
+    """HiGHS's relative gap, |bound - objective| / |bound|, for a plan it did not find."""
+    if not np.isfinite(bound) or bound == 0:
+        return float("inf") if objective != bound else 0.0
+    return abs(bound - objective) / abs(bound)
+
+
+@dataclass(frozen=True)
+class HighsRun:
+    """One HiGHS run: its status, bound and solution vector, with the vector's own value
+    (``c . x``) beside the objective HiGHS reports for it."""
+
+    status: str
+    feasible: bool
+    bound: float
+    mip_gap: float
+    objective: float
+    values: np.ndarray
+    value: float
+
+    @property
+    def consistent(self) -> bool:
+        return abs(self.value - self.objective) <= 1e-6 * max(1.0, abs(self.objective))
+
+    @classmethod
+    def of(cls, h: highspy.Highs, cost: np.ndarray) -> HighsRun:
+        """What ``h`` holds after ``run()``; ``cost`` its column costs."""
+        info = h.getInfo()
+        feasible = info.primal_solution_status == _FEASIBLE
+        values = np.asarray(h.getSolution().col_value) if feasible else np.zeros(0)
+        return cls(
+            status=h.modelStatusToString(h.getModelStatus()), feasible=feasible, bound=float(info.mip_dual_bound),
+            mip_gap=float(info.mip_gap), objective=float(info.objective_function_value), values=values,
+            value=float(np.dot(cost, values)) if feasible else float("nan"),
+        )
+
+
+def checked_run(run: Callable[[float | None, bool], HighsRun], time_limit_s: float | None) -> HighsRun:
+    """``run(time_limit_s, presolve=True)``, checked: HiGHS 1.16 can report the optimum's
+    objective with another vector (the warm start's) when presolve solves the program
+    (docs/model.md, "Checking the solver"); the vector is valid but worth less than reported.
+    Then ``run`` again without presolve in the time left and keep the vector worth more; the
+    value reported is always the vector's own, the bound the tighter one."""
+    started = time.perf_counter()
+    first = run(time_limit_s, True)
+    if not first.feasible or first.consistent:
+        return first
+    log.warning("HiGHS returned a solution worth %.6g for objective %.6g (%s); solving again without presolve",
+                first.value, first.objective, first.status)
+    left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
+    second = run(left, False) if left is None or left > 0.01 else None
+    best = second if second is not None and second.feasible and second.value >= first.value else first
+    note = "; HiGHS's solution did not match its objective, " + (
+        "solved again without presolve" if best is second else "its solution kept at its own value")
+    bound = min(first.bound, second.bound) if second is not None and second.feasible else first.bound
+    return dataclasses.replace(best, status=best.status + note, bound=bound, objective=best.value,
+                               mip_gap=relative_gap(best.value, bound))

@@ -26,7 +26,7 @@ from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
 from .decompose import merge, split_by_plan
 from .greedy import greedy_tasks, packed_tasks
-from .highs import new_highs, side_by_side
+from .highs import HighsRun, checked_run, new_highs, relative_gap, side_by_side
 from .planner_problem import (
     PlannerState,
     Problem,
@@ -42,9 +42,6 @@ from .split_bound import LpBasis, whole_bound
 __all__ = ["Plan", "PlanStats", "Planner", "SlotPlan", "GpuPlan", "solve_problem"]
 
 log = logging.getLogger(__name__)
-
-_FEASIBLE = 2  # HiGHS kSolutionStatusFeasible
-
 
 # -- solving ------------------------------------------------------------------------------------
 
@@ -138,9 +135,8 @@ def solve_problem(
     lp = _highs_lp(arrays)
     build_s = time.perf_counter() - started
     started = time.perf_counter()
-    run = _run_highs(lp, problem, arrays, time_limit_s, mip_gap, warm_start, presolve=True)
-    if run.feasible and not run.consistent:
-        run = _run_again_without_presolve(run, lp, problem, arrays, time_limit_s, mip_gap, warm_start, started)
+    run = checked_run(lambda limit, presolve: _run_highs(lp, problem, arrays, limit, mip_gap, warm_start, presolve=presolve),
+                      time_limit_s)
     solve_s = time.perf_counter() - started
     common = dict(
         bound=run.bound, build_s=build_s, solve_s=solve_s,
@@ -161,26 +157,8 @@ def solve_problem(
     )
 
 
-@dataclass(frozen=True)
-class _Run:
-    """One HiGHS run: its status, bound and solution vector, with the vector's own value
-    (``c . x``) beside the objective HiGHS reports for it."""
-
-    status: str
-    feasible: bool
-    bound: float
-    mip_gap: float
-    objective: float
-    values: np.ndarray
-    value: float
-
-    @property
-    def consistent(self) -> bool:
-        return abs(self.value - self.objective) <= 1e-6 * max(1.0, abs(self.objective))
-
-
 def _run_highs(lp: highspy.HighsLp, problem: Problem, arrays: Any, time_limit_s: float | None, mip_gap: float,
-               warm_start: Sequence[np.ndarray] | None, presolve: bool) -> _Run:
+               warm_start: Sequence[np.ndarray] | None, presolve: bool) -> HighsRun:
     h = new_highs()
     h.setOptionValue("mip_rel_gap", float(mip_gap))
     if time_limit_s is not None:
@@ -191,35 +169,7 @@ def _run_highs(lp: highspy.HighsLp, problem: Problem, arrays: Any, time_limit_s:
     if warm_start is not None:
         _warm_start(h, problem, arrays, warm_start)
     h.run()
-    info = h.getInfo()
-    feasible = info.primal_solution_status == _FEASIBLE
-    values = np.asarray(h.getSolution().col_value) if feasible else np.zeros(0)
-    return _Run(
-        status=h.modelStatusToString(h.getModelStatus()), feasible=feasible, bound=float(info.mip_dual_bound),
-        mip_gap=float(info.mip_gap), objective=float(info.objective_function_value), values=values,
-        value=float(np.dot(arrays.col_cost, values)) if feasible else float("nan"),
-    )
-
-
-def _run_again_without_presolve(first: _Run, lp: highspy.HighsLp, problem: Problem, arrays: Any,
-                                time_limit_s: float | None, mip_gap: float,
-                                warm_start: Sequence[np.ndarray] | None, started: float) -> _Run:
-    """HiGHS 1.16 can report the optimum's objective with the warm start's vector when presolve
-    solves the program (docs/model.md, "Checking the solver"): the vector is valid but worth
-    less than reported. Solve again without presolve in the time left and keep the vector
-    worth more; the value reported is always the vector's own, the bound the tighter one."""
-    log.warning("HiGHS returned a solution worth %.6g for objective %.6g (%s); solving again without presolve",
-                first.value, first.objective, first.status)
-    left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
-    second = None
-    if left is None or left > 0.01:
-        second = _run_highs(lp, problem, arrays, left, mip_gap, warm_start, presolve=False)
-    best = second if second is not None and second.feasible and second.value >= first.value else first
-    note = "; HiGHS's solution did not match its objective, " + (
-        "solved again without presolve" if best is second else "its solution kept at its own value")
-    bound = min(first.bound, second.bound) if second is not None and second.feasible else first.bound
-    return dataclasses.replace(best, status=best.status + note, bound=bound, objective=best.value,
-                               mip_gap=_gap(best.value, bound))
+    return HighsRun.of(h, arrays.col_cost)
 
 
 def twin_ordered(problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
@@ -550,7 +500,7 @@ class Planner:
             kept_gpus=merged.kept_gpus if best == "merged" else (),
             objective=worth[best],
             bound=the_bound,
-            mip_gap=_gap(worth[best], the_bound),
+            mip_gap=relative_gap(worth[best], the_bound),
             solve_s=merged.solve_s + bound_s,
             status=merged.status + ("" if best == "merged" else "; starting plan kept (better)"),
         )
@@ -599,7 +549,7 @@ class Planner:
             return raw
         log.warning("the plan is worth %.6g by the estimator, the solver said %.6g (%s): reporting %.6g",
                     worth, raw.objective, raw.status, worth)
-        return dataclasses.replace(raw, objective=worth, mip_gap=_gap(worth, raw.bound),
+        return dataclasses.replace(raw, objective=worth, mip_gap=relative_gap(worth, raw.bound),
                                    status=raw.status + "; objective re-scored by the estimator")
 
     @staticmethod
@@ -633,18 +583,11 @@ class Planner:
         stats = PlanStats(
             build_s=raw.build_s, solve_s=raw.solve_s, decode_s=time.perf_counter() - started,
             status=raw.status, objective=objective, bound=raw.bound,
-            mip_gap=_gap(objective, raw.bound) if not np.isfinite(raw.mip_gap) else raw.mip_gap,
+            mip_gap=relative_gap(objective, raw.bound) if not np.isfinite(raw.mip_gap) else raw.mip_gap,
             columns=raw.n_columns, rows=raw.n_rows, integers=raw.n_integers, reconfigurations=changes,
         )
         return Plan(gpus=gpus, goodput=result.goodput_per_tenant(), stats=stats,
                     slot_s=problem.slot_s, tasks=raw.tasks, problem=problem)
-
-
-def _gap(objective: float, bound: float) -> float:
-    """HiGHS's relative gap, |bound - objective| / |bound|, for a plan it did not find."""
-    if not np.isfinite(bound) or bound == 0:
-        return float("inf") if objective != bound else 0.0
-    return abs(bound - objective) / abs(bound)
 
 
 def expected_score(problem: Problem, tasks: Sequence[np.ndarray]) -> Any:
