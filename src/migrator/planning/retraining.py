@@ -30,7 +30,7 @@ from typing import Collection, Sequence
 import numpy as np
 
 from .greedy import fits_beside, layout_sets, retraining_values, window_value
-from .planner_problem import IDLE, GpuProblem, Problem
+from .planner_problem import IDLE, Problem
 
 __all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
 
