@@ -47,6 +47,9 @@ class _Model:
     c: dict[tuple[int, int], Any] = field(default_factory=dict)  # (i, t), variable or fixed float
     P: dict[tuple[int, int], Any] = field(default_factory=dict)  # (i, t)
     tau: dict[int, Any] = field(default_factory=dict)  # i, share of the last window's work done
+    # rows (8) and (10) by ("capacity" | "progress", i, t): the configuration master adds its
+    # columns' coefficients to them
+    rows: dict[tuple[str, int, int], Any] = field(default_factory=dict)
 
     # -- time -------------------------------------------------------------------------
 
@@ -135,6 +138,12 @@ class _Model:
 
 
 def _variables(m: _Model) -> None:
+    _gpu_variables(m)
+    _tenant_variables(m)
+
+
+def _gpu_variables(m: _Model) -> None:
+    """``z``, ``n`` and ``e`` of every GPU."""
     p, h = m.problem, m.h
     for g, gpu in enumerate(p.gpus):
         z: dict[tuple[int, int, int], Any] = {}
@@ -157,6 +166,11 @@ def _variables(m: _Model) -> None:
         m.z.append(z)
         m.n.append(n)
         m.e.append(e)
+
+
+def _tenant_variables(m: _Model) -> None:
+    """``s``, ``u``, ``c`` and ``P`` of every tenant."""
+    p, h = m.problem, m.h
     for i in range(m.N):
         for t in range(m.T):
             m.s[(i, t)] = h.addVariable(0.0, float(p.arrivals[i, t]), name=f"s[{i}][{t}]")
@@ -264,10 +278,8 @@ def _capacity(m: _Model) -> None:
     """(8) ``s[i][t] <= slot_s Σ_{g,q} cap[i][q] E(t, q, 1+2i)``."""
     for (i, t), s in m.s.items():
         terms = _supply(m, i, t, 1 + 2 * i, "capacity_rps")
-        if terms:
-            m.h.addConstr(s - highspy.Highs.qsum(terms) <= 0)
-        else:
-            m.h.addConstr(s <= 0)
+        expr = s - highspy.Highs.qsum(terms) if terms else s + 0.0
+        m.rows[("capacity", i, t)] = m.h.addConstr(expr <= 0)
 
 
 def _retrained_share(m: _Model) -> None:
@@ -287,7 +299,7 @@ def _progress(m: _Model) -> None:
         expr = P - highspy.Highs.qsum(terms) if terms else P + 0.0
         if earlier is not None:
             expr = expr - earlier
-        m.h.addConstr(expr == 0)
+        m.rows[("progress", i, t)] = m.h.addConstr(expr == 0)
 
 
 def _completion(m: _Model) -> None:
