@@ -227,6 +227,7 @@ class _Master:
         self.convexity_rows = [self._empty_row(len(c), len(c)) for c in classes]
         self.columns: list[tuple[int, Column]] = []  # (class, column) by master column
         self.branches: list[_Branch] = []  # the dive's rows in force
+        self._completions_set: set[int] = set()  # completion variables the dive has bounded
         self.first_x = self.h.getNumCol()
         self._seen: set[tuple[int, bytes]] = set()
 
@@ -266,6 +267,16 @@ class _Master:
         branch = _Branch(cls, j, q, k, self.h.getNumRow() - 1)
         self.branches.append(branch)
         return branch
+
+    def set_completion(self, column: int, lower: float, upper: float) -> None:
+        """Bound a completion variable ``c`` (HiGHS column ``column``) for the dive."""
+        self.h.changeColBounds(column, lower, upper)
+        self._completions_set.add(column)
+
+    def free_completions(self) -> None:
+        for column in self._completions_set:
+            self.h.changeColBounds(column, 0.0, 1.0)
+        self._completions_set.clear()
 
     def unbranch(self, branch: _Branch) -> None:
         """Lift ``branch``'s row (it stays, free, so that row numbers do not move)."""
@@ -452,6 +463,8 @@ class _Generation:
         priced under it, until every such number is whole; then the rows are lifted."""
         master = self.master
         while time.perf_counter() < self.deadline:
+            if self._settle_a_completion():
+                continue
             choice = self._most_nearly_whole()
             if choice is None:
                 break
@@ -466,6 +479,23 @@ class _Generation:
                 break
         for branch in list(master.branches):
             master.unbranch(branch)
+        master.free_completions()
+
+    def _settle_a_completion(self) -> bool:
+        """Where the LP finishes a retraining fractionally by some slot, decide it: finished
+        by the slot of the largest such share (not finished, where that cannot be had).
+        Completion shapes which timelines pay, so it is decided before the timelines are."""
+        master = self.master
+        values = np.asarray(master.h.getSolution().col_value)
+        fractional = [(values[c], c) for c in master.integers if 1e-6 < values[c] < 1 - 1e-6]
+        if not fractional:
+            return False
+        _, column = max(fractional)
+        master.set_completion(column, 1.0, 1.0)
+        if np.isfinite(self.run().lp_value):
+            return True
+        master.set_completion(column, 0.0, 0.0)
+        return np.isfinite(self.run().lp_value)
 
     def _most_nearly_whole(self) -> tuple[int, tuple[int, int, int], float] | None:
         best, most = None, 0.0
