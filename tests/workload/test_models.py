@@ -169,6 +169,9 @@ BAD = [
     ("domain", _set("models/0/domain", "audio"), "models[0].domain"),
     ("precision", _set("models/0/precision", "fp64"), "models[0].precision"),
     ("params", _set("models/0/params_m", -3), "models[0].params_m"),
+    ("params-huge", _set("models/0/params_m", 10**400), "models[0].params_m"),  # was an OverflowError
+    ("params-nan", _set("models/0/params_m", float("nan")), "models[0].params_m"),
+    ("speed-huge", _set(f"{_P}/retrain_speed", 10**400), "models[0].gpus.A100-40GB.3g.20gb.retrain_speed"),
     ("batch-order", _set("models/0/batch_sizes", [2, 1]), "models[0].batch_sizes"),
     ("batch-type", _set("models/0/batch_sizes", [1, "2"]), "models[0].batch_sizes"),
     ("source-key", _set("models/0/sources/0/url", "x"), "models[0].sources[0].url"),

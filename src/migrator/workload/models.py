@@ -29,6 +29,7 @@ import yaml
 
 from ..errors import ConfigError, InvalidLayout, UnknownGPU
 from ..geometry import catalog
+from .checks import number_in
 
 __all__ = ["Entry", "ModelProfile", "builtin_models", "load_models", "parse_models"]
 
@@ -237,12 +238,6 @@ def _no_unknown(mapping: dict, allowed: set[str], where: str) -> None:
             )
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"must be a finite number, not {value!r}", field=where)
-    return float(value)
-
-
 def _parse_model(raw: Any, where: str, csv_defaults: bool = False) -> ModelProfile:
     if not isinstance(raw, dict):
         raise ConfigError("each model must be a mapping", field=where)
@@ -266,7 +261,7 @@ def _parse_model(raw: Any, where: str, csv_defaults: bool = False) -> ModelProfi
     if csv_defaults and isinstance(raw["params_m"], float) and math.isnan(raw["params_m"]):
         params_m = math.nan
     else:
-        params_m = _number(raw["params_m"], f"{where}.params_m")
+        params_m = number_in(raw["params_m"], f"{where}.params_m")
     if params_m <= 0:
         raise ConfigError("params_m must be positive", field=f"{where}.params_m")
     precision = raw["precision"]
@@ -395,7 +390,7 @@ def _parse_entry(fig: Any, n_batch: int, ids: set[str], where: str) -> Entry:
         if key not in fig:
             raise ConfigError(f"missing key {key!r} (or fits: false)", field=f"{where}.{key}")
     times = _check_times(fig["inference_ms"], n_batch, f"{where}.inference_ms")
-    speed = _number(fig["retrain_speed"], f"{where}.retrain_speed")
+    speed = number_in(fig["retrain_speed"], f"{where}.retrain_speed")
     if not 0 < speed <= MAX_RETRAIN_SPEED:
         raise ConfigError(
             f"retrain_speed must be in (0, {MAX_RETRAIN_SPEED}], not {speed}",
@@ -411,7 +406,7 @@ def _check_times(value: Any, n_batch: int, where: str) -> np.ndarray:
         raise ConfigError(
             f"inference_ms has {len(value)} values; batch_sizes has {n_batch}", field=where
         )
-    times = np.array([_number(v, where) for v in value], dtype=np.float64)
+    times = np.array([number_in(v, where) for v in value], dtype=np.float64)
     if np.any(times <= 0):
         raise ConfigError("inference_ms values must be positive", field=where)
     if np.any(np.diff(times) < 0):

@@ -50,6 +50,7 @@ from ..errors import (
 )
 from ..geometry.geometry import Geometry
 from . import traces
+from .checks import integer_in, number_in, shown, text
 from .settings import (
     MAX_CELLS,
     MAX_GPUS,
@@ -59,10 +60,6 @@ from .settings import (
     MAX_TENANTS,
     MIN_SLOT_S,
     PlannerConfig,
-    integer_in,
-    number_in,
-    shown,
-    text,
 )
 from .tenant import Tenant
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from .settings import MAX_SECONDS, integer_in, number_in, text
+from .checks import integer_in, number_in, text
+from .settings import MAX_SECONDS
 
 __all__ = ["Tenant"]
 

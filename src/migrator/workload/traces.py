@@ -41,7 +41,8 @@ from typing import Any, Union
 import numpy as np
 
 from ..errors import ConfigError
-from .settings import MAX_CELLS, MAX_SLOT_REQUESTS, number_in, shown
+from .checks import number_in, shown
+from .settings import MAX_CELLS, MAX_SLOT_REQUESTS
 
 __all__ = [
     "KINDS",
