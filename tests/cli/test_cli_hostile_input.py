@@ -32,6 +32,13 @@ def invoke(*args: str):
         (("cluster", "--deadline", "nan"), "--deadline"),
         (("cluster", "--time-limit", "inf"), "--time-limit"),
         (("mig-parted", "export", "--time-limit", "nan"), "--time-limit"),
+        (("simulate", "--seeds", "1000000000"), "--seeds"),
+        (("cluster", "--nodes", "100000"), "--nodes"),
+        (("cluster", "--gpus-per-node", "100000"), "--gpus-per-node"),
+        (("cluster", "--num-cpus", "100000000"), "--num-cpus"),
+        (("agent", "--address", "x:1", "--node", "n", "--num-cpus", "100000000"), "--num-cpus"),
+        (("mig-parted", "export", "--slot", "100000"), "--slot"),
+        (("mig-parted", "import", "f.yaml", "x", "--gpu", "A100-40GB", "--count", "100000"), "--count"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, tuple) else v,
 )

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import MigratorError, UnknownGPU
 from ..geometry.geometry import Geometry
-from ..workload.settings import MAX_HORIZON, MAX_TIME_LIMIT_S
+from ..workload.settings import MAX_GPUS, MAX_HORIZON, MAX_TIME_LIMIT_S, MAX_WORKERS
 
 _DEFAULT_GPU = "A100-40GB"
 
@@ -34,6 +34,14 @@ class FiniteFloat(click.FloatRange):
 SECONDS = FiniteFloat(min=0, min_open=True)
 TIME_LIMIT = FiniteFloat(min=0, min_open=True, max=MAX_TIME_LIMIT_S)
 HORIZON = click.IntRange(min=1, max=MAX_HORIZON)
+#: A plan's slot index (below the largest horizon).
+SLOT = click.IntRange(min=0, max=MAX_HORIZON - 1)
+#: GPUs or nodes of a command (a scenario's limit).
+GPU_COUNT = click.IntRange(min=1, max=MAX_GPUS)
+#: CPUs lent to planning (as many as the planner's workers may be).
+CPUS = click.IntRange(min=1, max=MAX_WORKERS)
+#: Replays per policy: each is a whole simulation, so a thousand is already hours.
+SEEDS = click.IntRange(min=1, max=1000)
 
 
 def new_console() -> Console:

@@ -8,6 +8,8 @@ import click
 
 from ..errors import MigratorError
 from ._common import (
+    CPUS,
+    GPU_COUNT,
     HORIZON,
     TIME_LIMIT,
     StderrLog,
@@ -48,12 +50,12 @@ def _cluster_lines(decision: Any) -> list[str]:
 @click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True, help="Decisions to make.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON summary (decisions, reconfigurations, failures, decision_ms_p50, gpus, parts).")
-@click.option("--nodes", type=click.IntRange(min=1), help="local: emulated nodes (default: as the GPUs need).")
-@click.option("--gpus-per-node", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--nodes", type=GPU_COUNT, help="local: emulated nodes (default: as the GPUs need).")
+@click.option("--gpus-per-node", type=GPU_COUNT, default=2, show_default=True,
               help="local: GPUs of each emulated node (the scenario's GPUs dealt in order, repeated if needed).")
 @click.option("--deadline", "deadline_s", type=TIME_LIMIT,
               help="Seconds the parts may take (default: the planner's time limit); late parts keep their layout.")
-@click.option("--num-cpus", type=click.IntRange(min=1), help="local: CPUs Ray may use (default: all).")
+@click.option("--num-cpus", type=CPUS, help="local: CPUs Ray may use (default: all).")
 @click.option("--horizon", type=HORIZON, help="Slots to plan ahead (default: the scenario's).")
 @click.option("--time-limit", "time_limit_s", type=TIME_LIMIT,
               help="Solver time limit per part in seconds (default: the scenario's).")
@@ -128,7 +130,7 @@ def _run_cluster(cluster: Any, cluster_scenario: Any, agents: Any, s: Any, steps
 @click.option("--emulator-state", "emulator_state", type=click.Path(dir_okay=False),
               help="Emulator: the JSON file the emulated GPUs live in.")
 @click.option("--gpu", "gpus", multiple=True, help="Emulator: the model of each emulated GPU (repeat the option).")
-@click.option("--num-cpus", type=click.IntRange(min=0), help="CPUs this node lends to planning tasks.")
+@click.option("--num-cpus", type=click.IntRange(min=0, max=CPUS.max), help="CPUs this node lends to planning tasks.")
 @click.option("--force", is_flag=True, help="Destroy instances that have running processes.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level (on stderr).")

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import MigratorError
-from ._common import SECONDS, load_scenario, new_console
+from ._common import SECONDS, SEEDS, load_scenario, new_console
 
 
 def _results_table(comparison: Any) -> Table:
@@ -47,7 +47,7 @@ def _improvement_lines(comparison: Any) -> list[str]:
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
 @click.option("--policies", default="migrator,ekya,astraea,paris,static,oracle", show_default=True,
               help="Comma-separated policies to compare: migrator, oracle, static, ekya, astraea, paris.")
-@click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seeds", "n_seeds", type=SEEDS, default=1, show_default=True,
               help="Replays per policy, on arrivals drawn with the scenario's seed and the N-1 after it "
                    "(the same seeds for every policy).")
 @click.option("--duration", "duration_s", type=SECONDS,

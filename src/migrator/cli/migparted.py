@@ -10,7 +10,9 @@ import click
 from ..errors import MigratorError
 from ._common import (
     BACKENDS,
+    GPU_COUNT,
     HORIZON,
+    SLOT,
     TIME_LIMIT,
     Backend,
     echo_json,
@@ -34,7 +36,7 @@ def mig_parted() -> None:
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False),
               help="Export this plan (the output of `migrator plan --json`) instead of planning SCENARIO.")
-@click.option("--slot", "slots", type=click.IntRange(min=0), multiple=True,
+@click.option("--slot", "slots", type=SLOT, multiple=True,
               help="Slot to export (repeatable); default 0, the decision.")
 @click.option("--prefix", default="migrator", show_default=True, help="Configs are named PREFIX-slot-T.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
@@ -74,7 +76,7 @@ def mig_parted_export(scenario: str | None, plan_path: str | None, slots: tuple[
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("name")
 @click.option("--gpu", help="GPU model of every device (e.g. A100-40GB), when not read from a backend.")
-@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--count", type=GPU_COUNT, default=1, show_default=True,
               help="With --gpu: how many such GPUs (what `devices: all` means).")
 @click.option("--backend", type=click.Choice(BACKENDS),
               help="Read the GPUs (models and current layouts) from this backend instead of --gpu.")
