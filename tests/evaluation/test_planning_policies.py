@@ -63,3 +63,18 @@ def test_the_oracle_forecasts_the_realised_arrivals():
     # Past the run's end nothing arrives.
     late = oracle.forecast(_observation(scenario, env.trace[:, :14]))
     assert late.shape[1] == oracle.config.horizon and not late[:, 2:].any()
+
+
+def test_static_plans_at_most_the_settings_horizon_limit():
+    """Its one period spans the longest retraining window; a window longer than the planner
+    settings allow is cut to MAX_HORIZON rather than refused (it is one period all the same)."""
+    from migrator.workload.settings import MAX_HORIZON
+
+    table = small(duration_s=2 * MAX_HORIZON).to_dict()
+    for tenant in table["tenants"]:
+        if tenant.get("window_s"):
+            tenant["window_s"] = 1.5 * MAX_HORIZON
+    scenario = type(small()).from_dict(table)
+    policy = make_policy("static")
+    policy.reset(_environment(scenario))
+    assert policy.config.horizon == MAX_HORIZON

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..planning.planner import Plan, Planner
-from ..workload.settings import PlannerConfig
+from ..workload.settings import MAX_HORIZON, PlannerConfig
 from .policy import Allocation, Environment, Observation, Policy, check_interval
 
 __all__ = ["MigratorPolicy", "OraclePolicy", "StaticPolicy"]
@@ -170,8 +170,10 @@ class StaticPolicy(Policy):
         slot_s = env.scenario.slot_s
         span = int(round(max(windows) / slot_s)) if windows else env.scenario.n_slots
         config = _config(env, self._config_in, self._options)
-        self.config = dataclasses.replace(config, horizon=max(1, min(span, max(env.scenario.n_slots, 1))),
-                                          retrain_over_window=False)
+        # One period whatever its length, so the settings' horizon limit costs it nothing: the
+        # plan spans a retraining window, the run, or MAX_HORIZON slots, the shortest of them.
+        horizon = max(1, min(span, env.scenario.n_slots, MAX_HORIZON))
+        self.config = dataclasses.replace(config, horizon=horizon, retrain_over_window=False)
         self._decided = False
 
     def decide(self, observation: Observation) -> Allocation | None:
