@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from migrator import Geometry
 from migrator.workload.goodput import Instance, allocation_rates, score
 from migrator.geometry.layout import Placement
 from migrator.workload.models import builtin_models
-from migrator.planning.planner_problem import PlannerState, Problem, TenantState, build_problem
+from migrator.planning.planner_problem import FLOOR_WEIGHT, PlannerState, Problem, TenantState, build_problem
 from migrator.workload.settings import PlannerConfig
 from migrator.workload.tenant import Tenant
 
@@ -153,6 +153,10 @@ def new_instances(case: Case, sequence: Sequence_) -> int:
 
 def goodput(case: Case, sequence: Sequence_) -> float:
     """Goodput of ``sequence`` on the case's arrivals, by the estimator alone."""
+    return _score(case, sequence).goodput
+
+
+def _score(case: Case, sequence: Sequence_) -> Any:
     tenants = list(case.tenants)
 
     def instances(slot: Slot) -> list[Instance]:
@@ -171,12 +175,16 @@ def goodput(case: Case, sequence: Sequence_) -> float:
     return score(
         np.asarray(case.arrivals, dtype=np.float64), capacity, speed, tenants, slot_s=case.slot_s,
         start_slot=case.slot, progress_gpu_s=[x.progress_gpu_s for x in state], done=[x.done for x in state],
-    ).goodput
+    )
 
 
 def value(case: Case, sequence: Sequence_) -> float:
-    """What the planner maximises: Goodput minus the penalty per new instance."""
-    return goodput(case, sequence) - case.reconfig_penalty * new_instances(case, sequence)
+    """What the planner maximises: Goodput minus the penalty per new instance, and the floor
+    weight per request short of a tenant's floor (its share of its arrivals over the case)."""
+    result = _score(case, sequence)
+    floors = np.array([(t.min_slo_attainment or 0.0) for t in case.tenants]) * np.asarray(case.arrivals).sum(axis=1)
+    short = np.maximum(floors - result.within.sum(axis=1), 0.0).sum()
+    return result.goodput - case.reconfig_penalty * new_instances(case, sequence) - FLOOR_WEIGHT * short
 
 
 def sequence_of(problem: Problem, tasks: Sequence[np.ndarray]) -> Sequence_:

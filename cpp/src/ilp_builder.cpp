@@ -78,6 +78,8 @@ void check_input(const PlanInput& in, int horizon) {
     require(in.arrivals.size() == n * horizon, "arrivals must be n_tenants x horizon");
     for (const auto* v : {&in.acc_before, &in.acc_after, &in.work_left, &in.work_full, &in.terminal_gain})
         require(v->size() == n, "tenant arrays must have n_tenants entries");
+    require(in.floor.empty() || in.floor.size() == n, "floor must be empty or have n_tenants entries");
+    require(in.floor_weight >= 0.0, "floor_weight must not be negative");
     for (const auto* v : {&in.done0, &in.window, &in.offset})
         require(v->size() == n, "tenant arrays must have n_tenants entries");
     for (std::size_t g = 0; g < in.gpus.size(); ++g) {
@@ -368,6 +370,7 @@ class PlanBuilder {
         int window = 0;        // 0 = the window the decision falls in
         int progress = -1;     // P[i][t-1] of the current window, -1 = none yet (zero)
         int completed = -1;    // c[i][t-1], -1 = fixed or absent
+        Terms served;          // s[i][t] of every slot, for the floor (17)
         for (int t = 0; t < horizon_; ++t) {
             const bool starts = window_start(i, t);
             window = window_at(i, t).index;
@@ -390,6 +393,7 @@ class PlanBuilder {
             const double arrived = in_.arrivals[static_cast<std::size_t>(i) * horizon_ + t];
             if (arrived > 0.0) {
                 const int s = a_.col(fixed_accuracy, 0.0, arrived, false);
+                served.emplace_back(s, 1.0);
                 goodput_terms_[period_of_[t]].emplace_back(s, fixed_accuracy);
                 best_accuracy_[static_cast<std::size_t>(i) * horizon_ + t] = fixed_accuracy + (c >= 0 ? gain : 0.0);
                 Terms cap = supply(t, infer, &GpuInput::capacity, i, in_.slot_s);  // (8)
@@ -411,6 +415,12 @@ class PlanBuilder {
                 progress = p;
             }
             completed = c;
+        }
+        // (17) the tenant's floor: requests short of it cost floor_weight each.
+        const double floor = in_.floor.empty() ? 0.0 : in_.floor[i];
+        if (floor > 0.0) {
+            served.emplace_back(a_.col(-in_.floor_weight, 0.0, floor, false), 1.0);
+            a_.row(floor, kInf, served);
         }
         // (13) terminal value: the share of the last window's retraining done by the end.
         const double terminal = in_.terminal_gain[i];

@@ -163,6 +163,9 @@ def build_plan_model(
     gpus: list[GpuInput],
     strengthen: bool = True,
     break_symmetry: bool = True,
+    retrain_instances: int = 0,
+    floor: npt.ArrayLike = ...,
+    floor_weight: float = 0.0,
 ) -> ModelArrays: ...
 
 def maximal_layouts(gpu: GpuInput) -> list[list[int]]: ...

@@ -39,6 +39,10 @@ struct PlanInput {
     std::vector<int> window;                 // N, slots, 0 = never retrains
     std::vector<int> offset;                 // N, position of slot 0 in its window
     std::vector<double> terminal_gain;       // N, value of finishing the last window (13)
+    // N, requests to serve within SLO over the horizon (17; 0: no floor), and what each
+    // request short of it costs.
+    std::vector<double> floor;
+    double floor_weight = 0.0;
     std::vector<GpuInput> gpus;
     // Instances that may retrain one tenant in the same period, over all GPUs (16); 0: any
     // number, their progress adding up.

@@ -52,6 +52,7 @@ def _plan_lines(result: Any) -> list[str]:
                 start = t
     lines.append("expected Goodput: " + ", ".join(f"{k} {v:,.0f}" for k, v in result.goodput.items())
                  + f"; total {result.total_goodput:,.0f}")
+    lines.append("expected SLO attainment: " + ", ".join(f"{k} {v:.2f}" for k, v in result.attainment.items()))
     st = result.stats
     lines.append(
         f"solver: {st.status}, objective {st.objective:,.1f}, bound {st.bound:,.1f}, gap {st.mip_gap:.2%}, "

@@ -25,7 +25,7 @@ from typing import Any
 import highspy
 import numpy as np
 
-from .planner_problem import IDLE, GpuProblem, Problem, RawSolution
+from .planner_problem import FLOOR_WEIGHT, IDLE, GpuProblem, Problem, RawSolution
 
 __all__ = ["solve"]
 
@@ -47,6 +47,7 @@ class _Model:
     c: dict[tuple[int, int], Any] = field(default_factory=dict)  # (i, t), variable or fixed float
     P: dict[tuple[int, int], Any] = field(default_factory=dict)  # (i, t)
     tau: dict[int, Any] = field(default_factory=dict)  # i, share of the last window's work done
+    short: dict[int, Any] = field(default_factory=dict)  # i, requests short of its floor (17)
     # rows (8) and (10) by ("capacity" | "progress", i, t): the configuration master adds its
     # columns' coefficients to them
     rows: dict[tuple[str, int, int], Any] = field(default_factory=dict)
@@ -336,6 +337,16 @@ def _terminal(m: _Model) -> None:
         m.h.addConstr(work * m.tau[i] - progress <= 0)
 
 
+def _floors(m: _Model) -> None:
+    """(17) ``Σ_t s[i][t] + short[i] >= floor[i]``, each short request costing the floor
+    weight in the objective."""
+    for i, floor in enumerate(m.problem.floors()):
+        if floor > 0:
+            m.short[i] = m.h.addVariable(0.0, float(floor), name=f"short[{i}]")
+            served = [s for (k, _t), s in m.s.items() if k == i]
+            m.h.addConstr(highspy.Highs.qsum(served) + m.short[i] >= float(floor))
+
+
 def _retraining_limits(m: _Model) -> None:
     """(16) ``Σ_{g,q} z[g][j][q][2+2i] <= L`` per tenant and period, where the problem sets a
     limit ``L`` (``retrain_instances > 0``)."""
@@ -363,6 +374,7 @@ def _objective(m: _Model) -> Any:
     if p.reconfig_penalty > 0:
         terms.extend(-p.reconfig_penalty * n for per_gpu in m.n for n in per_gpu.values())
     terms.extend(float(p.terminal_gain[i]) * tau for i, tau in m.tau.items())
+    terms.extend(-FLOOR_WEIGHT * short for short in m.short.values())
     return highspy.Highs.qsum(terms)
 
 
@@ -388,6 +400,7 @@ def build(problem: Problem) -> _Model:
     _completion(m)
     _monotone(m)
     _terminal(m)
+    _floors(m)
     _retraining_limits(m)
     h.setObjective(_objective(m), highspy.ObjSense.kMaximize)
     return m

@@ -183,6 +183,8 @@ def split(problem: Problem, parts: Sequence[Sequence[int]], shares: np.ndarray |
                 # The gain of finishing a retraining is earned on the requests this part
                 # serves, as its arrivals are.
                 terminal_gain=None if problem.terminal_gain is None else problem.terminal_gain[idx] * scale,
+                # A floor is a share of arrivals: each part keeps it on the arrivals it serves.
+                min_attainment=None if problem.min_attainment is None else problem.min_attainment[idx],
             )
         )
     return out

@@ -38,6 +38,7 @@ from ._ilp_reference import (
     _compute,
     _downtime,
     _engines,
+    _floors,
     _gpu_variables,
     _memory,
     _Model,
@@ -214,7 +215,7 @@ class _Master:
         self.h = new_highs()
         self.m = _Model(dataclasses.replace(problem, gpus=()), self.h)
         _tenant_variables(self.m)
-        for rows in (_capacity, _retrained_share, _progress, _completion, _monotone, _terminal):
+        for rows in (_capacity, _retrained_share, _progress, _completion, _monotone, _terminal, _floors):
             rows(self.m)
         self.h.setObjective(_objective(self.m), highspy.ObjSense.kMaximize)
         self.integers = [int(c.index) for c in self.m.c.values() if not isinstance(c, float)]

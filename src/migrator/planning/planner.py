@@ -28,6 +28,7 @@ from .decompose import merge, split_by_plan
 from .greedy import greedy_tasks, packed_tasks
 from .highs import HighsRun, checked_run, new_highs, relative_gap, side_by_side
 from .planner_problem import (
+    FLOOR_WEIGHT,
     PlannerState,
     Problem,
     RawSolution,
@@ -66,6 +67,8 @@ def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool 
         strengthen=strengthen,
         break_symmetry=break_symmetry,
         retrain_instances=problem.retrain_instances,
+        floor=problem.floors(),
+        floor_weight=FLOOR_WEIGHT,
     )
 
 
@@ -251,6 +254,7 @@ class Plan:
     goodput: Mapping[str, float]
     stats: PlanStats
     slot_s: float = 1.0
+    attainment: Mapping[str, float] = field(default_factory=dict)
     tasks: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
     problem: Problem | None = field(default=None, repr=False, compare=False)
 
@@ -272,7 +276,9 @@ class Plan:
                 }
                 for g in self.gpus
             ],
-            "goodput": {"total": self.total_goodput, "per_tenant": dict(self.goodput)},
+            # each tenant's expected share of its arrivals served within SLO beside its Goodput
+            "goodput": {"total": self.total_goodput, "per_tenant": dict(self.goodput),
+                        "slo_attainment": dict(self.attainment)},
             # JSON has no infinity: an unknown bound or gap is null.
             "stats": {k: _finite_or_none(v) for k, v in asdict(self.stats).items()},
         }
@@ -554,7 +560,7 @@ class Planner:
 
     @staticmethod
     def _worth(problem: Problem, tasks: Sequence[np.ndarray]) -> float:
-        return expected_score(problem, tasks).goodput - problem.reconfig_penalty * reconfigurations(problem, tasks)
+        return plan_value(problem, tasks, expected_score(problem, tasks))
 
     def _shifted_previous(self, problem: Problem) -> tuple[np.ndarray, ...] | None:
         """The last plan moved one period on (its last period repeated), if shapes agree."""
@@ -575,7 +581,7 @@ class Planner:
         changes = reconfigurations(problem, raw.tasks)
         objective = raw.objective
         if not np.isfinite(objective):  # a kept plan: its value by the model's own measure
-            objective = result.goodput - problem.reconfig_penalty * changes
+            objective = plan_value(problem, raw.tasks, result)
         gpus = tuple(
             GpuPlan(name=f"gpu{g}", model=gpu.model, slots=_slot_plans(problem, raw.tasks[g], g))
             for g, gpu in enumerate(problem.gpus)
@@ -586,8 +592,22 @@ class Planner:
             mip_gap=relative_gap(objective, raw.bound) if not np.isfinite(raw.mip_gap) else raw.mip_gap,
             columns=raw.n_columns, rows=raw.n_rows, integers=raw.n_integers, reconfigurations=changes,
         )
-        return Plan(gpus=gpus, goodput=result.goodput_per_tenant(), stats=stats,
+        return Plan(gpus=gpus, goodput=result.goodput_per_tenant(), stats=stats, attainment=_attainment(result),
                     slot_s=problem.slot_s, tasks=raw.tasks, problem=problem)
+
+
+def plan_value(problem: Problem, tasks: Sequence[np.ndarray], result: Any) -> float:
+    """What the program values a plan at, from its estimator ``result``: Goodput, less the
+    penalty per new instance and the cost of requests short of the tenants' floors."""
+    changes = reconfigurations(problem, tasks)
+    return result.goodput - problem.reconfig_penalty * changes - problem.shortfall_cost(result.within)
+
+
+def _attainment(result: Any) -> dict[str, float]:
+    """Each tenant's expected share of its forecast arrivals served within SLO (1 with none)."""
+    arrived, within = result.arrived.sum(axis=1), result.within.sum(axis=1)
+    share = np.divide(within, arrived, out=np.ones_like(within), where=arrived > 0)
+    return {name: float(v) for name, v in zip(result.tenants, share)}
 
 
 def expected_score(problem: Problem, tasks: Sequence[np.ndarray]) -> Any:

@@ -23,6 +23,7 @@ from ..workload.settings import PlannerConfig
 from ..workload.tenant import Tenant
 
 __all__ = [
+    "FLOOR_WEIGHT",
     "GpuProblem",
     "PlannerState",
     "Problem",
@@ -35,6 +36,11 @@ __all__ = [
     "planning_placements",
     "task_name",
 ]
+
+#: What one request short of a tenant's floor (row 17) costs: ten times the most a request
+#: earns (an accuracy is at most 1), so the planner meets floors before it weighs Goodput, and
+#: gives up on one only where meeting it would cost more than ten requests each elsewhere.
+FLOOR_WEIGHT = 10.0
 
 IDLE = 0
 _MEDIA_VARIANT = re.compile(r"^\d+g\.\d+gb[+-]")
@@ -160,6 +166,7 @@ class Problem:
     terminal_gain: np.ndarray | None = None  # (N,), None = no terminal value
     slot: int = 0  # absolute index of slot 0 (places the windows, as window_offset does)
     retrain_instances: int = 0  # instances that may retrain one tenant at once (16); 0: any
+    min_attainment: np.ndarray | None = None  # (N,) floors (17) as shares of arrivals; None: none
 
     @property
     def horizon(self) -> int:
@@ -185,6 +192,19 @@ class Problem:
     def demand_rps(self) -> np.ndarray:
         """(N,) :meth:`mean_arrivals` per second."""
         return self.mean_arrivals() / self.slot_s
+
+    def floors(self) -> np.ndarray:
+        """(N,) requests each tenant is to have served within SLO over the horizon (row 17),
+        0 where it has no floor: its share of its own forecast arrivals, so that a part of a
+        split gets the share of the part's arrivals."""
+        if self.min_attainment is None:
+            return np.zeros(len(self.tenants))
+        return self.min_attainment * self.arrivals.sum(axis=1)
+
+    def shortfall_cost(self, within: np.ndarray) -> float:
+        """What row 17 charges for ``within`` (N, T) requests served within SLO."""
+        short = np.maximum(self.floors() - np.asarray(within).sum(axis=1), 0.0)
+        return float(FLOOR_WEIGHT * short.sum())
 
     def period_starts(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.periods)[:-1]]).astype(np.int64)
@@ -381,7 +401,13 @@ def build_problem(
         terminal_gain=terminal,
         slot=int(state.slot),
         retrain_instances=int(config.retrain_instances),
+        min_attainment=_floors(tenants),
     )
+
+
+def _floors(tenants: Sequence[Tenant]) -> np.ndarray | None:
+    shares = np.array([t.min_slo_attainment or 0.0 for t in tenants])
+    return shares if shares.any() else None
 
 
 def _terminal_gain(

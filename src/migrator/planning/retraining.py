@@ -25,12 +25,12 @@ another tenant. No tenant gets more retraining instances than the planner allows
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
 from .greedy import fits_beside, layout_sets, retraining_values, window_value
-from .planner_problem import IDLE, Problem
+from .planner_problem import FLOOR_WEIGHT, IDLE, Problem
 
 __all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
 
@@ -64,21 +64,30 @@ def _serving(problem: Problem, first: Sequence[np.ndarray]) -> list[list[tuple[i
     return out
 
 
+def _served_value(problem: Problem, i: int, rate: Any, demand: float) -> Any:
+    """What tenant ``i``'s inference at ``rate`` req/s is worth a second, as the program
+    values it: accuracy-weighted requests served, and the floor weight on those under the
+    tenant's floor (row 17), so that the pass gives way where the program would."""
+    floor = 0.0 if problem.min_attainment is None else float(problem.min_attainment[i]) * demand
+    return problem.acc_before[i] * np.minimum(demand, rate) + FLOOR_WEIGHT * np.minimum(floor, rate)
+
+
 def _losses(problem: Problem, i: int, at: Sequence[tuple[int, int]], demand: float) -> np.ndarray:
-    """What tenant ``i`` would lose (accuracy-weighted req/s) without each of its instances
-    ``at``, the others still serving."""
+    """What tenant ``i`` would lose (:func:`_served_value` a second) without each of its
+    instances ``at``, the others still serving."""
     capacity = np.array([problem.gpus[g].capacity_rps[i, q] for g, q in at])
-    return problem.acc_before[i] * np.maximum(0.0, np.minimum(capacity, demand - (capacity.sum() - capacity)))
+    total = capacity.sum()
+    return _served_value(problem, i, total, demand) - _served_value(problem, i, total - capacity, demand)
 
 
 def _joint_loss(problem: Problem, i: int, at: Sequence[tuple[int, int]], gone: Collection[tuple[int, int]],
                 demand: float) -> float:
-    """What tenant ``i`` would lose (accuracy-weighted req/s) without those of its instances
-    ``at`` that are in ``gone``, the rest still serving: :func:`_losses` for several at once."""
+    """What tenant ``i`` would lose without those of its instances ``at`` that are in
+    ``gone``, the rest still serving: :func:`_losses` for several at once."""
     capacity = {(g, q): float(problem.gpus[g].capacity_rps[i, q]) for g, q in at}
     total = sum(capacity.values())
     kept = total - sum(capacity.get(spot, 0.0) for spot in gone)
-    return float(problem.acc_before[i] * (min(demand, total) - min(demand, kept)))
+    return float(_served_value(problem, i, total, demand) - _served_value(problem, i, kept, demand))
 
 
 def marginal_service(problem: Problem, first: Sequence[np.ndarray]) -> list[np.ndarray]:

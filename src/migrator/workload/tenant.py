@@ -41,6 +41,10 @@ class Tenant:
         Largest inference batch the tenant's server may form (None: the table's largest).
     arrivals : object
         Where the arrival counts come from (a scenario-level spec; see ``Scenario``).
+    min_slo_attainment : float or None
+        A floor: the share of its arrivals the planner serves within SLO whenever the GPUs
+        can, before Goodput is weighed (docs/model.md, row 17). Pure Goodput starves the
+        tenant that earns least per slice; None (default): no floor.
     """
 
     name: str
@@ -53,6 +57,7 @@ class Tenant:
     accuracy_after: float = 1.0
     max_batch: int | None = None
     arrivals: Any = None
+    min_slo_attainment: float | None = None
 
     def __post_init__(self) -> None:
         where = f"tenants.{self.name}" if isinstance(self.name, str) else "tenants"
@@ -74,6 +79,8 @@ class Tenant:
             )
         if self.max_batch is not None:
             integer_in(self.max_batch, f"{where}.max_batch", low=1, high=MAX_BATCH)
+        if self.min_slo_attainment is not None:
+            number_in(self.min_slo_attainment, f"{where}.min_slo_attainment", low=0.0, high=1.0)
 
     @property
     def retrains(self) -> bool:
