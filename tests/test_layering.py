@@ -22,6 +22,7 @@ RANKS = {
     "_core": 0,
     "errors": 0,
     "_moved": 0,
+    "_files": 0,
     "geometry": 1,
     "workload": 2,
     "planning": 3,

@@ -73,3 +73,27 @@ def test_a_scenario_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
     result = invoke("plan", str(path))
     assert result.exit_code == 2, result.output
     assert "not UTF-8" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("run", "--metrics-file", "/nonexistent/m.prom", "--steps", "1"), "--metrics-file"),
+        (("simulate", "--out", "/proc/x", "--duration", "2"), "--out"),
+        (("mig-parted", "export", "-o", "/proc/x"), "--output"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else v,
+)
+def test_output_paths_are_checked_before_the_work(args: tuple[str, ...], option: str) -> None:
+    """The issue saw `simulate --out /proc/x` fail after the whole simulation and
+    `run --metrics-file /nonexistent/m.prom` end in a traceback."""
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert "simulating" not in result.output and "decided" not in result.output
+
+
+def test_the_emulator_state_cannot_live_where_nothing_can_be_written() -> None:
+    result = invoke("status", "--emulator-state", "/proc/st.json")
+    assert result.exit_code == 1 and "cannot load the emulator state" in result.output
+    assert isinstance(result.exception, SystemExit)

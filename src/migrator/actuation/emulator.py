@@ -44,10 +44,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Mapping, Sequence, TypeVar
 
+from .._files import write_atomically
+from ..errors import ConfigError
 from ..geometry.geometry import Geometry, Profile
 from ..geometry.layout import Layout, LayoutLike, Placement
 
-__all__ = ["EmulatedCrash", "MUTATING_CALLS", "NVMLError", "NvmlEmulator"]
+__all__ = ["EmulatedCrash", "MUTATING_CALLS", "NVMLError", "NvmlEmulator", "PersistedEmulator"]
 
 # -- nvml.h values; texts as nvidia-ml-py's NVMLError.__str__ / nvmlErrorString give them ----------
 
@@ -459,7 +461,8 @@ class NvmlEmulator:
         return emulator
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+        """Write the state to ``path`` atomically (:func:`migrator._files.write_atomically`)."""
+        write_atomically(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> NvmlEmulator:
@@ -821,3 +824,41 @@ def _deref(reference: Any, kind: type | None = None) -> Any:
 # nvidia-ml-py's module-level names, on the emulator too: NVML_ERROR_IN_USE, NVMLError_InUse, ...
 for _name, _value in {**_ERROR_CODES, **_ERROR_CLASSES}.items():
     setattr(NvmlEmulator, _name, _value)
+
+
+class PersistedEmulator:
+    """An :class:`NvmlEmulator` whose MIG state survives its process.
+
+    Every NVML call that changes MIG state rewrites ``path`` (atomically) after it ran,
+    including a call interrupted by an emulated crash, as a real GPU keeps what was done
+    to it. Everything else is the emulator's own call surface.
+    """
+
+    def __init__(self, path: str | Path, gpus: Sequence[Any] = (), layouts: Sequence[str] = ()) -> None:
+        self.path = Path(path)
+        self._mutating = MUTATING_CALLS
+        if self.path.exists():
+            self.emulator = NvmlEmulator.load(self.path)
+        elif gpus:
+            self.emulator = NvmlEmulator(list(gpus), layouts=list(layouts) or None)
+            self.save()
+        else:
+            raise ConfigError(f"emulator state {self.path} does not exist and no GPUs were given to create it",
+                              field="emulator_state")
+
+    def save(self) -> None:
+        """Write the state to ``path`` atomically: never half a file."""
+        self.emulator.save(self.path)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.emulator, name)
+        if name not in self._mutating:
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            finally:
+                self.save()
+
+        return call

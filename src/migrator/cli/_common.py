@@ -131,37 +131,80 @@ def backend_option(f: Any) -> Any:
 
 
 class Backend:
-    """An open NvmlBackend over the emulator or the real NVML, saving the emulator's state
-    on exit. NVML that cannot start is a one-line error, never a traceback."""
+    """An open NvmlBackend over the emulator or the real NVML. With a state file the
+    emulated GPUs live in it, rewritten atomically after every NVML call that changes them,
+    so that a process killed at any moment leaves the state the GPUs had then (what
+    ``migrator recover`` must find). NVML that cannot start is a one-line error, never a
+    traceback."""
 
     def __init__(self, kind: str, scenario: Any, state_path: str | None) -> None:
         self.kind, self.scenario, self.state_path = kind, scenario, state_path
-        self.emulator: Any = None
 
     def __enter__(self) -> Any:
         from pathlib import Path
 
-        from ..actuation.emulator import NvmlEmulator
+        from ..actuation.emulator import NvmlEmulator, PersistedEmulator
         from ..actuation.nvml import NvmlBackend
 
         try:
             if self.kind == "nvml":
                 self.backend = NvmlBackend()
+            elif self.state_path is None:
+                self.backend = NvmlBackend(NvmlEmulator.from_scenario(self.scenario or load_scenario(None)))
             else:
-                path = Path(self.state_path) if self.state_path else None
-                self.emulator = (NvmlEmulator.load(path) if path is not None and path.exists()
-                                 else NvmlEmulator.from_scenario(self.scenario or load_scenario(None)))
-                self.backend = NvmlBackend(self.emulator)
+                path = Path(self.state_path)
+                scenario = None if path.exists() else self.scenario or load_scenario(None)
+                gpus = [g.geometry for g in scenario.gpus] if scenario else ()
+                layouts = [g.layout for g in scenario.gpus] if scenario else ()
+                self.backend = NvmlBackend(PersistedEmulator(path, gpus, layouts))
             return self.backend.open()
         except MigratorError as exc:
             raise click.ClickException(str(exc)) from exc
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise click.ClickException(f"cannot load the emulator state {self.state_path}: {exc}") from exc
 
     def __exit__(self, *exc: object) -> None:
         self.backend.close()
-        if self.emulator is not None and self.state_path:
-            self.emulator.save(self.state_path)
+
+
+def writable_file(path: str | None, option: str) -> str | None:
+    """``path`` where a file can be written (its folder takes a new file; it is not a
+    folder itself), else a usage error naming ``option``: checked before the work whose
+    result it would hold, not after."""
+    if path is not None:
+        from pathlib import Path
+
+        target = Path(path)
+        folder = target.parent if str(target.parent) else Path(".")
+        if target.is_dir():
+            raise click.BadParameter(f"{path} is a folder, not a file", param_hint=option)
+        _probe(folder, path, option)
+    return path
+
+
+def writable_folder(path: str | None, option: str) -> str | None:
+    """``path`` made a folder (if it is not one) that takes new files, else a usage error."""
+    if path is not None:
+        from pathlib import Path
+
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot make the folder {path}: {exc.strerror or exc}",
+                                     param_hint=option) from exc
+        _probe(Path(path), path, option)
+    return path
+
+
+def _probe(folder: Any, path: str, option: str) -> None:
+    # Asking os.access is not enough: root passes it everywhere, /proc included.
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write at {path}: {exc.strerror or exc}", param_hint=option) from exc
 
 
 class StderrLog:

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from .._files import write_atomically
 from ..errors import MigratorError
 from ._common import (
     HORIZON,
@@ -17,6 +18,7 @@ from ._common import (
     load_scenario,
     open_journal,
     planner_settings,
+    writable_file,
 )
 
 
@@ -39,15 +41,6 @@ def _device_list(text: str | None) -> list[int] | None:
     except ValueError as exc:
         raise click.BadParameter(f"expected comma-separated device indices such as 0,1, got {text!r}",
                                  param_hint="--devices") from exc
-
-
-def _write_atomically(path: str, text: str) -> None:
-    import os
-
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)  # node_exporter's textfile collector never sees half a file
 
 
 @click.command()
@@ -102,6 +95,7 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
         serve_metrics,
     )
 
+    writable_file(metrics_file, "--metrics-file")
     s = load_scenario(scenario)
     devices = _device_list(devices_text)
     if devices is None and backend == "emulator":
@@ -124,7 +118,7 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
 
             def each(decision: Any) -> None:
                 if metrics_file:
-                    _write_atomically(metrics_file, controller.metrics.render())
+                    write_atomically(metrics_file, controller.metrics.render())
                 if not as_json:
                     for line in _decision_lines(decision):
                         click.echo(line)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import MigratorError
-from ._common import SECONDS, SEEDS, load_scenario, new_console
+from ._common import SECONDS, SEEDS, load_scenario, new_console, writable_folder
 
 
 def _results_table(comparison: Any) -> Table:
@@ -69,6 +69,7 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
 
     from ..evaluation.comparison import compare, parse_policies
 
+    writable_folder(out_dir, "--out")
     s = load_scenario(scenario)
     try:
         names = parse_policies(policies)

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .._files import write_atomically
 from ..errors import MigratorError
 from ._common import (
     BACKENDS,
@@ -20,6 +21,7 @@ from ._common import (
     load_scenario,
     open_journal,
     planner_settings,
+    writable_file,
 )
 
 
@@ -51,6 +53,7 @@ def mig_parted_export(scenario: str | None, plan_path: str | None, slots: tuple[
     from ..actuation.migparted import dump, export_plan
     from ..planning.planner import Planner
 
+    writable_file(output, "--output")
     if plan_path is not None:
         try:
             plan_doc: Any = json.loads(Path(plan_path).read_text(encoding="utf-8"))
@@ -69,7 +72,7 @@ def mig_parted_export(scenario: str | None, plan_path: str | None, slots: tuple[
     if output is None:
         click.echo(text, nl=False)
     else:
-        Path(output).write_text(text, encoding="utf-8")
+        write_atomically(output, text)
 
 
 @mig_parted.command("import")

@@ -20,13 +20,11 @@ agent stays usable (and testable) as a plain object.
 from __future__ import annotations
 
 import collections
-import json
 import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..actuation.emulator import PersistedEmulator
 from ..actuation.journal import Journal
 from ..actuation.nvml import GpuState, NvmlBackend
 from ..actuation.reconfig import ApplyResult, RecoveryResult, apply, recover
@@ -108,48 +106,6 @@ class NodeReport:
     arrivals: tuple[Mapping[str, float], ...] = ()
     recovered: tuple[RecoveryResult, ...] = ()
     restarted: bool = False
-
-
-class PersistedEmulator:
-    """An :class:`~migrator.actuation.emulator.NvmlEmulator` whose MIG state survives its process.
-
-    Every NVML call that changes MIG state rewrites ``path`` (atomically) after it ran,
-    including a call interrupted by an emulated crash, as a real GPU keeps what was done
-    to it. Everything else is the emulator's own call surface.
-    """
-
-    def __init__(self, path: str | Path, gpus: Sequence[str] = (), layouts: Sequence[str] = ()) -> None:
-        from ..actuation.emulator import MUTATING_CALLS, NvmlEmulator
-
-        self.path = Path(path)
-        self._mutating = MUTATING_CALLS
-        if self.path.exists():
-            self.emulator = NvmlEmulator.load(self.path)
-        elif gpus:
-            self.emulator = NvmlEmulator(list(gpus), layouts=list(layouts) or None)
-            self.save()
-        else:
-            raise ConfigError(f"emulator state {self.path} does not exist and no GPUs were given to create it",
-                              field="emulator_state")
-
-    def save(self) -> None:
-        """Write the state next to ``path`` and rename it over: never half a file."""
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps(self.emulator.to_dict()), encoding="utf-8")
-        os.replace(temporary, self.path)
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self.emulator, name)
-        if name not in self._mutating:
-            return value
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return value(*args, **kwargs)
-            finally:
-                self.save()
-
-        return call
 
 
 class NodeAgent:

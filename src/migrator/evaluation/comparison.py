@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .._files import write_atomically
 from ..errors import ConfigError
 from ..planning.planner import json_default
 from ..workload.scenario import Scenario
@@ -103,8 +104,8 @@ class Comparison:
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / "results.json", folder / "results.csv"]
-        paths[0].write_text(self.to_json() + "\n", encoding="utf-8")
-        paths[1].write_text(self.to_csv(), encoding="utf-8")
+        write_atomically(paths[0], self.to_json() + "\n")
+        write_atomically(paths[1], self.to_csv())
         return paths
 
 
