@@ -254,3 +254,43 @@ def test_fuzzed_scenarios_raise_only_migrator_errors(changes: list[tuple[tuple[A
 @given(CHANGES)
 def test_fuzzed_scenarios_raise_only_migrator_errors_long(changes: list[tuple[tuple[Any, ...], Any]]) -> None:
     _only_migrator_errors(changes)
+
+
+# -- files a scenario names stay in its folder, and errors do not show other files -------------
+
+
+def _scenario_file(folder, csv_value):
+    import yaml
+
+    table = Scenario.default().to_dict()
+    table["tenants"][0]["arrivals"] = {"csv": csv_value}
+    path = folder / "s.yaml"
+    path.write_text(yaml.safe_dump(table), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("reference", ["/etc/passwd", "../outside.csv", "sub/../../outside.csv"])
+def test_a_scenario_cannot_name_a_file_outside_its_folder(tmp_path, reference):
+    (tmp_path / "outside.csv").write_text("slot,a\n0,1\n")
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    with pytest.raises(ConfigError) as error:
+        Scenario.load(_scenario_file(folder, reference))
+    assert error.value.field == "tenants[0].arrivals.csv"
+    assert "root:" not in str(error.value)
+
+
+def test_a_link_out_of_the_folder_is_outside_too(tmp_path):
+    folder = tmp_path / "scenario"
+    folder.mkdir()
+    (folder / "trace.csv").symlink_to("/etc/passwd")
+    with pytest.raises(ConfigError, match="outside the scenario's folder"):
+        Scenario.load(_scenario_file(folder, "trace.csv"))
+
+
+def test_files_anywhere_allows_it_and_the_error_still_quotes_nothing(tmp_path):
+    # Allowed, /etc/passwd is read, and refused as a trace without a word of it quoted
+    # (the error printed root's line).
+    with pytest.raises(ConfigError) as error:
+        Scenario.load(_scenario_file(tmp_path, "/etc/passwd"), files_anywhere=True)
+    assert "root" not in str(error.value) and "unknown header layout" in str(error.value)

@@ -17,7 +17,10 @@ __all__ = ["main"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="migrator")
-def main() -> None:
+@click.option("--files-anywhere", is_flag=True,
+              help="Let scenario files name trace and model files outside their own folder "
+                   "(absolute paths, ..); by default such a reference is an error.")
+def main(files_anywhere: bool) -> None:
     """Decide and apply NVIDIA MIG layouts for GPUs shared by several tenants.
 
     Layouts are written as comma-separated placements PROFILE@START sorted by start,

@@ -104,8 +104,10 @@ def profile_table(g: Geometry) -> Table:
 def load_scenario(path: str | None) -> Any:
     from ..workload.scenario import Scenario
 
+    context = click.get_current_context(silent=True)
+    anywhere = bool(context is not None and context.find_root().params.get("files_anywhere"))
     try:
-        return Scenario.default() if path is None else Scenario.load(path)
+        return Scenario.default() if path is None else Scenario.load(path, files_anywhere=anywhere)
     except MigratorError as exc:
         raise click.BadParameter(str(exc), param_hint="SCENARIO") from exc
 

@@ -120,11 +120,13 @@ class Scenario:
     # -- loading --------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path, *, nvml: Any = None) -> Scenario:
+    def load(cls, path: str | Path, *, nvml: Any = None, files_anywhere: bool = False) -> Scenario:
         """Load and validate a scenario file (relative paths in it are relative to it).
 
         ``nvml`` is the nvidia-ml-py-like module used for ``discover: nvml`` entries
-        (``pynvml`` by default).
+        (``pynvml`` by default). The files it names (``csv:`` traces, ``models:``) must lie
+        in its folder or below, so that a scenario from elsewhere cannot read the machine's
+        other files; ``files_anywhere=True`` allows any path, absolute ones included.
         """
         path = Path(path)
         try:
@@ -138,7 +140,10 @@ class Scenario:
             table = yaml.safe_load(source)
         except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer of 4300+ digits
             raise ConfigError(f"scenario {path} is not valid YAML: {exc}") from exc
-        return cls.from_dict(table, base_dir=path.resolve().parent, nvml=nvml)
+        folder = path.resolve().parent
+        if not files_anywhere:
+            _files_inside(table, folder)
+        return cls.from_dict(table, base_dir=folder, nvml=nvml)
 
     @classmethod
     def default(cls) -> Scenario:
@@ -358,6 +363,28 @@ def _check_counts(counts: np.ndarray, where: str) -> None:
             f"{MAX_SLOT_REQUESTS:g}",
             field=where,
         )
+
+
+def _files_inside(table: Any, folder: Path) -> None:
+    """Refuse a file reference (``models:``, a tenant's ``arrivals.csv``) that resolves
+    outside ``folder``: absolute, climbing out with ``..``, or through a link."""
+    references = []
+    if isinstance(table, Mapping):
+        references.append(("models", table.get("models")))
+        for i, tenant in enumerate(table.get("tenants") or []):
+            arrivals = tenant.get("arrivals") if isinstance(tenant, Mapping) else None
+            if isinstance(arrivals, Mapping):
+                references.append((f"tenants[{i}].arrivals.csv", arrivals.get("csv")))
+    for where, value in references:
+        if not isinstance(value, str):
+            continue  # absent, or refused with its own message by the field checks
+        resolved = (folder / value).resolve()
+        if not resolved.is_relative_to(folder):
+            raise ConfigError(
+                f"{where}: {value!r} is outside the scenario's folder {folder}; keep the files beside "
+                "the scenario, or load it with files_anywhere=True (`migrator --files-anywhere ...`)",
+                field=where,
+            )
 
 
 def _models_path(value: Any, base: Path | None) -> Path | None:

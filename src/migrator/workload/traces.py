@@ -515,7 +515,10 @@ def _parse_table(table: _Table, *, slot_s: float, tenants: tuple[str, ...] | Non
                 field="header",
             )
     raise ConfigError(
-        f"{table.source}: unknown header layout ({', '.join(table.header)}); "
+        # The columns are counted, not quoted: the file may not be a trace at all, and an
+        # error must not show what another file holds.
+        f"{table.source}: unknown header layout ({len(table.header)} columns, none of them a "
+        "time column or the long layouts' names); "
         f"accepted layouts: {'; '.join(_LAYOUTS)}",
         field="header",
     )
