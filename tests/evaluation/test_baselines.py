@@ -409,7 +409,7 @@ def test_astraea_follows_the_load() -> None:
 
 
 @pytest.mark.parametrize("name", ["ekya", "astraea", "paris"])
-def test_default_scenario_decisions_are_fast(name: str) -> None:
+def test_default_scenario_runs_end_to_end(name: str) -> None:
+    # Their decision latency is measured in benchmarks/test_bench_simulate.py.
     result = simulate(migrator.Scenario.default(), make_policy(name))
-    assert result.goodput > 0
-    assert result.decision_ms(99) < 50.0
+    assert result.goodput > 0 and result.decisions
