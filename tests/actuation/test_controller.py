@@ -249,8 +249,9 @@ def test_metrics_are_served_over_http(scenario):
 
 def test_csv_tail_reads_complete_rows_as_they_are_appended(tmp_path):
     path = tmp_path / "arrivals.csv"
+    path.write_text("")
     source = CsvTailArrivals(path, ["a", "b"])
-    assert source.poll() == []  # no file yet
+    assert source.poll() == []  # nothing written yet
     path.write_text("slot,b,a,extra\n0,2,1,9\n1,4,")
     rows = source.poll()
     assert [r.tolist() for r in rows] == [[1.0, 2.0]]  # tenant order, not file order
@@ -260,6 +261,11 @@ def test_csv_tail_reads_complete_rows_as_they_are_appended(tmp_path):
     assert source.poll() == []
 
 
+def test_csv_tail_refuses_a_file_that_is_not_there(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        CsvTailArrivals(tmp_path / "typo.csv", ["a"])
+
+
 @pytest.mark.parametrize(
     "text, words",
     [
@@ -267,8 +273,10 @@ def test_csv_tail_reads_complete_rows_as_they_are_appended(tmp_path):
         ("slot,a\n", "no column for tenant 'b'"),
         ("slot,a,b\n0,1,x\n", "line 2, column 'b'"),
         ("slot,a,b\n0,1,-3\n", "non-negative"),
+        ("slot,a,b\n0,1,1\n0,2,2\n", "line 3: the time column"),  # the issue: accepted before
+        ("slot,a,b\n0,1,1\nnan,2,2\n", "line 3: the time column"),
     ],
-    ids=["time-column", "tenant", "number", "negative"],
+    ids=["time-column", "tenant", "number", "negative", "time-repeats", "time-nan"],
 )
 def test_csv_tail_errors_name_the_place(tmp_path, text, words):
     path = tmp_path / "arrivals.csv"

@@ -4,6 +4,7 @@ with click's usage error (exit code 2) naming the option or the field."""
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -97,3 +98,56 @@ def test_the_emulator_state_cannot_live_where_nothing_can_be_written() -> None:
     result = invoke("status", "--emulator-state", "/proc/st.json")
     assert result.exit_code == 1 and "cannot load the emulator state" in result.output
     assert isinstance(result.exception, SystemExit)
+
+
+# -- journals, as `migrator recover` reads them ----------------------------------------------
+
+_BEGIN = {"v": 1, "txn": "t1", "event": "begin", "time": 1.0, "gpu": 0, "kind": "apply", "model": "A100-40GB",
+          "current": "", "target": "7g.40gb@0", "fallback": "", "recovers": None, "actions": []}
+
+
+def _without(key):
+    return {k: v for k, v in _BEGIN.items() if k != key}
+
+
+CORRUPTED = {
+    "not-json": "{not json\n{}\n",
+    "a-list": "[1, 2]\n",
+    "no-version": json.dumps(_without("v")),
+    "version-2": json.dumps({**_BEGIN, "v": 2}),
+    "no-txn": json.dumps(_without("txn")),
+    "no-event": json.dumps(_without("event")),
+    "no-gpu": json.dumps(_without("gpu")),
+    "gpu-text": json.dumps({**_BEGIN, "gpu": "zero"}),
+    "gpu-negative": json.dumps({**_BEGIN, "gpu": -1}),
+    "unknown-event": json.dumps({**_BEGIN, "event": "explode"}),
+    "begin-without-model": json.dumps(_without("model")),
+    "begin-without-target": json.dumps(_without("target")),
+    "begin-target-number": json.dumps({**_BEGIN, "target": 7}),
+    "begin-actions-text": json.dumps({**_BEGIN, "actions": "all"}),
+    "start-without-seq": json.dumps(_BEGIN) + "\n" + json.dumps({"v": 1, "txn": "t1", "event": "start", "gpu": 0}),
+    "commit-without-layout": json.dumps(_BEGIN) + "\n" + json.dumps({"v": 1, "txn": "t1", "event": "commit", "gpu": 0}),
+    "record-before-begin": json.dumps({"v": 1, "txn": "t9", "event": "done", "gpu": 0, "seq": 0}),
+}
+
+
+@pytest.mark.parametrize("text", list(CORRUPTED.values()), ids=list(CORRUPTED))
+def test_a_corrupted_journal_is_a_named_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_text(text + "\n", encoding="utf-8")
+    result = invoke("recover", str(path), "--emulator-state", str(tmp_path / "s.json"))
+    assert result.exit_code in (1, 2), result.output
+    assert "journal" in result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+
+
+def test_recover_says_when_a_journal_holds_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_text("", encoding="utf-8")
+    result = invoke("recover", str(path), "--emulator-state", str(tmp_path / "s.json"))
+    assert result.exit_code == 0 and "nothing to recover" in result.output
+
+
+def test_run_refuses_an_arrivals_file_that_is_not_there(tmp_path: Path) -> None:
+    result = invoke("run", "--arrivals", str(tmp_path / "typo.csv"), "--steps", "1")
+    assert result.exit_code == 2 and "--arrivals" in result.output and "no such file" in result.output

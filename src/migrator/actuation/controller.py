@@ -134,16 +134,22 @@ class CsvTailArrivals:
     """Reads the rows another process appends to a wide CSV file, one row per slot.
 
     The header is a time column (``slot``, ``second``, ``t`` or ``time_s``) and one count
-    column per tenant (extra columns are ignored). A line is read once it ends with a
-    newline, so a row being written is never read half-way. The file may not exist yet.
+    column per tenant (extra columns are ignored); the time column increases from row to row.
+    A line is read once it ends with a newline, so a row being written is never read
+    half-way. The file must exist when the reader is made (empty is fine): a path that does
+    not is more likely a typo than a file to come, and would leave the controller blind.
     """
 
     def __init__(self, path: str | Path, tenants: Sequence[str]) -> None:
         self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"arrivals {self.path}: no such file (create it, even empty, before the "
+                              "controller starts)", field="arrivals")
         self.tenants = tuple(tenants)
         self._offset = 0
         self._columns: list[int] | None = None
         self._line = 0
+        self._time = -np.inf
 
     def poll(self) -> list[np.ndarray]:
         try:
@@ -180,6 +186,14 @@ class CsvTailArrivals:
 
     def _row(self, cells: list[str]) -> np.ndarray:
         assert self._columns is not None
+        try:
+            now = float(cells[0])
+        except ValueError:
+            now = np.nan
+        if not np.isfinite(now) or now <= self._time:
+            raise ConfigError(f"arrivals {self.path}, line {self._line}: the time column must be a number "
+                              f"above the previous row's ({self._time:g}), got {cells[0][:40]!r}", field="arrivals")
+        self._time = now
         values = []
         for tenant, column in zip(self.tenants, self._columns):
             where = f"arrivals {self.path}, line {self._line}, column {tenant!r}"

@@ -47,6 +47,16 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _EVENTS = ("begin", "start", "done", "failed", "drain", "rollback", "commit", "abort")
 _ENDS = ("commit", "abort")
+# What each event's record must hold for recovery to act on it (and of which type).
+_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    "begin": (("kind", str), ("model", str), ("current", str), ("target", str), ("fallback", str),
+              ("actions", list)),
+    "start": (("seq", int), ("action", dict)),
+    "done": (("seq", int),),
+    "failed": (("seq", int),),
+    "commit": (("layout", str),),
+    "abort": (("layout", str),),
+}
 
 
 class Journal:
@@ -225,6 +235,11 @@ def _check_record(record: Any, path: Path, number: int) -> None:
     if record["event"] not in _EVENTS:
         raise JournalError(f"{where}: event {record['event']!r} is not one of {', '.join(_EVENTS)}",
                            line=number)
+    if isinstance(record["gpu"], bool) or not isinstance(record["gpu"], int) or record["gpu"] < 0:
+        raise JournalError(f"{where}: gpu must be a GPU index, got {str(record['gpu'])[:40]!r}", line=number)
+    for name, kind in _FIELDS.get(record["event"], ()):
+        if not isinstance(record.get(name), kind):
+            raise JournalError(f"{where}: {record['event']} record without a valid {name!r}", line=number)
 
 
 def _transactions(records: list[dict[str, Any]], path: Path) -> tuple[Transaction, ...]:

@@ -101,7 +101,10 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
     if devices is None and backend == "emulator":
         devices = list(range(len(s.gpus)))  # the emulator's devices are the scenario's GPUs, in order
     tenants = [t.name for t in s.tenants]
-    arrivals = CsvTailArrivals(arrivals_csv, tenants) if arrivals_csv else TraceArrivals(s.arrivals(), tenants)
+    try:
+        arrivals = CsvTailArrivals(arrivals_csv, tenants) if arrivals_csv else TraceArrivals(s.arrivals(), tenants)
+    except MigratorError as exc:
+        raise click.BadParameter(str(exc), param_hint="--arrivals") from exc
     simulated = clock == "simulated" or (clock == "auto" and backend == "emulator")
     journal = open_journal(journal_path)
     server = None
@@ -196,6 +199,8 @@ def recover(journal: str, backend: str, emulator_state: str | None, prefer: str,
             raise click.ClickException(str(exc)) from exc
     if as_json:
         echo_json([asdict(r) for r in results])
+    elif not results:
+        click.echo(f"{journal}: no transactions, nothing to recover")
     else:
         for r in results:
             note = f" ({r.error})" if r.error else ""
