@@ -151,3 +151,13 @@ def test_recover_says_when_a_journal_holds_nothing(tmp_path: Path) -> None:
 def test_run_refuses_an_arrivals_file_that_is_not_there(tmp_path: Path) -> None:
     result = invoke("run", "--arrivals", str(tmp_path / "typo.csv"), "--steps", "1")
     assert result.exit_code == 2 and "--arrivals" in result.output and "no such file" in result.output
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "no-port"])  # loopback only: no traffic leaves the machine
+def test_cluster_refuses_an_address_nothing_answers_at(address: str) -> None:
+    """Ray retried `--address nohost:1` for minutes; the head is now asked first."""
+    pytest.importorskip("ray")
+    result = invoke("cluster", "--address", address)
+    assert result.exit_code == 1, result.output
+    assert "address" in result.output or "Ray head" in result.output
+    assert isinstance(result.exception, SystemExit)

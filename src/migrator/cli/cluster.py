@@ -90,6 +90,7 @@ def _join_and_run(cluster: Any, address: str, s: Any, steps: int, as_json: bool,
                   horizon: int | None, time_limit_s: float | None) -> dict[str, Any]:
     import ray
 
+    cluster.reachable(address)
     ray.init(address=address, namespace=cluster.NAMESPACE, configure_logging=False)
     try:
         agents = cluster.find_agents()

@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,7 @@ __all__ = [
     "cluster_scenario",
     "find_agents",
     "node_resource",
+    "reachable",
     "serve_agent",
     "solve_part",
     "solve_parts",
@@ -772,11 +774,26 @@ class ClusterController:
 # -- a real node: `migrator agent` ----------------------------------------------------------------
 
 
+def reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` that nothing answers at within ``timeout_s``: Ray itself retries
+    an unreachable head for minutes before it gives up (``auto`` is left to Ray)."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"address must be HOST:PORT (or auto), got {address!r}", field="address")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"no Ray head answers at {address} ({exc.strerror or exc})", field="address") from exc
+
+
 def serve_agent(address: str, spec: AgentSpec, *, num_cpus: int | None = None, max_restarts: int = -1,
                 ready: Callable[[NodeReport], None] | None = None) -> None:
     """Join the Ray cluster at ``address`` (the head's GCS, ``HOST:6379``) as this node,
     advertising its resource, start its agent (detached, restarted without limit) and wait
     for SIGTERM/SIGINT; then leave the cluster. What a DaemonSet pod runs (deploy/)."""
+    reachable(address)
     ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
     command = [ray_cli, "start", f"--address={address}", f"--resources={json.dumps({node_resource(spec.node): 1})}"]
     if num_cpus is not None:
