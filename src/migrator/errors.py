@@ -8,6 +8,7 @@ embeds migrator can catch one type. Errors that are about a bad value also deriv
 from __future__ import annotations
 
 __all__ = [
+    "AgentAuthError",
     "ConfigError",
     "GeometryError",
     "InvalidLayout",
@@ -33,6 +34,14 @@ class ConfigError(MigratorError, ValueError):
     def __init__(self, message: str, field: str = "") -> None:
         super().__init__(message)
         self.field = field
+
+
+class AgentAuthError(ConfigError):
+    """A call to change a node's GPUs (a Ray agent's ``apply``, ...) without the cluster's
+    agent token, or on a node that was given none."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="token")
 
 
 class UnknownGPU(MigratorError, LookupError):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from migrator.cli import main
+from migrator.cluster.agent import agent_token
 from migrator.planning.planner_problem import PlannerState
 from scenarios import sized
 
@@ -92,7 +93,7 @@ def _set_layout(cluster, gpu: int, layout: str) -> None:
     from migrator.cluster.agent import GpuTarget
 
     node, device = divmod(gpu, GPUS_PER_NODE)
-    (result,) = ray.get(cluster.agents[cluster.nodes[node]].apply.remote({device: GpuTarget(layout)})).values()
+    (result,) = ray.get(cluster.agents[cluster.nodes[node]].apply.remote({device: GpuTarget(layout)}, agent_token())).values()
     assert not isinstance(result, str), result
 
 
@@ -171,7 +172,7 @@ def test_an_agent_killed_mid_reconfiguration_recovers_from_its_journal(local_clu
     _set_layout(local_cluster, GPUS_PER_NODE, "")  # node1's first GPU: the plan will create instances
     controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=10.0)
     before = _layouts(local_cluster)
-    ray.get(local_cluster.agents[node].inject_crash.remote(1))  # dies right after its first NVML change
+    ray.get(local_cluster.agents[node].inject_crash.remote(1, agent_token()))  # dies right after its first NVML change
     decision = controller.step()
     assert any(node in f for f in decision.failures)
     after = _layouts(local_cluster)  # waits for the restarted agent, which recovered first
@@ -222,3 +223,33 @@ def test_a_part_answered_without_a_plan_is_reported_and_keeps_its_gpu() -> None:
     merged = cluster_module.merge_outcomes(problem, parts, subs, outcomes)
     assert merged.kept_gpus == (1,)
     np.testing.assert_array_equal(merged.tasks[1], np.tile(problem.gpus[1].current, (len(problem.periods), 1)))
+
+
+def test_an_agent_changes_nothing_without_the_clusters_token(local_cluster) -> None:
+    from migrator.cluster.agent import GpuTarget
+
+    agent = local_cluster.agents[local_cluster.nodes[0]]
+    before = _layouts(local_cluster)
+    for token in (None, "guess", agent_token() + "x"):
+        with pytest.raises(ray.exceptions.RayTaskError, match="agent token"):
+            ray.get(agent.apply.remote({0: GpuTarget("")}, token))
+        with pytest.raises(ray.exceptions.RayTaskError, match="agent token"):
+            ray.get(agent.inject_crash.remote(1, token))
+    assert _layouts(local_cluster) == before
+    ray.get(agent.report.remote())  # reading needs no token
+
+
+def test_a_node_given_no_token_refuses_every_change(tmp_path, monkeypatch) -> None:
+    from migrator.cluster.agent import TOKEN_ENV, AgentSpec, GpuTarget, NodeAgent
+    from migrator.errors import AgentAuthError
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    agent = NodeAgent(AgentSpec(node="n", backend="emulator", emulator_state=str(tmp_path / "s.json"),
+                                gpus=("A100-40GB",), layouts=("3g.20gb@0",)))
+    with pytest.raises(AgentAuthError, match="not set on this node"):
+        agent.apply({0: GpuTarget("")}, "anything")
+    assert str(agent.report().states[0].layout) == "3g.20gb@0"
+    monkeypatch.setenv(TOKEN_ENV, "s3cret")
+    agent = NodeAgent(AgentSpec(node="n", backend="emulator", emulator_state=str(tmp_path / "s.json")))
+    (result,) = agent.apply({0: GpuTarget("")}, "s3cret").values()
+    assert str(agent.report().states[0].layout) == ""

@@ -20,7 +20,9 @@ agent stays usable (and testable) as a plain object.
 from __future__ import annotations
 
 import collections
+import hmac
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -28,9 +30,20 @@ from ..actuation.emulator import PersistedEmulator
 from ..actuation.journal import Journal
 from ..actuation.nvml import GpuState, NvmlBackend
 from ..actuation.reconfig import ApplyResult, RecoveryResult, apply, recover
-from ..errors import ConfigError, MigratorError, ReconfigError
+from ..errors import AgentAuthError, ConfigError, MigratorError, ReconfigError
 
-__all__ = ["AGENT_BACKENDS", "AgentSpec", "GpuTarget", "NodeAgent", "NodeReport", "PersistedEmulator"]
+#: The environment variable that holds the cluster's agent token, on every node and for the
+#: controller (the same Kubernetes Secret, deploy/agent-daemonset.yaml).
+TOKEN_ENV = "MIGRATOR_AGENT_TOKEN"
+
+
+def agent_token() -> str | None:
+    """This process's agent token (None where none is set)."""
+    return os.environ.get(TOKEN_ENV) or None
+
+
+__all__ = ["AGENT_BACKENDS", "TOKEN_ENV", "AgentSpec", "GpuTarget", "NodeAgent", "NodeReport", "PersistedEmulator",
+           "agent_token"]
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +147,7 @@ class NodeAgent:
         self.journal = Journal(spec.journal) if spec.journal else None
         self.recovered = self._recover()
         self.restarted = False
+        self._token = agent_token()
 
     def _make_nvml(self) -> Any:
         if self.spec.backend == "emulator":
@@ -179,16 +193,18 @@ class NodeAgent:
         self._pushed.clear()
         return tuple(rows)
 
-    def push_arrivals(self, counts: Mapping[str, float]) -> None:
+    # -- changing: only for callers that hold the cluster's agent token ---------------------
+
+    def push_arrivals(self, counts: Mapping[str, float], token: str | None = None) -> None:
         """One slot's counts per tenant, from the node's serving system."""
+        self._authorize(token)
         self._pushed.append({str(k): float(v) for k, v in counts.items()})
 
-    # -- changing ---------------------------------------------------------------------------
-
-    def apply(self, targets: Mapping[int, GpuTarget]) -> dict[int, ApplyResult | str]:
+    def apply(self, targets: Mapping[int, GpuTarget], token: str | None = None) -> dict[int, ApplyResult | str]:
         """Bring each named GPU (NVML device index) to its target; per GPU the
         :class:`~migrator.actuation.reconfig.ApplyResult`, or the error's message when it was refused
         or rolled back (the GPU then holds its layout from before)."""
+        self._authorize(token)
         out: dict[int, ApplyResult | str] = {}
         for device, target in sorted(targets.items()):
             try:
@@ -199,12 +215,23 @@ class NodeAgent:
                 out[device] = str(exc)
         return out
 
-    def inject_crash(self, after: int) -> None:
+    def inject_crash(self, after: int, token: str | None = None) -> None:
         """Emulator only, for tests: the ``after``-th NVML change from now takes effect,
         then the agent dies (as its process would)."""
+        self._authorize(token)
         if not isinstance(self._nvml, PersistedEmulator):
             raise ConfigError(f"{self.node}: crash injection needs the emulator backend", field="backend")
         self._nvml.emulator.crash(after)
+
+    def _authorize(self, token: str | None) -> None:
+        # Anyone who reaches the Ray cluster can call an actor's methods; changing MIG state
+        # takes the token the node was given (a Kubernetes Secret, deploy/), compared in
+        # constant time. A node given none changes nothing.
+        if self._token is None:
+            raise AgentAuthError(f"{self.node}: {TOKEN_ENV} is not set on this node, so it refuses to change "
+                                 "anything (docs/actuator.md, 'Who can change MIG state')")
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self._token.encode()):
+            raise AgentAuthError(f"{self.node}: the call did not carry this cluster's agent token")
 
     def close(self) -> None:
         self.backend.close()

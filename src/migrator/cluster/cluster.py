@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -54,7 +55,7 @@ from ..planning.planner_problem import PlannerState, Problem, RawSolution, Tenan
 from ..planning.split_bound import LpBasis, whole_bound
 from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
-from .agent import AgentSpec, GpuTarget, NodeAgent, NodeReport
+from .agent import TOKEN_ENV, AgentSpec, GpuTarget, NodeAgent, NodeReport, agent_token
 
 __all__ = [
     "NAMESPACE",
@@ -102,9 +103,9 @@ class _AgentActor(NodeAgent):
         super().__init__(spec, arrivals=arrivals, tenants=tenants)
         self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
 
-    def apply(self, targets: Mapping[int, GpuTarget]) -> dict[int, ApplyResult | str]:
+    def apply(self, targets: Mapping[int, GpuTarget], token: str | None = None) -> dict[int, ApplyResult | str]:
         try:
-            return super().apply(targets)
+            return super().apply(targets, token)
         except EmulatedCrash:
             # The emulated GPUs were saved after the call that "crashed"; a real process
             # would be gone now, so this one goes too, without any clean-up.
@@ -114,17 +115,22 @@ class _AgentActor(NodeAgent):
 
 def start_agent(
     spec: AgentSpec, *, arrivals: Any = None, tenants: Sequence[str] = (), max_restarts: int = 10,
-    detached: bool = False,
+    detached: bool = False, token: str | None = None,
 ) -> Any:
     """Start (or find, when ``detached``) the agent actor of ``spec.node`` on that node.
 
     The actor asks for the node's resource (:func:`node_resource`) and no CPU, so it sits
     beside the planning tasks; Ray restarts it up to ``max_restarts`` times (-1: always).
+    A real node's agent reads its token from its own environment (the pod's Secret);
+    ``token`` hands one to an emulated node's agent, through the actor's environment, which
+    the Ray cluster's members can read: for local clusters only.
     """
     options: dict[str, Any] = dict(
         name=f"agent:{spec.node}", namespace=NAMESPACE, resources={node_resource(spec.node): 1},
         num_cpus=0, max_restarts=max_restarts,
     )
+    if token is not None:
+        options["runtime_env"] = {"env_vars": {TOKEN_ENV: token}}
     if detached:  # a DaemonSet pod's agent outlives the command that started it
         options.update(lifetime="detached", get_if_exists=True)
     return ray.remote(_AgentActor).options(**options).remote(spec, arrivals=arrivals, tenants=tenants)
@@ -211,9 +217,12 @@ class LocalCluster:
         trace = self.scenario.arrivals()
         tenants = trace.tenants
         share = type(trace)(tenants, trace.counts.astype(np.float64) / len(self.nodes), trace.slot_s)
+        # The emulated nodes and this controller share one token, made here unless the
+        # environment brings one.
+        token = os.environ.setdefault(TOKEN_ENV, secrets.token_hex(16))
         self.agents = {
             node: start_agent(self.spec(k), arrivals=TraceArrivals(share, tenants), tenants=tenants,
-                              max_restarts=self.max_restarts)
+                              max_restarts=self.max_restarts, token=token)
             for k, node in enumerate(self.nodes)
         }
         ray.get([a.report.remote() for a in self.agents.values()])  # every agent up (and recovered)
@@ -707,7 +716,8 @@ class ClusterController:
             if state is not None:
                 targets.setdefault(gpu.node, {})[gpu.device] = GpuTarget(
                     plan.first(g).layout, expected=str(state.layout), tasks=dict(self._assignments[g]))
-        refs = {node: self.agents[node].apply.remote(t) for node, t in targets.items()}
+        token = agent_token()
+        refs = {node: self.agents[node].apply.remote(t, token) for node, t in targets.items()}
         index = {(gpu.node, gpu.device): g for g, gpu in enumerate(self.gpus)}
         reconfigured, failures = [], []
         for node, ref in refs.items():
