@@ -232,6 +232,8 @@ def _check_record(record: Any, path: Path, number: int) -> None:
     missing = [k for k in ("txn", "event", "gpu") if k not in record]
     if missing:
         raise JournalError(f"{where}: missing field {missing[0]!r}", line=number)
+    if not isinstance(record["txn"], str) or not isinstance(record["event"], str):
+        raise JournalError(f"{where}: txn and event must be strings", line=number)
     if record["event"] not in _EVENTS:
         raise JournalError(f"{where}: event {record['event']!r} is not one of {', '.join(_EVENTS)}",
                            line=number)
