@@ -83,8 +83,22 @@ def local_cluster():
     assert not ray.is_initialized()
 
 
+def _report(agent, timeout_s: float = 300.0):
+    """The agent's report, waiting out a restart (Ray answers calls to a restarting actor at
+    once with ActorUnavailableError; a restart is slow on a loaded machine)."""
+    unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())
+    began = time.monotonic()
+    while True:
+        try:
+            return ray.get(agent.report.remote(), timeout=timeout_s)
+        except unavailable:
+            if time.monotonic() - began > timeout_s:
+                raise
+            time.sleep(0.2)
+
+
 def _layouts(cluster) -> list[str]:
-    reports = ray.get([cluster.agents[n].report.remote() for n in cluster.nodes])
+    reports = [_report(cluster.agents[n]) for n in cluster.nodes]
     return [str(s.layout) for r in reports for s in r.states]
 
 

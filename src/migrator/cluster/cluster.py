@@ -43,6 +43,9 @@ import numpy as np
 import ray
 from ray.exceptions import RayError
 
+# Ray 2.4x answers a call to a restarting actor at once with this; older Rays wait instead.
+_ACTOR_UNAVAILABLE = getattr(ray.exceptions, "ActorUnavailableError", ())
+
 from ..actuation.controller import Metrics, SimulatedClock, TraceArrivals, WallClock, run_paced
 from ..actuation.emulator import EmulatedCrash
 from ..actuation.nvml import GpuState
@@ -573,18 +576,34 @@ class ClusterController:
     # -- one step -----------------------------------------------------------------------------
 
     def _gather(self) -> dict[str, NodeReport]:
-        """Every agent's report, in node order; nodes that fail or time out are left out."""
-        refs = {agent.report.remote(): node for node, agent in self.agents.items()}
-        ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=self.observe_timeout_s)
-        reports = {}
-        for ref in ready:
-            try:
-                reports[refs[ref]] = ray.get(ref)
-            except RayError as exc:
-                log.error("%s: no report: %s", refs[ref], exc)
+        """Every agent's report, in node order; nodes that fail or time out are left out. An
+        agent Ray is restarting answers at once that it is unavailable: it is asked again
+        until it answers or the time runs out (a restart imports the planner's libraries,
+        which takes long on a loaded node)."""
+        began, pending, reports = time.monotonic(), dict(self.agents), {}
+        while pending:
+            left = self.observe_timeout_s - (time.monotonic() - began)
+            if left <= 0:
+                break
+            refs = {agent.report.remote(): node for node, agent in pending.items()}
+            ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=left)
+            restarting = {}
+            for ref in ready:
+                try:
+                    reports[refs[ref]] = ray.get(ref)
+                except _ACTOR_UNAVAILABLE:
+                    restarting[refs[ref]] = pending[refs[ref]]
+                except RayError as exc:
+                    log.error("%s: no report: %s", refs[ref], exc)
+                    self.metrics.record_failure("observe")
+            for ref in late:
+                log.error("%s: no report within %.1f s", refs[ref], self.observe_timeout_s)
                 self.metrics.record_failure("observe")
-        for ref in late:
-            log.error("%s: no report within %.1f s", refs[ref], self.observe_timeout_s)
+            pending = restarting
+            if pending:
+                time.sleep(0.2)
+        for node in pending:
+            log.error("%s: still restarting after %.1f s", node, self.observe_timeout_s)
             self.metrics.record_failure("observe")
         for report in reports.values():
             self._note_restart(report)
