@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..errors import MigratorError
-from ._common import HORIZON, TIME_LIMIT, load_scenario, new_console, profile_table
+from ._common import HORIZON, TIME_LIMIT, load_scenario, new_console, planner_settings, profile_table
 
 
 @click.command()
@@ -22,14 +22,11 @@ def plan(scenario: str | None, as_json: bool, horizon: int | None, time_limit_s:
     Prints a layout timeline per GPU, the expected Goodput per tenant and the solver's
     statistics. Only the first slot is meant to be applied; the rest is look-ahead.
     """
-    from dataclasses import replace
-
     from ..planning.planner import Planner
 
     s = load_scenario(scenario)
-    changes = {k: v for k, v in (("horizon", horizon), ("time_limit_s", time_limit_s)) if v is not None}
     try:
-        result = Planner(s, replace(s.planner, **changes)).plan()
+        result = Planner(s, planner_settings(s, horizon, time_limit_s)).plan()
     except MigratorError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
