@@ -11,12 +11,24 @@ The replay runs slot by slot (``slot_s``, one second in the built-in scenario):
   the planner's model; removed ones stop;
 * each slot's inference capacity within SLO and retraining speed per tenant come from the
   instances live in it, pro rata of the time each could serve;
-* the slot is scored by the Goodput estimator's own Numba kernel (``score_kernel``), whose
-  queues, SLO accounting, retraining windows and accuracy switch carry from slot to slot.
+* every instance the replay runs is recorded as a :class:`~migrator.evaluation.requests.Segment`
+  (task, creation, ready and end times): the instance timeline.
 
-Planner and simulator therefore agree on what Goodput is; what differs between them is
-knowledge (forecasts instead of the arrivals) and time (decision latency, receding horizon).
-Requests of one tenant share one queue across its instances: routing is ideal (docs/results.md).
+Every run is graded twice, and ``grader`` picks the headline (``SimResult.score``):
+
+* ``"request"`` (default): the request-level grader (``migrator.evaluation.requests``) serves the
+  trace's requests one by one on the recorded timeline (join-shortest-queue routing, greedy
+  batching with the model table's service times, set-up downtime, per-request SLO and the
+  accuracy of the model version serving it), independent of the planner's capacity model;
+* ``"slot"``: each slot's inference capacity within SLO and retraining speed per tenant come
+  from the instances live in it, pro rata of the time each could serve, and the slot is
+  scored by the Goodput estimator's own Numba kernel (``score_kernel``), whose queues, SLO
+  accounting, retraining windows and accuracy switch carry from slot to slot. This is the
+  planner's own model: requests of one tenant share one queue across its instances (ideal
+  routing) and an instance serves its analytic SLO capacity.
+
+The policies observe the slot replay's state (arrivals so far, allocation, retraining
+progress), whichever grader is the headline.
 """
 
 from __future__ import annotations
@@ -35,8 +47,9 @@ from ..workload import _kernels
 from ..workload.goodput import INFER, ScoreResult, tenant_arrays
 from ..workload.scenario import Scenario
 from .policy import Allocation, Environment, Observation, Policy
+from .requests import GRADERS, Segment, grade_requests
 
-__all__ = ["DecisionRecord", "SimResult", "simulate"]
+__all__ = ["DecisionRecord", "SimResult", "check_grader", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,11 @@ class DecisionRecord:
 @dataclass(frozen=True)
 class SimResult:
     """What a policy earned on one replay. Arrays have shape (n_tenants, n_slots);
-    ``layouts[g][t]`` is GPU ``g``'s layout at the end of slot ``t``."""
+    ``layouts[g][t]`` is GPU ``g``'s layout at the end of slot ``t``.
+
+    ``score`` is the grading by ``grader`` (the headline); ``gradings`` holds every grading
+    of the run by grader name (``"request"``, ``"slot"``), the headline included;
+    ``segments`` is the instance timeline the request-level grader replayed."""
 
     policy: str
     seed: int
@@ -66,6 +83,9 @@ class SimResult:
     decisions: tuple[DecisionRecord, ...]
     gpu_models: tuple[str, ...]
     settings: Mapping[str, Any] = field(default_factory=dict)
+    grader: str = "slot"
+    gradings: Mapping[str, ScoreResult] = field(default_factory=dict)
+    segments: tuple[Segment, ...] = ()
 
     @property
     def goodput(self) -> float:
@@ -106,6 +126,14 @@ class SimResult:
             "reconfigurations": float(self.reconfigurations),
             "decision_ms_p50": self.decision_ms(50),
             "decision_ms_p99": self.decision_ms(99),
+        }
+
+    def grading_summary(self) -> dict[str, dict[str, float]]:
+        """Per grader: Goodput, SLO attainment and mean accuracy of the run."""
+        gradings = dict(self.gradings) or {self.grader: self.score}
+        return {
+            name: {"goodput": s.goodput, "slo_attainment": s.slo_attainment, "mean_accuracy": s.mean_accuracy}
+            for name, s in gradings.items()
         }
 
 
@@ -245,6 +273,8 @@ class _Replay:
         self.progress = np.zeros(n)
         self.done = np.zeros(n, dtype=np.bool_)
         self.pending: tuple[float, Allocation, int] | None = None
+        self.segments: list[Segment] = []  # the instance timeline, closed segments
+        self.opened: dict[tuple[int, str], Segment] = {}  # instances serving a task now
         self.next_decision = 0
         self.records: list[DecisionRecord] = []
         # A policy that never asks again (static) has an infinite interval.
@@ -299,7 +329,9 @@ class _Replay:
             at, target, index = self.pending
             at = max(at, start)
             _serve(self.live, self.rates, start, at, self.slot_s, capacity, retrain)
+            before = [dict(instances) for instances in self.live]
             changes = _apply(self.live, target, at, self.scenario.planner.setup_s)
+            self._record(before, at)
             self.layouts = target.layouts
             record = self.records[index]
             self.records[index] = DecisionRecord(record.slot, record.latency_s, at, *changes)
@@ -307,6 +339,22 @@ class _Replay:
             start = at
         _serve(self.live, self.rates, start, stop, self.slot_s, capacity, retrain)
         return self._score(t, capacity, retrain)
+
+    def _record(self, before: Sequence[Mapping[str, _Live]], at: float) -> None:
+        """Close the segments of instances that ``_apply`` removed or re-assigned at ``at``,
+        open those of the instances it created or re-assigned (idle ones serve nothing)."""
+        for g, (old, new) in enumerate(zip(before, self.live)):
+            for placement, inst in old.items():
+                if new.get(placement) is not inst and inst.task != "idle":
+                    seg = self.opened.pop((g, placement))
+                    self.segments.append(Segment(g, placement, seg.task, seg.start_s, seg.ready_s, at))
+            for placement, inst in new.items():
+                if old.get(placement) is not inst and inst.task != "idle":
+                    self.opened[(g, placement)] = Segment(g, placement, inst.task, at, inst.ready_s, math.inf)
+
+    def timeline(self) -> tuple[Segment, ...]:
+        """Every segment of the replay, those still open ending at ``inf``, by start time."""
+        return tuple(sorted([*self.segments, *self.opened.values()], key=lambda s: (s.start_s, s.gpu, s.placement)))
 
     def _score(self, t: int, capacity: np.ndarray, retrain: np.ndarray) -> tuple[np.ndarray, ...]:
         column = (slice(None), slice(t, t + 1))
@@ -325,6 +373,7 @@ def simulate(
     decision_latency_s: float | None = None,
     duration_s: float | None = None,
     on_slot: Callable[[int], None] | None = None,
+    grader: str = "request",
 ) -> SimResult:
     """Replay ``scenario`` under ``policy`` and score it.
 
@@ -343,7 +392,13 @@ def simulate(
         Replay only the first ``duration_s`` seconds (at most the scenario's ``duration_s``).
     on_slot : callable, optional
         Called with each slot index once it is scored (progress bars).
+    grader : {"request", "slot"}
+        The grading reported as ``SimResult.score`` (the other one is in ``gradings``):
+        ``"request"`` serves individual requests on the replay's instance timeline
+        (``migrator.evaluation.requests``); ``"slot"`` scores each slot with the planner's
+        analytic SLO capacity (``workload.goodput``).
     """
+    grader = check_grader(grader)
     if decision_latency_s is not None and (not isinstance(decision_latency_s, (int, float)) or decision_latency_s < 0):
         raise ConfigError(
             f"decision_latency_s must be a number of seconds >= 0, got {decision_latency_s!r}",
@@ -360,14 +415,29 @@ def simulate(
             layouts[g].append(text)
         if on_slot is not None:
             on_slot(t)
+    segments = replay.timeline()
+    gradings = {
+        "slot": _result(scenario, replay, columns),
+        "request": grade_requests(scenario, segments, replay.arrivals, seed=seed),
+    }
     return SimResult(
         policy=policy.name, seed=seed, slot_s=scenario.slot_s,
-        score=_result(scenario, replay, columns),
+        score=gradings[grader],
         layouts=tuple(tuple(row) for row in layouts),
         decisions=tuple(replay.records),
         gpu_models=tuple(g.model for g in scenario.gpus),
         settings=policy.describe(),
+        grader=grader,
+        gradings={name: gradings[name] for name in GRADERS},
+        segments=segments,
     )
+
+
+def check_grader(value: Any, field_name: str = "grader") -> str:
+    """A grader name: one of :data:`~migrator.evaluation.requests.GRADERS`."""
+    if not isinstance(value, str) or value not in GRADERS:
+        raise ConfigError(f"{field_name} must be one of {', '.join(GRADERS)}, got {value!r}", field=field_name)
+    return value
 
 
 def _n_slots(scenario: Scenario, duration_s: float | None) -> int:
