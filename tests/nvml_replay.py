@@ -172,6 +172,10 @@ class NvmlReplay:
         total = self._device(handle)["memory_total_bytes"]
         return MemoryInfo(total=total, free=total, used=0)
 
+    def nvmlDeviceGetMigMode(self, handle: Handle) -> list[int]:  # noqa: N802
+        self._enter("nvmlDeviceGetMigMode")
+        return list(self._device(handle)["mig_mode"])  # [current, pending], as recorded
+
     def nvmlDeviceGetGpuInstanceProfileInfo(  # noqa: N802
         self, handle: Handle, profile: int, version: int = 2
     ) -> GpuInstanceProfileInfo:

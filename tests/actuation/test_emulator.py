@@ -3,7 +3,9 @@
 Cross-checks: the geometry read back through the emulator equals the built-in table; which
 placements it accepts is decided against the independent pure-Python reference
 (tests/reference.py), not the geometry core it is built on; its names, values and parameter
-names are those of nvidia-ml-py 12.560.30's pynvml.py.
+names are those of nvidia-ml-py 12.560.30's pynvml.py; what it answers for every profile
+constant is what real H100 and H200 GPUs answered (tests/data/nvml_*.json, replayed by
+tests/nvml_replay.py); its privilege rules are nvml.h's "Requires privileged user" lines.
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ from __future__ import annotations
 import ctypes
 import inspect
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nvml_replay import NvmlReplay
+from reference import canonical
 
 import migrator
 from migrator.actuation import emulator as emulator_module
 from migrator.actuation.emulator import MUTATING_CALLS, EmulatedCrash, NvmlEmulator
-from reference import canonical
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 # nvml.h / nvidia-ml-py 12.560.30 (pynvml.py lines 219-248): the values NVML returns.
 NVML_ERRORS = {
@@ -30,10 +36,50 @@ NVML_ERRORS = {
     "NVML_ERROR_NO_PERMISSION": 4,
     "NVML_ERROR_NOT_FOUND": 6,
     "NVML_ERROR_INSUFFICIENT_SIZE": 7,
+    "NVML_ERROR_RESET_REQUIRED": 16,
     "NVML_ERROR_IN_USE": 19,
     "NVML_ERROR_INSUFFICIENT_RESOURCES": 23,
     "NVML_ERROR_UNKNOWN": 999,
 }
+# nvml.h (NVIDIA/go-nvml 2f9e261, gen/nvml/nvml.h) / nvidia-ml-py 13.615.71: the profile constants.
+GPU_INSTANCE_PROFILES = {
+    "NVML_GPU_INSTANCE_PROFILE_1_SLICE": 0,
+    "NVML_GPU_INSTANCE_PROFILE_2_SLICE": 1,
+    "NVML_GPU_INSTANCE_PROFILE_3_SLICE": 2,
+    "NVML_GPU_INSTANCE_PROFILE_4_SLICE": 3,
+    "NVML_GPU_INSTANCE_PROFILE_7_SLICE": 4,
+    "NVML_GPU_INSTANCE_PROFILE_8_SLICE": 5,
+    "NVML_GPU_INSTANCE_PROFILE_6_SLICE": 6,
+    "NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1": 7,
+    "NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1": 8,
+    "NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2": 9,
+    "NVML_GPU_INSTANCE_PROFILE_1_SLICE_GFX": 10,
+    "NVML_GPU_INSTANCE_PROFILE_2_SLICE_GFX": 11,
+    "NVML_GPU_INSTANCE_PROFILE_4_SLICE_GFX": 12,
+    "NVML_GPU_INSTANCE_PROFILE_1_SLICE_NO_ME": 13,
+    "NVML_GPU_INSTANCE_PROFILE_2_SLICE_NO_ME": 14,
+    "NVML_GPU_INSTANCE_PROFILE_1_SLICE_ALL_ME": 15,
+    "NVML_GPU_INSTANCE_PROFILE_2_SLICE_ALL_ME": 16,
+    "NVML_GPU_INSTANCE_PROFILE_3_SLICE_GFX": 17,
+    "NVML_GPU_INSTANCE_PROFILE_COUNT": 18,
+}
+COMPUTE_INSTANCE_PROFILE_COUNT = 9  # NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE_NVL (8) is the last
+# nvml.h's "Requires privileged user" calls among the emulator's, each with what a test calls.
+PRIVILEGED_CALLS = (
+    "nvmlDeviceGetGpuInstancePossiblePlacements",
+    "nvmlDeviceCreateGpuInstanceWithPlacement",
+    "nvmlDeviceGetGpuInstances",
+    "nvmlDeviceGetGpuInstanceById",
+    "nvmlGpuInstanceDestroy",
+    "nvmlGpuInstanceCreateComputeInstance",
+    "nvmlGpuInstanceGetComputeInstances",
+    "nvmlGpuInstanceGetComputeInstanceById",
+    "nvmlComputeInstanceDestroy",
+    "nvmlDeviceSetMigMode",  # "Requires root user."
+)
+# The recordings of real GPUs (tools/nvml_dump.py, driver 580.159.04) and the built-in table each is.
+RECORDINGS = {"nvml_h100_80gb_hbm3.json": "H100-80GB", "nvml_h200.json": "H200-141GB"}
+
 # nvidia-ml-py's parameter names for the functions the backend calls (12.560.30 and 13.615.71).
 PYNVML_SIGNATURES = {
     "nvmlInit": [],
@@ -108,8 +154,11 @@ def test_same_surface_as_the_installed_nvidia_ml_py():
         assert real == PYNVML_SIGNATURES[name], name
     for name, value in NVML_ERRORS.items():
         assert getattr(pynvml, name) == value
+    for name, value in GPU_INSTANCE_PROFILES.items():
+        assert getattr(pynvml, name) == value, name
+    assert pynvml.NVML_COMPUTE_INSTANCE_PROFILE_COUNT == COMPUTE_INSTANCE_PROFILE_COUNT
     for name in ("c_nvmlGpuInstance_t", "c_nvmlComputeInstance_t", "NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED",
-                 "NVML_COMPUTE_INSTANCE_PROFILE_COUNT", "NVML_GPU_INSTANCE_PROFILE_COUNT", "NVMLError_InUse"):
+                 "NVMLError_InUse"):
         assert hasattr(pynvml, name), name
     # The fields the backend reads, in the real structures.
     for struct in ("c_nvmlGpuInstancePlacement_t", "c_nvmlGpuInstanceInfo_t", "c_nvmlComputeInstanceInfo_t",
@@ -117,6 +166,84 @@ def test_same_surface_as_the_installed_nvidia_ml_py():
         real = {f[0] for f in getattr(pynvml, struct)._fields_}
         ours = {f[0] for f in getattr(emulator_module, struct)._fields_}
         assert ours <= real, (struct, ours - real)
+
+
+def test_profile_constants_are_nvidia_ml_pys():
+    for name, value in GPU_INSTANCE_PROFILES.items():
+        assert getattr(NvmlEmulator, name) == value, name
+    assert NvmlEmulator.NVML_COMPUTE_INSTANCE_PROFILE_COUNT == COMPUTE_INSTANCE_PROFILE_COUNT
+
+
+@pytest.mark.parametrize(
+    "gpu, constant, profile",
+    [
+        ("H100-80GB", "NVML_GPU_INSTANCE_PROFILE_7_SLICE", "7g.80gb"),
+        ("H100-80GB", "NVML_GPU_INSTANCE_PROFILE_3_SLICE", "3g.40gb"),
+        ("H100-80GB", "NVML_GPU_INSTANCE_PROFILE_1_SLICE", "1g.10gb"),
+        ("H100-80GB", "NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1", "1g.10gb+me"),
+        ("H100-80GB", "NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2", "1g.20gb"),
+        ("A100-40GB", "NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2", "1g.10gb"),
+        ("A30-24GB", "NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1", "2g.12gb+me"),
+        ("A30-24GB", "NVML_GPU_INSTANCE_PROFILE_4_SLICE", "4g.24gb"),
+        ("RTX-PRO-6000-BLACKWELL", "NVML_GPU_INSTANCE_PROFILE_2_SLICE_NO_ME", "2g.48gb-me"),
+        ("RTX-PRO-6000-BLACKWELL", "NVML_GPU_INSTANCE_PROFILE_1_SLICE_ALL_ME", "1g.24gb+me.all"),
+        ("RTX-PRO-6000-BLACKWELL", "NVML_GPU_INSTANCE_PROFILE_4_SLICE_GFX", "4g.96gb+gfx"),
+    ],
+    ids=str,
+)
+def test_profile_info_takes_nvmls_profile_constants(gpu, constant, profile):
+    emulator = NvmlEmulator([gpu])
+    emulator.nvmlInit()
+    info = emulator.nvmlDeviceGetGpuInstanceProfileInfo(emulator.nvmlDeviceGetHandleByIndex(0),
+                                                        GPU_INSTANCE_PROFILES[constant])
+    expected = migrator.Geometry.for_gpu(gpu).profile(profile)
+    assert (info.name, info.id, info.sliceCount) == (f"MIG {profile}".encode(), expected.id, expected.compute_slices)
+
+
+@pytest.mark.parametrize("recording", sorted(RECORDINGS), ids=str)
+def test_answers_what_the_recorded_gpu_answered(recording):
+    replay = NvmlReplay.from_json(DATA / recording)
+    device = replay.devices[0]
+    emulator = NvmlEmulator([RECORDINGS[recording]], mig_enabled=[bool(device["mig_mode"][0])])
+    emulator.nvmlInit()
+    ours, theirs = emulator.nvmlDeviceGetHandleByIndex(0), replay.nvmlDeviceGetHandleByIndex(0)
+    assert emulator.nvmlDeviceGetName(ours) == replay.nvmlDeviceGetName(theirs)
+    assert emulator.nvmlDeviceGetMemoryInfo(ours).total == replay.nvmlDeviceGetMemoryInfo(theirs).total
+    assert emulator.nvmlDeviceGetMigMode(ours) == replay.nvmlDeviceGetMigMode(theirs)
+    fields = ("id", "sliceCount", "instanceCount", "memorySizeMB", "decoderCount", "encoderCount", "jpegCount",
+              "ofaCount", "name")
+    answered = set()
+    for constant in range(GPU_INSTANCE_PROFILES["NVML_GPU_INSTANCE_PROFILE_COUNT"] + 2):
+        try:
+            real = replay.nvmlDeviceGetGpuInstanceProfileInfo(theirs, constant)
+        except replay.NVMLError as exc:
+            assert code_of(lambda: emulator.nvmlDeviceGetGpuInstanceProfileInfo(ours, constant)) == exc.value, constant
+            continue
+        info = emulator.nvmlDeviceGetGpuInstanceProfileInfo(ours, constant)
+        assert {f: getattr(info, f) for f in fields} == {f: getattr(real, f) for f in fields}, constant
+        placements = []
+        for nvml, handle in ((emulator, ours), (replay, theirs)):
+            buffer, count = (nvml.c_nvmlGpuInstancePlacement_t * 8)(), ctypes.c_uint(8)
+            nvml.nvmlDeviceGetGpuInstancePossiblePlacements(handle, real.id, buffer, ctypes.byref(count))
+            placements.append([(buffer[i].start, buffer[i].size) for i in range(count.value)])
+        assert placements[0] == placements[1], constant
+        answered.add(constant)
+    assert answered == {r["profile_index"] for r in device["profiles"]}
+
+
+def test_compute_instance_profiles_count_as_nvidia_ml_pys(emu):
+    gi = emu.nvmlDeviceGetGpuInstanceById(emu.nvmlDeviceGetHandleByIndex(0), emu.gi_id(0, "3g.20gb@0"))
+    shared = emu.NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED
+    answers = {}
+    for profile in range(COMPUTE_INSTANCE_PROFILE_COUNT + 1):
+        try:
+            answers[profile] = emu.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, profile, shared).sliceCount
+        except emu.NVMLError as exc:
+            answers[profile] = exc.value
+    not_supported, invalid = NVML_ERRORS["NVML_ERROR_NOT_SUPPORTED"], NVML_ERRORS["NVML_ERROR_INVALID_ARGUMENT"]
+    # 1, 2 and 3 compute slices in a 3g instance; 4, 7, 8, 6, 1_SLICE_REV1 and 7_SLICE_NVL not; 9 is past the count.
+    assert answers == {0: 1, 1: 2, 2: 3, 3: not_supported, 4: not_supported, 5: not_supported, 6: not_supported,
+                       7: not_supported, 8: not_supported, 9: invalid}
 
 
 def test_geometry_read_through_the_emulator_is_the_builtin_table(gpu):
@@ -147,19 +274,73 @@ def test_creating_on_a_gpu_with_mig_off_is_not_supported():
     buffer, count = (emulator.c_nvmlGpuInstance_t * 2)(), ctypes.c_uint()
     listing = lambda: emulator.nvmlDeviceGetGpuInstances(handle, 9, buffer, ctypes.byref(count))  # noqa: E731
     assert code_of(listing) == NVML_ERRORS["NVML_ERROR_NOT_SUPPORTED"]
-    emulator.nvmlDeviceSetMigMode(handle, emulator.NVML_DEVICE_MIG_ENABLE)  # an administrator's reset
-    create(emulator, 0, "3g.20gb", 0)
-    disable = lambda: emulator.nvmlDeviceSetMigMode(handle, emulator.NVML_DEVICE_MIG_DISABLE)  # noqa: E731
-    assert code_of(disable) == NVML_ERRORS["NVML_ERROR_IN_USE"]
 
 
-def test_unprivileged_caller_may_read_but_not_change():
-    emulator = NvmlEmulator(["A100-40GB"], layouts=["3g.20gb@0"], privileged=False)
+def test_a_mig_mode_change_stays_pending_until_a_reset():
+    emulator = NvmlEmulator(["A100-40GB"], mig_enabled=False)
     emulator.nvmlInit()
-    assert code_of(lambda: create(emulator, 0, "3g.20gb", 4)) == NVML_ERRORS["NVML_ERROR_NO_PERMISSION"]
-    gi = emulator.nvmlDeviceGetGpuInstanceById(emulator.nvmlDeviceGetHandleByIndex(0), emulator.gi_id(0, "3g.20gb@0"))
-    assert code_of(lambda: emulator.nvmlGpuInstanceDestroy(gi)) == NVML_ERRORS["NVML_ERROR_NO_PERMISSION"]
-    assert emulator.layout(0) == "3g.20gb@0"
+    handle = emulator.nvmlDeviceGetHandleByIndex(0)
+    status = emulator.nvmlDeviceSetMigMode(handle, emulator.NVML_DEVICE_MIG_ENABLE)
+    assert status == NVML_ERRORS["NVML_ERROR_RESET_REQUIRED"]  # nvidia-ml-py returns the activation status
+    assert emulator.nvmlDeviceGetMigMode(handle) == [0, 1]  # [current, pending]
+    assert code_of(lambda: create(emulator, 0, "3g.20gb", 0)) == NVML_ERRORS["NVML_ERROR_NOT_SUPPORTED"]
+    assert emulator.to_dict()["gpus"][0]["mig_pending"] is True
+    assert NvmlEmulator.from_dict(emulator.to_dict()).to_dict() == emulator.to_dict()  # pending survives a save
+    emulator.reset_gpu(0)
+    assert emulator.nvmlDeviceGetMigMode(handle) == [1, 1]
+    emulator.nvmlGpuInstanceCreateComputeInstance(create(emulator, 0, "3g.20gb", 0), 2)
+    disable = lambda: emulator.nvmlDeviceSetMigMode(handle, emulator.NVML_DEVICE_MIG_DISABLE)  # noqa: E731
+    assert code_of(disable) == NVML_ERRORS["NVML_ERROR_IN_USE"]  # GPU instances hold the mode
+    assert emulator.nvmlDeviceGetMigMode(handle) == [1, 1]
+    emulator.set_processes(0, emulator.gi_id(0, "3g.20gb@0"), [99])
+    assert code_of(lambda: emulator.reset_gpu(0)) == NVML_ERRORS["NVML_ERROR_IN_USE"]
+    emulator.set_processes(0, emulator.gi_id(0, "3g.20gb@0"), [])
+    emulator.reset_gpu(0)  # a reset loses every instance
+    assert emulator.layout(0) == "" and emulator.nvmlDeviceGetMigMode(handle) == [1, 1]
+    assert emulator.nvmlDeviceSetMigMode(handle, emulator.NVML_DEVICE_MIG_ENABLE) == emulator.NVML_SUCCESS  # no change
+
+
+def test_unprivileged_caller_may_read_profiles_but_not_list_or_change():
+    emulator = NvmlEmulator(["A100-40GB"], layouts=["3g.20gb@0"])
+    emulator.nvmlInit()
+    device = emulator.nvmlDeviceGetHandleByIndex(0)
+    gi_id = emulator.gi_id(0, "3g.20gb@0")
+    gi = emulator.nvmlDeviceGetGpuInstanceById(device, gi_id)  # handles taken while still privileged
+    ci = emulator.nvmlGpuInstanceGetComputeInstanceById(gi, 0)
+    emulator.privileged = False
+    placement = emulator.c_nvmlGpuInstancePlacement_t(4, 4)
+    count = ctypes.c_uint(8)
+    calls = {
+        "nvmlDeviceGetGpuInstancePossiblePlacements": (device, 9, (emulator.c_nvmlGpuInstancePlacement_t * 8)(),
+                                                       ctypes.byref(count)),
+        "nvmlDeviceCreateGpuInstanceWithPlacement": (device, 9, ctypes.byref(placement)),
+        "nvmlDeviceGetGpuInstances": (device, 9, (emulator.c_nvmlGpuInstance_t * 2)(), ctypes.byref(count)),
+        "nvmlDeviceGetGpuInstanceById": (device, gi_id),
+        "nvmlGpuInstanceDestroy": (gi,),
+        "nvmlGpuInstanceCreateComputeInstance": (gi, 0),
+        "nvmlGpuInstanceGetComputeInstances": (gi, 2, (emulator.c_nvmlComputeInstance_t * 8)(), ctypes.byref(count)),
+        "nvmlGpuInstanceGetComputeInstanceById": (gi, 0),
+        "nvmlComputeInstanceDestroy": (ci,),
+        "nvmlDeviceSetMigMode": (device, emulator.NVML_DEVICE_MIG_DISABLE),
+        # With MIG on, the parent device's process list is for privileged callers only.
+        "nvmlDeviceGetComputeRunningProcesses": (device,),
+    }
+    assert set(calls) == {*PRIVILEGED_CALLS, "nvmlDeviceGetComputeRunningProcesses"}
+    for name, args in calls.items():
+        assert code_of(lambda: getattr(emulator, name)(*args)) == NVML_ERRORS["NVML_ERROR_NO_PERMISSION"], name
+    assert emulator.layout(0) == "3g.20gb@0" and emulator.nvmlDeviceGetMigMode(device) == [1, 1]
+    # What stays open: profile information, MIG mode, instance information, device queries.
+    assert emulator.nvmlDeviceGetGpuInstanceProfileInfo(device, emulator.NVML_GPU_INSTANCE_PROFILE_3_SLICE).id == 9
+    assert emulator.nvmlGpuInstanceGetInfo(gi).id == gi_id
+    assert emulator.nvmlComputeInstanceGetInfo(ci).id == 0
+    # The same calls with privileges succeed (so the refusals above are the privilege rule's).
+    emulator.privileged = True
+    emulator.nvmlDeviceGetGpuInstances(device, 9, (emulator.c_nvmlGpuInstance_t * 2)(), ctypes.byref(count))
+    assert count.value == 1 and emulator.nvmlDeviceGetComputeRunningProcesses(device) == []
+    # With MIG off the process list is open (nvml.h restricts only the MIG aggregate).
+    off = NvmlEmulator(["A100-40GB"], mig_enabled=False, privileged=False)
+    off.nvmlInit()
+    assert off.nvmlDeviceGetComputeRunningProcesses(off.nvmlDeviceGetHandleByIndex(0)) == []
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 import migrator
 from migrator.actuation.emulator import NvmlEmulator
+from migrator.actuation.nvml import NvmlBackend, error_name
 from migrator.errors import MigModeDisabled, NVMLCallError, NVMLUnavailable
 from migrator.geometry.layout import Placement
-from migrator.actuation.nvml import NvmlBackend, error_name
 
 # Every function the backend may call, as nvidia-ml-py 12.560.30 names it.
 NVIDIA_ML_PY_FUNCTIONS = {
@@ -105,10 +105,17 @@ def test_nvml_errors_name_the_call_and_the_code(emu, backend, step, error):
     assert emu.layout(0) == "3g.20gb@0,3g.20gb@4"
 
 
-def test_without_privileges_changes_fail_with_no_permission():
+def test_without_privileges_reads_and_changes_fail_with_no_permission():
+    # nvml.h: placements, instance listings and changes all "Require privileged user".
     emulator = NvmlEmulator(["A100-40GB"], privileged=False)
-    with NvmlBackend(emulator) as backend, pytest.raises(NVMLCallError) as info:
-        backend.create_gpu_instance(0, Placement("7g.40gb", 0))
+    with NvmlBackend(emulator) as backend:
+        with pytest.raises(NVMLUnavailable, match="Insufficient Permissions"):
+            backend.state(0)
+        emulator.privileged = True
+        backend.geometry(0)  # read (and kept) while privileged
+        emulator.privileged = False
+        with pytest.raises(NVMLCallError) as info:
+            backend.create_gpu_instance(0, Placement("7g.40gb", 0))
     assert info.value.error == "NVML_ERROR_NO_PERMISSION"
 
 

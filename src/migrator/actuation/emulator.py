@@ -12,7 +12,25 @@ accept is decided by that geometry.
 What it answers like NVML (nvml.h's documented return codes):
 
 * GPU-instance and compute-instance calls on a GPU with MIG off: ``NOT_SUPPORTED``;
-* creating or destroying without privileges (``privileged=False``): ``NO_PERMISSION``;
+* without privileges (``privileged=False``), every call nvml.h marks "Requires privileged
+  user" answers ``NO_PERMISSION``: creating and destroying, but also listing GPU and compute
+  instances (``nvmlDeviceGetGpuInstances``, ``...ById``, ``nvmlGpuInstanceGetComputeInstances``,
+  ``...ById``) and ``nvmlDeviceGetGpuInstancePossiblePlacements``; and the process list of a
+  MIG-enabled parent device, which nvml.h gives "only if the caller has appropriate
+  privileges" (nvml.h of NVIDIA/go-nvml 2f9e261, gen/nvml/nvml.h). Profile information
+  (``nvmlDeviceGetGpuInstanceProfileInfo``), the MIG mode and the device queries stay open;
+* ``nvmlDeviceGetGpuInstanceProfileInfo`` takes nvidia-ml-py's ``NVML_GPU_INSTANCE_PROFILE_*``
+  constants (``..._7_SLICE`` is 4, ``..._1_SLICE_REV1`` the ``+me`` profile, 7, ...) and reports
+  the profile's NVML ``id`` (19 for ``1g.10gb`` on H100), as the recorded H100 and H200 dumps in
+  ``tests/data`` show; a constant the GPU lacks is ``NOT_SUPPORTED``, one the recorded driver
+  (580.159.04) does not know (17 and above) ``INVALID_ARGUMENT``. Compute-instance profiles
+  likewise take ``NVML_COMPUTE_INSTANCE_PROFILE_*`` (count 9, as nvidia-ml-py defines it);
+* a MIG mode change (``nvmlDeviceSetMigMode``) stays pending until the GPU is reset:
+  ``nvmlDeviceGetMigMode`` returns ``[current, pending]`` and the call's activation status is
+  ``NVML_ERROR_RESET_REQUIRED``; :meth:`NvmlEmulator.reset_gpu` is the reset (``nvidia-smi -r``),
+  which applies the pending mode and, like a real reset, loses every instance. An emulator
+  built with ``mig_enabled=True`` (the default) starts with MIG on, as a GPU that an
+  administrator switched and reset before migrator ran;
 * an unknown profile id, a placement the profile does not allow, a stale handle:
   ``INVALID_ARGUMENT``;
 * a placement that does not fit beside the instances already there: ``INSUFFICIENT_RESOURCES``;
@@ -40,6 +58,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Mapping, Sequence, TypeVar
@@ -64,6 +83,7 @@ NVML_ERROR_INSUFFICIENT_SIZE = 7
 NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_TIMEOUT = 10
 NVML_ERROR_GPU_IS_LOST = 15
+NVML_ERROR_RESET_REQUIRED = 16
 NVML_ERROR_IN_USE = 19
 NVML_ERROR_INSUFFICIENT_RESOURCES = 23
 NVML_ERROR_UNKNOWN = 999
@@ -78,6 +98,7 @@ _TEXTS = {
     NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
     NVML_ERROR_TIMEOUT: "Timeout",
     NVML_ERROR_GPU_IS_LOST: "GPU is lost",
+    NVML_ERROR_RESET_REQUIRED: "GPU requires reset",
     NVML_ERROR_IN_USE: "In use by another client",
     NVML_ERROR_INSUFFICIENT_RESOURCES: "Insufficient resources",
     NVML_ERROR_UNKNOWN: "Unknown Error",
@@ -87,12 +108,46 @@ _ERROR_CODES = {name: value for name, value in globals().items() if name.startsw
 NVML_DEVICE_MIG_DISABLE = 0
 NVML_DEVICE_MIG_ENABLE = 1
 NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED = 0
-# nvml.h: NVML_COMPUTE_INSTANCE_PROFILE_{1,2,3,4,7,8,6}_SLICE are 0..6 (the id NVML reports
-# for a compute-instance profile is its index); 7 is 1_SLICE_REV1, which the emulator lacks.
-_CI_SLICES = (1, 2, 3, 4, 7, 8, 6)
-NVML_COMPUTE_INSTANCE_PROFILE_COUNT = 8
-# Enough profile indices for every built-in table (recent nvidia-ml-py has 18).
+
+# nvml.h / nvidia-ml-py 13.615.71: the GPU-instance profile constants that
+# nvmlDeviceGetGpuInstanceProfileInfo takes (not the profile ids it reports).
+NVML_GPU_INSTANCE_PROFILE_1_SLICE = 0
+NVML_GPU_INSTANCE_PROFILE_2_SLICE = 1
+NVML_GPU_INSTANCE_PROFILE_3_SLICE = 2
+NVML_GPU_INSTANCE_PROFILE_4_SLICE = 3
+NVML_GPU_INSTANCE_PROFILE_7_SLICE = 4
+NVML_GPU_INSTANCE_PROFILE_8_SLICE = 5
+NVML_GPU_INSTANCE_PROFILE_6_SLICE = 6
+NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV1 = 7  # the media-extension "+me" profile
+NVML_GPU_INSTANCE_PROFILE_2_SLICE_REV1 = 8
+NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2 = 9  # one compute slice, twice the memory (1g.20gb on H100)
+NVML_GPU_INSTANCE_PROFILE_1_SLICE_GFX = 10
+NVML_GPU_INSTANCE_PROFILE_2_SLICE_GFX = 11
+NVML_GPU_INSTANCE_PROFILE_4_SLICE_GFX = 12
+NVML_GPU_INSTANCE_PROFILE_1_SLICE_NO_ME = 13
+NVML_GPU_INSTANCE_PROFILE_2_SLICE_NO_ME = 14
+NVML_GPU_INSTANCE_PROFILE_1_SLICE_ALL_ME = 15
+NVML_GPU_INSTANCE_PROFILE_2_SLICE_ALL_ME = 16
+NVML_GPU_INSTANCE_PROFILE_3_SLICE_GFX = 17
 NVML_GPU_INSTANCE_PROFILE_COUNT = 18
+# The recorded driver (580.159.04, tests/data/nvml_*.json) answers NOT_SUPPORTED for the
+# constants below this that a GPU lacks and INVALID_ARGUMENT from here on (it predates 3_SLICE_GFX).
+_DRIVER_GPU_INSTANCE_PROFILES = 17
+# (compute slices, name variant) -> constant. A variant is the profile name's suffix
+# ("+me", "-me", "+me.all", "+gfx"); "rev2" is a plain one-slice profile with more memory
+# than the GPU's smallest (1g.20gb beside 1g.10gb).
+_GPU_INSTANCE_PROFILE_CONSTANTS = {
+    (1, ""): 0, (2, ""): 1, (3, ""): 2, (4, ""): 3, (7, ""): 4, (8, ""): 5, (6, ""): 6,
+    (1, "+me"): 7, (2, "+me"): 8, (1, "rev2"): 9,
+    (1, "+gfx"): 10, (2, "+gfx"): 11, (4, "+gfx"): 12, (3, "+gfx"): 17,
+    (1, "-me"): 13, (2, "-me"): 14, (1, "+me.all"): 15, (2, "+me.all"): 16,
+}
+
+# nvml.h: NVML_COMPUTE_INSTANCE_PROFILE_{1,2,3,4,7,8,6}_SLICE are 0..6 (the id NVML reports
+# for a compute-instance profile is its index); 7 is 1_SLICE_REV1 and 8 7_SLICE_NVL, which no
+# emulated GPU offers (NOT_SUPPORTED).
+_CI_SLICES = (1, 2, 3, 4, 7, 8, 6)
+NVML_COMPUTE_INSTANCE_PROFILE_COUNT = 9
 
 #: The calls that change MIG state: what fault injection counts by default.
 MUTATING_CALLS = frozenset({
@@ -243,8 +298,13 @@ class _GpuInstance:
 @dataclass
 class _Gpu:
     geometry: Geometry
-    mig_enabled: bool
+    mig_enabled: bool  # the current MIG mode
+    mig_pending: bool  # the mode after the next reset
     instances: dict[int, _GpuInstance] = field(default_factory=dict)
+    by_constant: dict[int, Profile] = field(default_factory=dict)  # NVML_GPU_INSTANCE_PROFILE_* -> profile
+
+    def __post_init__(self) -> None:
+        self.by_constant = _profile_constants(self.geometry)
 
     @property
     def name(self) -> str:
@@ -289,9 +349,12 @@ class NvmlEmulator:
     layouts : sequence of layout, optional
         Starting layouts (each GPU instance with one full compute instance); empty by default.
     mig_enabled : bool or sequence of bool
-        MIG mode of each GPU (on by default).
+        MIG mode of each GPU, current and pending alike (on by default: a GPU whose MIG mode
+        an administrator enabled and reset before). ``nvmlDeviceSetMigMode`` only makes a
+        change pending; :meth:`reset_gpu` applies it.
     privileged : bool
-        Whether the caller may create and destroy instances (root on a real machine).
+        Whether the caller is root: without, the calls nvml.h marks "Requires privileged
+        user" (changes, instance listings, placements) answer ``NO_PERMISSION``.
     """
 
     NVMLError = NVMLError
@@ -323,7 +386,7 @@ class NvmlEmulator:
         modes = [mig_enabled] * len(geometries) if isinstance(mig_enabled, bool) else list(mig_enabled)
         if len(modes) != len(geometries):
             raise ValueError(f"mig_enabled has {len(modes)} entries for {len(geometries)} GPUs")
-        self._gpus = [_Gpu(g, bool(m)) for g, m in zip(geometries, modes)]
+        self._gpus = [_Gpu(g, bool(m), bool(m)) for g, m in zip(geometries, modes)]
         self.privileged = privileged
         self.calls: list[str] = []
         self._initialized = 0
@@ -378,8 +441,19 @@ class NvmlEmulator:
 
     def set_mig_enabled(self, gpu: int, enabled: bool) -> None:
         """Switch MIG mode directly (an administrator with a GPU reset); instances are lost."""
-        self._gpus[gpu].mig_enabled = bool(enabled)
-        self._gpus[gpu].instances.clear()
+        state = self._gpus[gpu]
+        state.mig_enabled = state.mig_pending = bool(enabled)
+        state.instances.clear()
+
+    def reset_gpu(self, gpu: int) -> None:
+        """A GPU reset (``nvidia-smi -r -i GPU``): the pending MIG mode becomes the current one
+        and, as on hardware, every GPU and compute instance is gone. Refused (``IN_USE``, as
+        ``nvidia-smi -r`` refuses) while processes run on the GPU."""
+        state = self._gpus[gpu]
+        if any(ci.pids for gi in state.instances.values() for ci in gi.compute.values()):
+            raise NVMLError(NVML_ERROR_IN_USE)
+        state.mig_enabled = state.mig_pending
+        state.instances.clear()
 
     # -- fault injection --------------------------------------------------------------------
 
@@ -433,6 +507,7 @@ class NvmlEmulator:
                 {
                     "model": g.geometry.name,
                     "mig_enabled": g.mig_enabled,
+                    "mig_pending": g.mig_pending,
                     "instances": [
                         {
                             "id": gi.id, "profile": gi.profile.name, "start": gi.start,
@@ -453,6 +528,7 @@ class NvmlEmulator:
         emulator = cls([g["model"] for g in gpus], mig_enabled=[g["mig_enabled"] for g in gpus],
                        privileged=document.get("privileged", True))
         for index, (state, saved) in enumerate(zip(emulator._gpus, gpus)):
+            state.mig_pending = bool(saved.get("mig_pending", saved["mig_enabled"]))  # older files lack it
             for row in saved["instances"]:
                 gi = emulator._new_gpu_instance(index, state.geometry.profile(row["profile"]), row["start"], row["id"])
                 for c in row["compute"]:
@@ -587,23 +663,28 @@ class NvmlEmulator:
 
     @_surface
     def nvmlDeviceGetMigMode(self, device: Any) -> list[int]:  # noqa: N802
-        mode = int(self._gpu(device)[1].mig_enabled)
-        return [mode, mode]
+        _, state = self._gpu(device)
+        return [int(state.mig_enabled), int(state.mig_pending)]
 
     @_surface
     def nvmlDeviceSetMigMode(self, device: Any, mode: int) -> int:  # noqa: N802
+        """Make ``mode`` pending; returns the activation status, as nvidia-ml-py does:
+        ``NVML_ERROR_RESET_REQUIRED`` while the pending mode differs from the current one
+        (the emulated GPU is never reset by this call), ``NVML_SUCCESS`` otherwise."""
         _, state = self._gpu(device)
         self._require_privilege()
         if mode not in (NVML_DEVICE_MIG_DISABLE, NVML_DEVICE_MIG_ENABLE):
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         if state.instances:
             raise NVMLError(NVML_ERROR_IN_USE)
-        state.mig_enabled = mode == NVML_DEVICE_MIG_ENABLE
-        return NVML_SUCCESS
+        state.mig_pending = mode == NVML_DEVICE_MIG_ENABLE
+        return NVML_SUCCESS if state.mig_pending == state.mig_enabled else NVML_ERROR_RESET_REQUIRED
 
     @_surface
     def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list[ProcessInfo]:  # noqa: N802
         _, state = self._gpu(handle)
+        if state.mig_enabled:  # nvml.h: aggregate over instances only for a privileged caller
+            self._require_privilege()
         return [
             ProcessInfo(pid, 0, gi.id, ci.id)
             for gi in _gi_sorted(state) for ci in gi.compute.values() for pid in ci.pids
@@ -616,11 +697,10 @@ class NvmlEmulator:
         self, device: Any, profile: int, version: int = 2
     ) -> c_nvmlGpuInstanceProfileInfo_v2_t:
         _, state = self._gpu(device)
-        if not 0 <= profile < NVML_GPU_INSTANCE_PROFILE_COUNT:
-            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
-        if profile >= len(state.geometry.profiles):
-            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
-        p = state.geometry.profiles[profile]
+        p = state.by_constant.get(profile)
+        if p is None:
+            known = 0 <= profile < _DRIVER_GPU_INSTANCE_PROFILES
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED if known else NVML_ERROR_INVALID_ARGUMENT)
         e = p.engines
         return c_nvmlGpuInstanceProfileInfo_v2_t(
             0x02000098, p.id, 0, p.compute_slices, p.max_count, 0, 0, e.decoders, e.encoders, e.jpegs, e.ofas,
@@ -634,6 +714,7 @@ class NvmlEmulator:
         self, device: Any, profileId: Any, placementsRef: Any, countRef: Any  # noqa: N803
     ) -> int:
         _, state = self._gpu(device)
+        self._require_privilege()
         placements = self._profile_by_id(state, profileId).placements
         count = _deref(countRef)
         capacity = count.value
@@ -672,7 +753,9 @@ class NvmlEmulator:
     def nvmlDeviceGetGpuInstances(  # noqa: N802
         self, device: Any, profileId: int, gpuInstancesRef: Any, countRef: Any  # noqa: N803
     ) -> int:
-        index, state = self._mig_gpu(device)
+        index, state = self._gpu(device)
+        self._require_privilege()
+        self._mig_gpu(device)
         self._profile_by_id(state, profileId)
         found = [gi for gi in _gi_sorted(state) if gi.profile.id == profileId]
         if len(gpuInstancesRef) < len(found):
@@ -684,7 +767,9 @@ class NvmlEmulator:
 
     @_surface
     def nvmlDeviceGetGpuInstanceById(self, device: Any, gpuInstanceId: int) -> Any:  # noqa: N802, N803
-        index, state = self._mig_gpu(device)
+        index, state = self._gpu(device)
+        self._require_privilege()
+        self._mig_gpu(device)
         gi = state.instances.get(gpuInstanceId)
         if gi is None:
             raise NVMLError(NVML_ERROR_NOT_FOUND)
@@ -714,11 +799,11 @@ class NvmlEmulator:
         self, device: Any, profile: int, engProfile: int, version: int = 2  # noqa: N803
     ) -> c_nvmlComputeInstanceProfileInfo_v2_t:
         _, gi = self._gi(device)  # nvidia-ml-py calls the GPU-instance handle `device` here
-        if engProfile != NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED or not 0 <= profile < len(_CI_SLICES):
+        if engProfile != NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED or not 0 <= profile < NVML_COMPUTE_INSTANCE_PROFILE_COUNT:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
-        slices = _CI_SLICES[profile]
-        if slices not in _ci_sizes(gi.profile.compute_slices):
+        if profile >= len(_CI_SLICES) or _CI_SLICES[profile] not in _ci_sizes(gi.profile.compute_slices):
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        slices = _CI_SLICES[profile]
         whole = slices == gi.profile.compute_slices
         name = gi.profile.name if whole else f"{slices}c.{gi.profile.name}"
         return c_nvmlComputeInstanceProfileInfo_v2_t(
@@ -732,8 +817,10 @@ class NvmlEmulator:
     def nvmlGpuInstanceCreateComputeInstance(self, gpuInstance: Any, profileId: int) -> Any:  # noqa: N802, N803
         index, gi = self._gi(gpuInstance)
         self._require_privilege()
-        if not 0 <= profileId < len(_CI_SLICES) or _CI_SLICES[profileId] not in _ci_sizes(gi.profile.compute_slices):
+        if not 0 <= profileId < NVML_COMPUTE_INSTANCE_PROFILE_COUNT:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        if profileId >= len(_CI_SLICES) or _CI_SLICES[profileId] not in _ci_sizes(gi.profile.compute_slices):
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         slices = _CI_SLICES[profileId]
         if _free_ci_start(gi, slices) is None:
             raise NVMLError(NVML_ERROR_INSUFFICIENT_RESOURCES)
@@ -744,8 +831,11 @@ class NvmlEmulator:
         self, gpuInstance: Any, profileId: int, computeInstancesRef: Any, countRef: Any  # noqa: N803
     ) -> int:
         index, gi = self._gi(gpuInstance)
-        if not 0 <= profileId < len(_CI_SLICES):
+        self._require_privilege()
+        if not 0 <= profileId < NVML_COMPUTE_INSTANCE_PROFILE_COUNT:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        if profileId >= len(_CI_SLICES):
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         found = [ci for ci in sorted(gi.compute.values(), key=lambda c: c.id) if ci.slices == _CI_SLICES[profileId]]
         if len(computeInstancesRef) < len(found):
             raise NVMLError(NVML_ERROR_INSUFFICIENT_SIZE)
@@ -759,6 +849,7 @@ class NvmlEmulator:
         self, gpuInstance: Any, computeInstanceId: int  # noqa: N803
     ) -> Any:
         index, gi = self._gi(gpuInstance)
+        self._require_privilege()
         ci = gi.compute.get(computeInstanceId)
         if ci is None:
             raise NVMLError(NVML_ERROR_NOT_FOUND)
@@ -780,6 +871,27 @@ class NvmlEmulator:
             raise NVMLError(NVML_ERROR_IN_USE)
         del gi.compute[ci.id]
         return NVML_SUCCESS
+
+
+def _profile_constants(geometry: Geometry) -> dict[int, Profile]:
+    """``NVML_GPU_INSTANCE_PROFILE_*`` -> profile of this geometry, from each profile's compute
+    slices and name variant (see ``_GPU_INSTANCE_PROFILE_CONSTANTS``)."""
+    variants = {}
+    for p in geometry.profiles:
+        match = re.fullmatch(r"\d+g\.\d+gb(.*)", p.name)
+        variants[p.name] = match.group(1) if match else None
+    plain_one = [p.memory_slices for p in geometry.profiles if p.compute_slices == 1 and variants[p.name] == ""]
+    out: dict[int, Profile] = {}
+    for p in geometry.profiles:
+        variant = variants[p.name]
+        if variant == "" and p.compute_slices == 1 and p.memory_slices > min(plain_one):
+            variant = "rev2"
+        constant = _GPU_INSTANCE_PROFILE_CONSTANTS.get((p.compute_slices, variant or ""))
+        if variant is None or constant is None or constant in out:
+            raise ValueError(f"{geometry.name}: profile {p.name} matches no NVML_GPU_INSTANCE_PROFILE_* constant "
+                             "of its own; it cannot be emulated")
+        out[constant] = p
+    return out
 
 
 def _gi_sorted(state: _Gpu) -> list[_GpuInstance]:
@@ -822,7 +934,8 @@ def _deref(reference: Any, kind: type | None = None) -> Any:
 
 
 # nvidia-ml-py's module-level names, on the emulator too: NVML_ERROR_IN_USE, NVMLError_InUse, ...
-for _name, _value in {**_ERROR_CODES, **_ERROR_CLASSES}.items():
+_PROFILE_CONSTANTS = {n: v for n, v in globals().items() if n.startswith("NVML_GPU_INSTANCE_PROFILE_")}
+for _name, _value in {**_ERROR_CODES, **_ERROR_CLASSES, **_PROFILE_CONSTANTS}.items():
     setattr(NvmlEmulator, _name, _value)
 
 
