@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scenarios import small
+from scripted import Scripted, one_gpu
 
 import migrator
 from migrator.errors import ConfigError
-from migrator.geometry.geometry import Geometry
-from migrator.workload.goodput import Instance, allocation_rates, score
-from migrator.geometry.layout import Layout, Placement
 from migrator.evaluation.policy import POLICY_NAMES, Allocation, make_policy
 from migrator.evaluation.simulate import simulate
-from scenarios import small
-from scripted import Scripted, one_gpu
+from migrator.geometry.geometry import Geometry
+from migrator.geometry.layout import Layout, Placement
+from migrator.workload.goodput import Instance, allocation_rates, score
 
 GPU = "A100-40GB"
 

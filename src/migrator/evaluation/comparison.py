@@ -5,6 +5,11 @@ same arrivals of each seed, and :class:`Comparison` summarises them as the repor
 (``results.json``: ``{"policies": {name: {"goodput", "slo_attainment", "mean_accuracy",
 "reconfigurations", "decision_ms_p50", "decision_ms_p99"}}}``, means over seeds, with the
 standard deviations and per-seed figures beside them).
+
+Every run is graded twice (``migrator.evaluation.simulate``): the headline figures are those of
+the comparison's ``grader`` (``"request"`` by default), and ``results.json`` gives both beside
+them: ``{"grader": "request", "policies": {name: {..., "gradings": {"request": {"goodput",
+"slo_attainment", "mean_accuracy", "std": {...}}, "slot": {...}}}}}``.
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ from ..errors import ConfigError
 from ..planning.planner import json_default
 from ..workload.scenario import Scenario
 from .policy import POLICY_NAMES, Policy, make_policy
-from .simulate import SimResult, simulate
+from .requests import GRADERS
+from .simulate import SimResult, check_grader, simulate
 
-__all__ = ["METRICS", "Comparison", "compare", "parse_policies"]
+__all__ = ["GRADING_METRICS", "METRICS", "Comparison", "compare", "parse_policies"]
 
 METRICS = ("goodput", "slo_attainment", "mean_accuracy", "reconfigurations", "decision_ms_p50", "decision_ms_p99")
+#: The figures each grading gives (``gradings`` in ``results.json``).
+GRADING_METRICS = ("goodput", "slo_attainment", "mean_accuracy")
 
 
 def parse_policies(text: str | Sequence[str]) -> list[str]:
@@ -51,6 +59,7 @@ class Comparison:
     scenario: str
     seeds: tuple[int, ...]
     runs: Mapping[str, tuple[SimResult, ...]]
+    grader: str = "request"
 
     def table(self) -> dict[str, dict[str, float]]:
         """Per policy, the mean over seeds of each metric."""
@@ -64,6 +73,23 @@ class Comparison:
         rows = [run.summary() for run in self.runs[name]]
         return {m: float(reduce(np.array([r[m] for r in rows]))) for m in METRICS}
 
+    def gradings(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per policy and grader: the mean over seeds of each of :data:`GRADING_METRICS`, with
+        their standard deviations under ``"std"``."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, runs in self.runs.items():
+            rows = [run.grading_summary() for run in runs]
+            out[name] = {}
+            for grader in GRADERS:
+                if not rows or any(grader not in r for r in rows):
+                    continue
+                values = {m: np.array([r[grader][m] for r in rows]) for m in GRADING_METRICS}
+                out[name][grader] = {
+                    **{m: float(np.mean(v)) for m, v in values.items()},
+                    "std": {m: float(np.std(v)) for m, v in values.items()},
+                }
+        return out
+
     def improvement(self, over: str, policy: str = "migrator") -> float:
         """Relative Goodput gain of ``policy`` over ``over`` (0.17 = 17 % more), seed by seed
         and then averaged."""
@@ -72,15 +98,18 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         spread = self.spread()
+        gradings = self.gradings()
         return {
             "scenario": self.scenario,
             "seeds": list(self.seeds),
+            "grader": self.grader,
             "policies": {
                 name: {
                     **means,
                     "std": spread[name],
                     "per_seed": [run.summary() for run in self.runs[name]],
                     "settings": dict(self.runs[name][0].settings) if self.runs[name] else {},
+                    "gradings": gradings[name],
                 }
                 for name, means in self.table().items()
             },
@@ -90,13 +119,20 @@ class Comparison:
         return json.dumps(self.to_dict(), indent=indent, default=json_default, allow_nan=False)
 
     def to_csv(self) -> str:
-        """One row per policy: the means, then the standard deviations (``*_std``)."""
+        """One row per policy: the means (by the headline grader), the standard deviations
+        (``*_std``), the seeds, the grader, then each grading's means (``goodput_request``,
+        ``goodput_slot``, ...)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["policy", *METRICS, *(f"{m}_std" for m in METRICS), "seeds"])
+        graded = [f"{m}_{g}" for g in GRADERS for m in GRADING_METRICS]
+        writer.writerow(["policy", *METRICS, *(f"{m}_std" for m in METRICS), "seeds", "grader", *graded])
         spread = self.spread()
+        gradings = self.gradings()
         for name, means in self.table().items():
-            writer.writerow([name, *(means[m] for m in METRICS), *(spread[name][m] for m in METRICS), len(self.seeds)])
+            by = gradings[name]
+            extra = [by[g][m] if g in by else "" for g in GRADERS for m in GRADING_METRICS]
+            writer.writerow([name, *(means[m] for m in METRICS), *(spread[name][m] for m in METRICS), len(self.seeds),
+                             self.grader, *extra])
         return out.getvalue()
 
     def write(self, directory: str | Path) -> list[Path]:
@@ -118,6 +154,7 @@ def compare(
     decision_latency_s: float | None = None,
     duration_s: float | None = None,
     on_slot: Callable[[str, int, int], None] | None = None,
+    grader: str = "request",
 ) -> Comparison:
     """Replay every policy on every seed.
 
@@ -128,7 +165,9 @@ def compare(
     options : per policy name, keyword options for its constructor
     decision_latency_s, duration_s : as :func:`migrator.evaluation.simulate.simulate` takes them
     on_slot : called as ``on_slot(policy, seed, slot)`` after each simulated slot
+    grader : the headline grading, ``"request"`` or ``"slot"`` (both are reported)
     """
+    grader = check_grader(grader)
     names = parse_policies(policies)
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
@@ -141,6 +180,6 @@ def compare(
             report = (lambda t, n=name, s=seed: on_slot(n, s, t)) if on_slot is not None else None
             runs[name].append(simulate(
                 scenario, policy, seed=seed, decision_latency_s=decision_latency_s, duration_s=duration_s,
-                on_slot=report,
+                on_slot=report, grader=grader,
             ))
-    return Comparison(scenario.name, seeds, {name: tuple(r) for name, r in runs.items()})
+    return Comparison(scenario.name, seeds, {name: tuple(r) for name, r in runs.items()}, grader)
