@@ -21,7 +21,10 @@ import math
 import numpy as np
 from numba import njit
 
-_jit = njit(cache=True, nogil=True, error_model="numpy")
+from ._numba_cache import numba_cache
+
+# cache=True unless the cache folder (outside the installed package) cannot be written.
+_jit = njit(cache=numba_cache(), nogil=True, error_model="numpy")
 
 _BISECT_STEPS = 200
 
