@@ -38,7 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import JournalError
+from ..errors import JournalError, LayoutSyntaxError
+from ..geometry.layout import Layout
+from ..workload.checks import shown
+from ..workload.settings import MAX_GPUS
 
 __all__ = ["FORMAT_VERSION", "Journal", "Transaction", "read_journal"]
 
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _EVENTS = ("begin", "start", "done", "failed", "drain", "rollback", "commit", "abort")
 _ENDS = ("commit", "abort")
+# The fields that hold a layout's text, read by recovery.
+_LAYOUT_FIELDS = {"begin": ("current", "target", "fallback"), "commit": ("layout",), "abort": ("layout",)}
 # What each event's record must hold for recovery to act on it (and of which type).
 _FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
     "begin": (("kind", str), ("model", str), ("current", str), ("target", str), ("fallback", str),
@@ -206,20 +211,30 @@ def read_journal(path: str | Path) -> tuple[Transaction, ...]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise JournalError(f"cannot read journal {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise JournalError(f"journal {path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             if number == len(lines):
                 log.warning("journal %s: last line %d is cut short (ignored): %s", path, number, exc)
                 break
             raise JournalError(f"journal {path}, line {number}: not JSON ({exc})", line=number) from exc
+        except (ValueError, RecursionError) as exc:  # NaN or Infinity; brackets nested too deep
+            raise JournalError(f"journal {path}, line {number}: not a journal record "
+                               f"({exc or 'nested too deeply'})", line=number) from None
         _check_record(record, path, number)
         records.append(record)
     return _transactions(records, path)
+
+
+def _no_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON has not: the journal never writes them."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _check_record(record: Any, path: Path, number: int) -> None:
@@ -237,11 +252,18 @@ def _check_record(record: Any, path: Path, number: int) -> None:
     if record["event"] not in _EVENTS:
         raise JournalError(f"{where}: event {record['event']!r} is not one of {', '.join(_EVENTS)}",
                            line=number)
-    if isinstance(record["gpu"], bool) or not isinstance(record["gpu"], int) or record["gpu"] < 0:
-        raise JournalError(f"{where}: gpu must be a GPU index, got {str(record['gpu'])[:40]!r}", line=number)
+    gpu = record["gpu"]
+    if isinstance(gpu, bool) or not isinstance(gpu, int) or not 0 <= gpu < MAX_GPUS:
+        raise JournalError(f"{where}: gpu must be a GPU index in [0, {MAX_GPUS - 1}], got {shown(gpu)}",
+                           line=number)
     for name, kind in _FIELDS.get(record["event"], ()):
         if not isinstance(record.get(name), kind):
             raise JournalError(f"{where}: {record['event']} record without a valid {name!r}", line=number)
+    for name in _LAYOUT_FIELDS.get(record["event"], ()):
+        try:
+            Layout.parse(record[name])
+        except LayoutSyntaxError as exc:
+            raise JournalError(f"{where}: {name} is not a layout: {exc}", line=number) from None
 
 
 def _transactions(records: list[dict[str, Any]], path: Path) -> tuple[Transaction, ...]:

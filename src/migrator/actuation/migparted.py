@@ -32,6 +32,7 @@ import yaml
 from ..errors import ConfigError, InvalidLayout
 from ..geometry.geometry import Geometry
 from ..geometry.layout import Layout, LayoutLike, as_layout
+from ..workload.checks import read_yaml
 
 __all__ = ["DeviceTarget", "dump", "export_layouts", "export_plan", "import_config", "load_config"]
 
@@ -73,14 +74,34 @@ def export_plan(plan: Any, *, slots: Iterable[int] = (0,), prefix: str = "migrat
 
     ``plan`` is a :class:`migrator.Plan` or its JSON document (``migrator plan --json``).
     """
-    gpus = plan["gpus"] if isinstance(plan, Mapping) else plan.to_dict()["gpus"]
+    gpus = _plan_gpus(plan)
+    horizon = min((len(g["slots"]) for g in gpus), default=0)
     configs = {}
     for t in slots:
-        horizon = len(gpus[0]["slots"]) if gpus else 0
         if not 0 <= t < horizon:
             raise ConfigError(f"slot {t} is outside the plan's {horizon} slots", field="slots")
         configs[f"{prefix}-slot-{t}"] = export_layouts([g["slots"][t]["layout"] for g in gpus])
     return {"version": VERSION, "mig-configs": configs}
+
+
+def _plan_gpus(plan: Any) -> list[Mapping[str, Any]]:
+    """The plan's ``gpus`` (each with its ``slots``, each with a ``layout`` string), checked:
+    a plan document comes from a file the user names."""
+    if isinstance(plan, Mapping):
+        gpus = plan.get("gpus")
+    elif hasattr(plan, "to_dict"):
+        gpus = plan.to_dict()["gpus"]
+    else:
+        raise ConfigError(f"plan must be a migrator Plan or its JSON document (an object with 'gpus'), not "
+                          f"{type(plan).__name__}", field="plan")
+    ok = isinstance(gpus, list) and all(
+        isinstance(g, Mapping) and isinstance(g.get("slots"), list)
+        and all(isinstance(slot, Mapping) and isinstance(slot.get("layout"), str) for slot in g["slots"])
+        for g in gpus)
+    if not ok:
+        raise ConfigError("plan.gpus must be a list of GPUs, each with slots [{layout: \"...\"}, ...] "
+                          "(as `migrator plan --json` writes)", field="plan.gpus")
+    return gpus
 
 
 def dump(document: Mapping[str, Any]) -> str:
@@ -110,10 +131,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(source, Mapping):
         document: Any = dict(source)
     else:
-        try:
-            document = yaml.safe_load(_read(Path(source)))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"mig-parted config is not valid YAML: {exc}", field="") from exc
+        document = read_yaml(source, "mig-parted config")
     if not isinstance(document, Mapping):
         raise ConfigError("mig-parted config must be a mapping with version and mig-configs", field="")
     unknown = sorted(set(document) - {"version", "mig-configs"})
@@ -131,13 +149,6 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         for i, entry in enumerate(entries):
             _check_entry(entry, f"{where}[{i}]")
     return dict(document)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read mig-parted config {path}: {exc.strerror or exc}", field="path") from exc
 
 
 def _check_entry(entry: Any, where: str) -> None:

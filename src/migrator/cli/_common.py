@@ -164,6 +164,9 @@ class Backend:
             raise click.ClickException(str(exc)) from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise click.ClickException(f"cannot load the emulator state {self.state_path}: {exc}") from exc
+        except RecursionError:  # json's decoder recurses per bracket
+            raise click.ClickException(f"cannot load the emulator state {self.state_path}: "
+                                       "nested too deeply") from None
 
     def __exit__(self, *exc: object) -> None:
         self.backend.close()

@@ -33,14 +33,20 @@ def _decision_lines(decision: Any) -> list[str]:
     return lines + [f"  failed: {f}" for f in decision.failures]
 
 
-def _device_list(text: str | None) -> list[int] | None:
+def _device_list(text: str | None, n_gpus: int) -> list[int] | None:
+    """``--devices``: one distinct device index per scenario GPU (which exist is the
+    backend's to say)."""
     if text is None:
         return None
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError as exc:
-        raise click.BadParameter(f"expected comma-separated device indices such as 0,1, got {text!r}",
-                                 param_hint="--devices") from exc
+    parts = text.split(",")
+    if not all(part.strip().isascii() and part.strip().isdigit() and len(part.strip()) <= 9 for part in parts):
+        raise click.BadParameter(f"expected comma-separated device indices such as 0,1, got {text[:80]!r}",
+                                 param_hint="--devices")
+    devices = [int(part) for part in parts]
+    if len(devices) != n_gpus or len(set(devices)) != n_gpus:
+        raise click.BadParameter(f"give {n_gpus} distinct device indices, one per GPU of the scenario, "
+                                 f"got {text[:80]!r}", param_hint="--devices")
+    return devices
 
 
 @click.command()
@@ -97,7 +103,7 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
 
     writable_file(metrics_file, "--metrics-file")
     s = load_scenario(scenario)
-    devices = _device_list(devices_text)
+    devices = _device_list(devices_text, len(s.gpus))
     if devices is None and backend == "emulator":
         devices = list(range(len(s.gpus)))  # the emulator's devices are the scenario's GPUs, in order
     tenants = [t.name for t in s.tenants]

@@ -59,6 +59,8 @@ def mig_parted_export(scenario: str | None, plan_path: str | None, slots: tuple[
             plan_doc: Any = json.loads(Path(plan_path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise click.BadParameter(f"cannot read the plan: {exc}", param_hint="--plan") from exc
+        except RecursionError:  # json's decoder recurses per bracket
+            raise click.BadParameter("cannot read the plan: nested too deeply", param_hint="--plan") from None
     else:
         s = load_scenario(scenario)
         try:

@@ -20,6 +20,14 @@ _START = re.compile(r"[0-9]+")
 # A profile name as NVML prints it, optionally after "MIG ": 3g.40gb, 1g.24gb+me.all, 1g.24gb-me.
 _PROFILE = re.compile(r"(?:MIG\s+)?[A-Za-z0-9][A-Za-z0-9.+\-]*", re.IGNORECASE)
 _EXAMPLE = "expected PROFILE@START, e.g. 3g.40gb@4"
+# Far beyond any GPU's memory slices (8 today), and short enough for int() and for messages.
+_MAX_START_DIGITS = 9
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """``repr(text)`` cut to ``limit`` characters: a token may be a whole file's worth."""
+    written = repr(text)
+    return written if len(written) <= limit else f"{written[: limit - 4]}...{written[-1]}"
 
 
 @dataclass(frozen=True)
@@ -43,18 +51,25 @@ class Placement:
         profile, sep, start = text.partition("@")
         profile = profile.strip()
         start = start.strip()
+        shown = _cut(text)
         if not sep or not profile:
-            raise LayoutSyntaxError(f"bad layout token {text!r}: {_EXAMPLE}", text)
+            raise LayoutSyntaxError(f"bad layout token {shown}: {_EXAMPLE}", text)
         if not _PROFILE.fullmatch(profile):
             raise LayoutSyntaxError(
-                f"bad layout token {text!r}: {profile!r} is not a profile name "
+                f"bad layout token {shown}: {_cut(profile)} is not a profile name "
                 f"(placements are separated by commas); {_EXAMPLE}",
                 text,
             )
         if not _START.fullmatch(start):
             raise LayoutSyntaxError(
-                f"bad layout token {text!r}: start {start!r} is not a "
+                f"bad layout token {shown}: start {_cut(start)} is not a "
                 f"non-negative integer; {_EXAMPLE}",
+                text,
+            )
+        if len(start) > _MAX_START_DIGITS:  # int() itself refuses 4300 digits and more
+            raise LayoutSyntaxError(
+                f"bad layout token {shown}: start has {len(start)} digits; a memory slice index "
+                f"has at most {_MAX_START_DIGITS}",
                 text,
             )
         return cls(profile=profile, start=int(start))

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import math
 import numbers
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..errors import ConfigError
 
-__all__ = ["flag", "integer_in", "number_in", "shown", "text"]
+__all__ = ["flag", "integer_in", "number_in", "read_text", "read_yaml", "shown", "text"]
 
 
 def number_in(
@@ -83,3 +86,29 @@ def _described(low: float, high: float, low_open: bool, high_open: bool) -> str:
     if math.isinf(low):
         return f"a finite number {'<' if high_open else '<='} {high:g}"
     return f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def read_text(path: str | Path, what: str) -> str:
+    """The UTF-8 text of the ``what`` file at ``path`` ("scenario", "model table", ...), or a
+    ConfigError (field ``path``) saying why it cannot be read; never a word of its content."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}", field="path") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text: {exc.reason} at byte {exc.start}",
+                          field="path") from exc
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The YAML document in the ``what`` file at ``path``, as :func:`yaml.safe_load` reads it,
+    or a ConfigError. Besides YAML's own errors, PyYAML lets two through: ValueError for an
+    integer of 4300+ digits (Python's limit on int()), and RecursionError for brackets nested
+    a few thousand deep (its composer recurses per level)."""
+    source = read_text(path, what)
+    try:
+        return yaml.safe_load(source)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{what} {path}: brackets nested too deeply to read") from None

@@ -29,7 +29,7 @@ import yaml
 
 from ..errors import ConfigError, InvalidLayout, UnknownGPU
 from ..geometry import catalog
-from .checks import number_in
+from .checks import number_in, read_text, read_yaml
 
 __all__ = ["Entry", "ModelProfile", "builtin_models", "load_models", "parse_models"]
 
@@ -183,16 +183,15 @@ def load_models(path: str | Path | None = None) -> dict[str, ModelProfile]:
         return dict(builtin_models())
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read model table {path}: {exc}", field="path") from exc
-    if path.suffix.lower() == ".csv":
-        return _parse_csv(text, origin=str(path))
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"model table {path} is not valid YAML: {exc}", field="") from exc
-    return parse_models(data)
+        if path.suffix.lower() == ".csv":
+            return _parse_csv(read_text(path, "model table"), origin=str(path))
+        return parse_models(read_yaml(path, "model table"))
+    except ConfigError as exc:
+        # The table's checks name the field apart from the message; a user reading the
+        # message alone (the CLI's) needs the file and the field in it.
+        if exc.field in ("", "path") or exc.field in str(exc):
+            raise
+        raise ConfigError(f"model table {path}: {exc.field}: {exc}", field=exc.field) from exc
 
 
 @functools.lru_cache(maxsize=1)
@@ -497,8 +496,8 @@ def _parse_csv(text: str, origin: str) -> dict[str, ModelProfile]:
                         "source": _CSV_SOURCE,
                     }
                 except ValueError as exc:
-                    raise ConfigError(f"{origin}: {where}: non-numeric figure",
-                                      field="inference_ms") from exc
+                    raise ConfigError(f"{origin}: {where}: inference_ms and retrain_speed must be numbers "
+                                      "(both empty: does not fit)", field="inference_ms") from exc
             gpus.setdefault(gpu, {})[profile] = fig
         info = meta.get(name, {})
         try:

@@ -50,7 +50,7 @@ from ..errors import (
 )
 from ..geometry.geometry import Geometry
 from . import traces
-from .checks import integer_in, number_in, shown, text
+from .checks import integer_in, number_in, read_yaml, shown, text
 from .settings import (
     MAX_CELLS,
     MAX_GPUS,
@@ -129,17 +129,7 @@ class Scenario:
         other files; ``files_anywhere=True`` allows any path, absolute ones included.
         """
         path = Path(path)
-        try:
-            source = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read scenario {path}: {exc.strerror or exc}", field="path") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"scenario {path} is not UTF-8 text: {exc.reason} at byte {exc.start}",
-                              field="path") from exc
-        try:
-            table = yaml.safe_load(source)
-        except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer of 4300+ digits
-            raise ConfigError(f"scenario {path} is not valid YAML: {exc}") from exc
+        table = read_yaml(path, "scenario")
         folder = path.resolve().parent
         if not files_anywhere:
             _files_inside(table, folder)
@@ -261,7 +251,10 @@ class Scenario:
         # Fields named within the arrivals: the caller adds ``where`` to them.
         scale = number_in(spec.get("scale", 1.0), "scale", low=0.0)
         if source == "sample":
-            trace = traces.sample(text(spec["sample"], "sample"))
+            try:
+                trace = traces.sample(text(spec["sample"], "sample"))
+            except ConfigError as exc:  # traces.sample names its parameter, `name`
+                raise ConfigError(str(exc), field="sample") from exc
         else:
             path = Path(text(spec["csv"], "csv"))
             if not path.is_absolute() and self.base_dir is not None:
