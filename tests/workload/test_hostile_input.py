@@ -2,9 +2,9 @@
 planner settings are refused where they enter, with a ConfigError that names the field;
 never a traceback, a hang, an allocation sized by the bad value, or a silently wrong plan.
 
-The table holds the failures measured on the code before the checks (NaN and infinity
-accepted, sizes allocated unchecked, tracebacks from wrong types); the fuzz test mutates the
-built-in scenario at random and lets only migrator's own errors out."""
+The table of bad fields is tests/test_hostile_input.py's (with every other entry point's);
+here: the size limits and their messages, files, and the fuzz test, which mutates the built-in
+scenario at random and lets only migrator's own errors out."""
 
 from __future__ import annotations
 
@@ -46,70 +46,8 @@ def many_tenants(n: int) -> list[dict[str, Any]]:
     return [{**BUILTIN["tenants"][0], "name": f"t{i}"} for i in range(n)]
 
 
-# (case, dotted path, bad value, the field the error must name)
-CASES = [
-    # NaN passed every "value < low" check; infinity made the objective NaN
-    ("penalty-nan", "planner.reconfig_penalty", NAN, "planner.reconfig_penalty"),
-    ("penalty-inf", "planner.reconfig_penalty", INF, "planner.reconfig_penalty"),
-    ("time-limit-nan", "planner.time_limit_s", NAN, "planner.time_limit_s"),
-    ("mip-gap-nan", "planner.mip_gap", NAN, "planner.mip_gap"),
-    ("setup-nan", "planner.setup_s", NAN, "planner.setup_s"),
-    ("terminal-weight-inf", "planner.terminal_weight", INF, "planner.terminal_weight"),
-    ("horizon-huge", "planner.horizon", 100_000, "planner.horizon"),
-    ("workers-huge", "planner.workers", 10**30, "planner.workers"),
-    ("flag-text", "planner.retrain_over_window", "no", "planner.retrain_over_window"),
-    ("planner-int-key", "planner", {1: 2}, "planner.1"),
-    # what `run` refused, `plan` accepted
-    ("alpha-5", "planner.forecaster.alpha", 5, "planner.forecaster.alpha"),
-    ("alpha-huge-int", "planner.forecaster.alpha", 10**400, "planner.forecaster.alpha"),
-    ("forecaster-unknown-parameter", "planner.forecaster.beta", 0.1, "planner.forecaster.beta"),
-    ("season-huge", "planner.forecaster", {"name": "holt-winters", "season_length": 10**9},
-     "planner.forecaster.season_length"),
-    ("forecaster-int-key", "planner.forecaster", {"name": "ewma", 3: 1}, "planner.forecaster"),
-    # tenants
-    ("slo-inf", "tenants.0.slo_ms", INF, "tenants[0].slo_ms"),
-    ("work-nan", "tenants.0.work_gpu_s", NAN, "tenants[0].work_gpu_s"),
-    ("work-text", "tenants.0.work_gpu_s", "lots", "tenants[0].work_gpu_s"),
-    ("window-inf", "tenants.0.window_s", INF, "tenants[0].window_s"),
-    ("accuracy-text", "tenants.0.accuracy_before", "high", "tenants[0].accuracy_before"),
-    ("percentile-text", "tenants.0.percentile", "p99", "tenants[0].percentile"),
-    ("percentile-nan", "tenants.0.percentile", NAN, "tenants[0].percentile"),
-    ("max-batch-float", "tenants.0.max_batch", 2.5, "tenants[0].max_batch"),
-    ("name-list", "tenants.0.name", ["a"], "tenants[0].name"),
-    ("model-list", "tenants.0.model", ["resnet50"], "tenants[0].model"),
-    # sizes: refused before anything of that size is allocated
-    ("duration-huge", "duration_s", 10**12, "duration_s"),
-    ("duration-over-slots", "duration_s", 1e308, "duration_s"),
-    ("slot-tiny", "slot_s", 1e-6, "slot_s"),
-    ("slot-nan", "slot_s", NAN, "slot_s"),
-    ("count-huge", "gpus.0.count", 100_000, "gpus[0].count"),
-    ("gpus-add-up", "gpus", [{"model": "A100-40GB", "count": 2048}] * 2, "gpus"),
-    ("tenants-many", "tenants", many_tenants(5000), "tenants"),
-    ("tenants-x-slots", "tenants", many_tenants(200), "duration_s"),  # with duration_s below
-    ("seed-huge", "seed", 10**30, "seed"),
-    ("seed-negative", "seed", -1, "seed"),
-    # arrivals: numpy's own errors (ValueError, OverflowError) must not be what the user sees
-    ("mean-rps-huge", "tenants.0.arrivals.mean_rps", 1e300, "tenants[0].arrivals.mean_rps"),
-    ("period-tiny", "tenants.0.arrivals.period_s", 1e-300, "tenants[0].arrivals.period_s"),
-    ("sojourns-tiny", "tenants.1.arrivals", {"synthetic": "bursty", "low_sojourn_s": 1e-9, "high_sojourn_s": 1e-9},
-     "tenants[1].arrivals.low_sojourn_s"),
-    ("step-time-huge", "tenants.2.arrivals.steps", [[10**400, 2.0]], "tenants[2].arrivals.steps"),
-    ("scale-inf", "tenants.0.arrivals", {"sample": "shift-2", "column": "t1", "scale": INF},
-     "tenants[0].arrivals.scale"),
-    ("scale-huge", "tenants.0.arrivals", {"sample": "shift-2", "column": "t1", "scale": 1e300}, "tenants[0].arrivals"),
-    ("kind-list", "tenants.0.arrivals.synthetic", ["diurnal"], "tenants[0].arrivals.synthetic"),
-]
-
-
-@pytest.mark.parametrize(("path", "value", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_value_is_a_config_error_naming_the_field(path: str, value: Any, field: str) -> None:
-    table = changed(path, value)
-    if field == "duration_s" and path == "tenants":
-        table["duration_s"] = 1_000_000  # 200 tenants x 10^6 slots: past the cell limit
-    with pytest.raises(ConfigError) as info:
-        Scenario.from_dict(table)
-    assert info.value.field == field
-    assert field in str(info.value)
+# The table of bad fields, each refused with the field named, is tests/test_hostile_input.py's
+# FIELDS (run through Scenario.from_dict and through `migrator plan`).
 
 
 def test_size_errors_say_the_size_and_the_limit() -> None:
