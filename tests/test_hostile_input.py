@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from hostile import time_limit
 
 from migrator.cli import main
 from migrator.errors import ConfigError
@@ -202,6 +202,8 @@ FIELDS: list[tuple[str, str, Any, str]] = [
      "tenants[0].arrivals"),
     ("arrivals-text", "tenants.0.arrivals", "poisson", "tenants[0].arrivals"),
     ("csv-number", "tenants.0.arrivals", {"csv": 5}, "tenants[0].arrivals.csv"),
+    ("csv-nul", "tenants.0.arrivals", {"csv": "tr\x00ace.csv"}, "tenants[0].arrivals.csv"),
+    ("models-nul", "models", "m\x00.yaml", "models"),
     ("models-number", "models", 5, "models"),
     ("models-missing-file", "models", "no-such-models.yaml", "models"),
 ]
@@ -717,15 +719,6 @@ CASES: list[Case] = [*_field_cases(), *_trace_cases(), *_arrivals_cases(), *_mod
 # -- running a case ----------------------------------------------------------------------------
 
 
-class Hang(BaseException):
-    """Raised by the alarm: a BaseException, so that no ``except Exception`` of the code
-    under test swallows it."""
-
-
-def _alarm(signum: int, frame: Any) -> None:
-    raise Hang(f"still running after {HANG_S} s")
-
-
 def run_case(case: Case, folder: Path) -> Any:
     for name, content in case.files.items():
         path = folder / name
@@ -735,13 +728,8 @@ def run_case(case: Case, folder: Path) -> Any:
         else:
             path.write_text(content, encoding="utf-8")
     args = [a.replace("{tmp}", str(folder)) for a in case.args]
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(HANG_S)
-    try:
+    with time_limit(HANG_S):
         return CliRunner().invoke(main, args)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 #: Cases that still fail where the fix belongs to a file outside this work's reach, each with

@@ -134,9 +134,9 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         document = read_yaml(source, "mig-parted config")
     if not isinstance(document, Mapping):
         raise ConfigError("mig-parted config must be a mapping with version and mig-configs", field="")
-    unknown = sorted(set(document) - {"version", "mig-configs"})
+    unknown = sorted(set(document) - {"version", "mig-configs"}, key=str)  # keys may be numbers
     if unknown:
-        raise ConfigError(f"unexpected field {unknown[0]!r}; allowed: version, mig-configs", field=unknown[0])
+        raise ConfigError(f"unexpected field {unknown[0]!r}; allowed: version, mig-configs", field=str(unknown[0]))
     if document.get("version") != VERSION:
         raise ConfigError(f"version must be {VERSION!r}, got {document.get('version')!r}", field="version")
     configs = document.get("mig-configs")
@@ -154,7 +154,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 def _check_entry(entry: Any, where: str) -> None:
     if not isinstance(entry, Mapping):
         raise ConfigError(f"{where} must be a mapping", field=where)
-    unknown = sorted(set(entry) - set(_ENTRY_KEYS))
+    unknown = sorted(set(entry) - set(_ENTRY_KEYS), key=str)
     if unknown:
         raise ConfigError(f"{where}: unexpected field {unknown[0]!r}; allowed: {', '.join(_ENTRY_KEYS)}",
                           field=f"{where}.{unknown[0]}")
@@ -227,7 +227,7 @@ def import_config(
     document = load_config(document)
     configs = document["mig-configs"]
     if config not in configs:
-        raise ConfigError(f"unknown configuration {config!r}; mig-configs has: {', '.join(configs)}",
+        raise ConfigError(f"unknown configuration {config!r}; mig-configs has: {', '.join(map(str, configs))}",
                           field="mig-configs")
     chosen: dict[int, tuple[int, Mapping[str, Any]]] = {}
     for i, entry in enumerate(configs[config]):

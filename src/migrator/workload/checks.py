@@ -13,7 +13,7 @@ import yaml
 
 from ..errors import ConfigError
 
-__all__ = ["flag", "integer_in", "number_in", "read_text", "read_yaml", "shown", "text"]
+__all__ = ["file_path", "flag", "integer_in", "number_in", "read_text", "read_yaml", "shown", "text"]
 
 
 def number_in(
@@ -63,6 +63,15 @@ def text(value: Any, field: str) -> str:
     """``value`` when it is a string with something besides blanks in it, else ConfigError."""
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{field} must be a non-empty string, got {shown(value)}", field=field)
+    return value
+
+
+def file_path(value: Any, field: str) -> str:
+    """``value`` when it can name a file: a non-empty string without NUL, which no file name
+    holds (the operating system refuses it with a ValueError, not an OSError)."""
+    if "\x00" in text(value, field):
+        raise ConfigError(f"{field} must be a file path, got {shown(value)} (it holds a NUL character)",
+                          field=field)
     return value
 
 

@@ -50,7 +50,7 @@ from ..errors import (
 )
 from ..geometry.geometry import Geometry
 from . import traces
-from .checks import integer_in, number_in, read_yaml, shown, text
+from .checks import file_path, integer_in, number_in, read_yaml, shown, text
 from .settings import (
     MAX_CELLS,
     MAX_GPUS,
@@ -256,7 +256,7 @@ class Scenario:
             except ConfigError as exc:  # traces.sample names its parameter, `name`
                 raise ConfigError(str(exc), field="sample") from exc
         else:
-            path = Path(text(spec["csv"], "csv"))
+            path = Path(file_path(spec["csv"], "csv"))
             if not path.is_absolute() and self.base_dir is not None:
                 path = self.base_dir / path
             trace = traces.load_csv(path)
@@ -371,7 +371,7 @@ def _files_inside(table: Any, folder: Path) -> None:
     for where, value in references:
         if not isinstance(value, str):
             continue  # absent, or refused with its own message by the field checks
-        resolved = (folder / value).resolve()
+        resolved = (folder / file_path(value, where)).resolve()
         if not resolved.is_relative_to(folder):
             raise ConfigError(
                 f"{where}: {value!r} is outside the scenario's folder {folder}; keep the files beside "
@@ -383,7 +383,7 @@ def _files_inside(table: Any, folder: Path) -> None:
 def _models_path(value: Any, base: Path | None) -> Path | None:
     if value is None:
         return None
-    path = Path(text(value, "models"))
+    path = Path(file_path(value, "models"))
     if not path.is_absolute() and base is not None:
         path = base / path
     if not path.is_file():

@@ -453,6 +453,8 @@ def _read_text(path: PathLike) -> str:
         raise ConfigError(f"trace path {file} is a directory, not a CSV file", "path") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"trace file {file} is not UTF-8 text: {exc.reason}", "path") from None
+    except ValueError:  # a NUL in the path: no file can have that name
+        raise ConfigError(f"trace path {shown(str(file))} holds a NUL character", "path") from None
     except OSError as exc:
         raise ConfigError(f"cannot read trace file {file}: {exc.strerror}", "path") from None
 
