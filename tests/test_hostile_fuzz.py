@@ -15,7 +15,6 @@ other exception fails the test, and so does an example still running after ``HAN
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from hostile import time_limit
+from hostile import TINY_MODEL, places, spoiled, time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,31 +65,6 @@ JUNK_TEXT = st.text(max_size=8)
 CELL = st.one_of(NUMBER_TEXTS, JUNK_TEXT)
 
 
-def _put(node: Any, path: tuple[Any, ...], value: Any) -> None:
-    """Set ``path`` to ``value`` where the path still exists."""
-    for step in path[:-1]:
-        try:
-            node = node[step]
-        except (KeyError, IndexError, TypeError):
-            return
-    if isinstance(node, (dict, list)):
-        try:
-            node[path[-1]] = value
-        except (IndexError, TypeError):
-            pass
-
-
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*prefix, index))
-    return found
-
-
 _SCALARS = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf, 0, -1, 10**30, 10**400, 1e308, 5e-324, "", "all", True, None]),
     st.integers(-(10**6), 10**6), st.floats(allow_nan=True, allow_infinity=True), JUNK_TEXT, st.booleans(),
@@ -105,15 +79,8 @@ JUNK = st.recursive(
 
 def mutations(document: Any) -> st.SearchStrategy[Any]:
     """``document`` with one to three places (leaves or containers) replaced by junk."""
-    paths = _paths(document)
-
-    def apply(changes: list[tuple[tuple[Any, ...], Any]]) -> Any:
-        copied = copy.deepcopy(document)
-        for path, value in changes:
-            _put(copied, path, value)
-        return copied
-
-    return st.lists(st.tuples(st.sampled_from(paths), JUNK), min_size=1, max_size=3).map(apply)
+    changes = st.lists(st.tuples(st.sampled_from(places(document)), JUNK), min_size=1, max_size=3)
+    return changes.map(lambda c: spoiled(document, c))
 
 
 # -- trace CSV files ---------------------------------------------------------------------------
@@ -177,17 +144,7 @@ def test_ten_thousand_fuzzed_trace_files(tmp_path, data, slot_s, tenants):
 
 # -- model tables --------------------------------------------------------------------------------
 
-_MODEL = {
-    "name": "tiny", "task": "classification", "domain": "vision", "params_m": 5.0, "precision": "fp16",
-    "batch_sizes": [1, 8], "sources": [{"id": "me", "cite": "measured here"}],
-    "gpus": {"A100-40GB": {
-        "7g.40gb": {"inference_ms": [2.0, 8.0], "retrain_speed": 1.0, "source": "me"},
-        "3g.20gb": {"inference_ms": [3.0, 12.0], "retrain_speed": 0.5, "source": "me"},
-        "1g.5gb": {"inference_ms": [6.0, 30.0], "retrain_speed": 0.15, "source": "inference: me; retrain: derived"},
-        "2g.10gb": {"fits": False, "source": "me"},
-    }},
-}
-MODEL_TABLE = {"version": 1, "models": [_MODEL]}
+MODEL_TABLE = {"version": 1, "models": [TINY_MODEL]}
 parse_models(MODEL_TABLE)  # the unmutated table is valid: mutations start from a good one
 
 _CSV_COLUMNS = ["model", "gpu", "profile", "batch_size", "inference_ms", "retrain_speed", "task", "params_m"]
@@ -347,8 +304,13 @@ LAYOUT_ARG = st.one_of(ARG, LAYOUT_TEXTS.map(lambda t: t.replace("/", "").replac
 
 
 def either(*safe: str) -> st.SearchStrategy[str]:
-    """A work-sizing option's value: junk (refused) or one of the small ``safe`` values."""
-    return st.one_of(ARG, st.sampled_from(safe))
+    """A value that is junk one time in four, else one of the ``safe`` ones (for a work-sizing
+    option: small), so that most command lines get past their first check."""
+    return st.integers(0, 3).flatmap(lambda k: ARG if k == 0 else st.sampled_from(safe))
+
+
+LAYOUTS_A100 = A100.layouts()
+LAYOUT_VALUE = st.integers(0, 2).flatmap(lambda k: [ARG, LAYOUT_ARG, st.sampled_from(LAYOUTS_A100)][k])
 
 
 #: Per command: options that bound its work (always given: junk or small), and other options
@@ -358,37 +320,40 @@ def either(*safe: str) -> st.SearchStrategy[str]:
 ADDRESSES = st.sampled_from(["127.0.0.1:1", "no-port", ":", "127.0.0.1:99999", "[::1]:1", "127.0.0.1:x", ""])
 COMMANDS: dict[str, tuple[list[str], dict[str, Any], dict[str, Any]]] = {
     "plan": (["plan"], {"--horizon": either("2", "3"), "--time-limit": either("0.1")},
-             {"SCENARIO": ARG, "--json": None}),
+             {"SCENARIO": either("s.yaml"), "--json": None}),
     "run": (["run"], {"--steps": either("1"), "--horizon": either("2"), "--time-limit": either("0.1")},
-            {"SCENARIO": ARG, "--devices": st.one_of(ARG, st.just("0,1")), "--arrivals": ARG, "--journal": ARG,
-             "--metrics-file": ARG, "--metrics-port": st.one_of(ARG, st.just("0")), "--dry-run": None,
-             "--force": None, "--clock": st.one_of(ARG, st.just("simulated")), "--log-level": ARG,
-             "--backend": st.one_of(ARG, st.sampled_from(["emulator", "nvml"])), "--emulator-state": ARG,
-             "--json": None}),
+            {"SCENARIO": either("s.yaml"), "--devices": either("0,1", "1,0"), "--arrivals": either("a.csv"),
+             "--journal": either("j2.jsonl"), "--metrics-file": either("m.prom"), "--metrics-port": either("0"),
+             "--dry-run": None, "--force": None, "--clock": either("simulated"), "--log-level": either("error"),
+             "--backend": either("emulator", "nvml"), "--emulator-state": either("st.json"), "--json": None}),
     "simulate": (["simulate"], {"--duration": either("1", "2"), "--seeds": either("1"),
                                 "--policies": either("paris", "ekya,paris")},
-                 {"SCENARIO": ARG, "--out": ARG, "--json": None}),
-    "status": (["status"], {}, {"SCENARIO": ARG, "--backend": ARG, "--emulator-state": ARG, "--json": None}),
+                 {"SCENARIO": either("s.yaml"), "--out": either("out"), "--json": None}),
+    "status": (["status"], {}, {"SCENARIO": either("s.yaml"), "--backend": either("emulator", "nvml"),
+                                "--emulator-state": either("st.json"), "--json": None}),
     "recover": (["recover"], {"JOURNAL": either("j.jsonl")},
-                {"--to": ARG, "--force": None, "--backend": ARG, "--emulator-state": ARG, "--json": None}),
+                {"--to": either("target", "fallback"), "--force": None, "--backend": either("emulator"),
+                 "--emulator-state": either("st.json"), "--json": None}),
     "export": (["mig-parted", "export"], {"--horizon": either("2"), "--time-limit": either("0.1")},
-               {"SCENARIO": ARG, "--plan": ARG, "--slot": ARG, "--prefix": ARG, "-o": ARG}),
+               {"SCENARIO": either("s.yaml"), "--plan": either("plan.json"), "--slot": either("0", "1"),
+                "--prefix": either("p"), "-o": either("o.yaml")}),
     "import": (["mig-parted", "import"], {"CONFIG_FILE": either("c.yaml"), "NAME": either("x", "off")},
-               {"--gpu": st.one_of(ARG, st.just("A100-40GB")), "--count": st.one_of(ARG, st.just("2")),
-                "--backend": st.one_of(ARG, st.just("emulator")), "--emulator-state": ARG, "--apply": None,
-                "--journal": ARG, "--json": None}),
-    "geometry": (["geometry"], {}, {"GPU": st.one_of(ARG, st.sampled_from(known_gpus())), "--check": LAYOUT_ARG,
-                                    "--layouts": None, "--maximal": None, "--json": None, "--nvml": ARG}),
-    "transition": (["transition"], {"GPU": either("A100-40GB", "H100-80GB"), "CURRENT": LAYOUT_ARG,
-                                    "TARGET": LAYOUT_ARG}, {"--json": None}),
+               {"--gpu": either("A100-40GB"), "--count": either("2"), "--backend": either("emulator"),
+                "--emulator-state": either("st.json"), "--apply": None, "--journal": either("j2.jsonl"),
+                "--json": None}),
+    "geometry": (["geometry"], {}, {"GPU": either(*known_gpus()), "--check": LAYOUT_VALUE, "--layouts": None,
+                                    "--maximal": None, "--json": None, "--nvml": either("0")}),
+    "transition": (["transition"], {"GPU": either("A100-40GB"), "CURRENT": LAYOUT_VALUE, "TARGET": LAYOUT_VALUE},
+                   {"--json": None}),
     "gpus": (["gpus"], {}, {"--json": None, "EXTRA": ARG}),
     "demo": (["demo"], {"EXTRA": ARG}, {}),
     "cluster": (["cluster"], {"--address": ADDRESSES, "--steps": either("1")},
-                {"SCENARIO": ARG, "--nodes": ARG, "--gpus-per-node": ARG, "--deadline": ARG, "--num-cpus": ARG,
-                 "--horizon": ARG, "--time-limit": ARG, "--log-level": ARG, "--json": None}),
-    "agent": (["agent"], {"--address": ADDRESSES, "--journal": either("aj.jsonl")},
-              {"--node": ARG, "--backend": st.one_of(ARG, st.just("emulator")), "--emulator-state": ARG,
-               "--gpu": ARG, "--num-cpus": ARG, "--force": None, "--log-level": ARG}),
+                {"SCENARIO": either("s.yaml"), "--nodes": either("1", "2"), "--gpus-per-node": either("2"),
+                 "--deadline": either("0.5"), "--num-cpus": either("1"), "--horizon": either("2"),
+                 "--time-limit": either("0.1"), "--log-level": either("error"), "--json": None}),
+    "agent": (["agent"], {"--address": ADDRESSES, "--journal": either("aj.jsonl"), "--node": either("n1")},
+              {"--backend": either("emulator"), "--emulator-state": either("st.json"), "--gpu": either("A100-40GB"),
+               "--num-cpus": either("1"), "--force": None, "--log-level": either("error")}),
 }
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from hostile import time_limit
+from hostile import BUILTIN, TINY_MODEL, changed, many_tenants, time_limit
 
 from migrator.cli import main
 from migrator.errors import ConfigError
@@ -41,7 +41,6 @@ NAN, INF = math.nan, math.inf
 HANG_S = 120
 
 DEFAULT_TEXT = (resources.files("migrator") / "data" / "scenarios" / "default.yaml").read_text(encoding="utf-8")
-BUILTIN: dict[str, Any] = yaml.safe_load(DEFAULT_TEXT)
 
 
 # -- the cases ---------------------------------------------------------------------------------
@@ -60,17 +59,6 @@ class Case:
     files: dict[str, str | bytes] = field(default_factory=dict)
 
 
-def changed(path: str, value: Any, table: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The built-in scenario's mapping with the dotted ``path`` set to ``value``."""
-    table = copy.deepcopy(BUILTIN if table is None else table)
-    *parents, last = path.split(".")
-    node: Any = table
-    for step in parents:
-        node = node[int(step)] if isinstance(node, list) else node[step]
-    node[int(last) if isinstance(node, list) else last] = value
-    return table
-
-
 def dropped(path: str) -> dict[str, Any]:
     """The built-in scenario's mapping without the dotted ``path``."""
     table = copy.deepcopy(BUILTIN)
@@ -80,10 +68,6 @@ def dropped(path: str) -> dict[str, Any]:
         node = node[int(step)] if isinstance(node, list) else node[step]
     del node[int(last) if isinstance(node, list) else last]
     return table
-
-
-def many_tenants(n: int) -> list[dict[str, Any]]:
-    return [{**BUILTIN["tenants"][0], "name": f"t{i}"} for i in range(n)]
 
 
 def scenario_text(table: Any) -> str:
@@ -328,23 +312,10 @@ def _arrivals_cases() -> Iterator[Case]:
 
 # -- model tables, as a scenario names them (`models: m.yaml` or `m.csv`) ----------------------
 
-_MODEL = {
-    "name": "tiny", "task": "classification", "domain": "vision", "params_m": 5.0, "precision": "fp16",
-    "batch_sizes": [1, 8], "sources": [{"id": "me", "cite": "measured here"}],
-    "gpus": {"A100-40GB": {
-        "7g.40gb": {"inference_ms": [2.0, 8.0], "retrain_speed": 1.0, "source": "me"},
-        "3g.20gb": {"inference_ms": [3.0, 12.0], "retrain_speed": 0.5, "source": "me"},
-        "2g.10gb": {"inference_ms": [4.0, 16.0], "retrain_speed": 0.3, "source": "me"},
-        "1g.5gb": {"inference_ms": [6.0, 30.0], "retrain_speed": 0.15, "source": "me"},
-        "4g.20gb": {"inference_ms": [2.5, 10.0], "retrain_speed": 0.6, "source": "me"},
-    }},
-}
-
-
 def model_table(path: str = "", value: Any = None) -> str:
     """A one-model table (YAML) with the ``/``-separated path inside its model set to
     ``value`` (profile names have dots)."""
-    model = copy.deepcopy(_MODEL)
+    model = copy.deepcopy(TINY_MODEL)
     if path:
         *parents, last = path.split("/")
         node: Any = model
@@ -363,7 +334,7 @@ def with_models(name: str) -> str:
 
 MODELS: list[tuple[str, str | bytes, str]] = [
     ("not-a-mapping", "- 1\n", "model table"),
-    ("version-2", yaml.safe_dump({"version": 2, "models": [_MODEL]}), "version"),
+    ("version-2", yaml.safe_dump({"version": 2, "models": [TINY_MODEL]}), "version"),
     ("models-empty", yaml.safe_dump({"version": 1, "models": []}), "models"),
     ("not-yaml", "version: [1\n", "not valid YAML"),
     ("latin-1", model_table().replace("classification", "classificaci\xf3n").encode("latin-1"), "models"),

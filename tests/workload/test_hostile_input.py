@@ -8,15 +8,14 @@ scenario at random and lets only migrator's own errors out."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hostile import BUILTIN, changed, many_tenants, places, spoiled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,26 +24,6 @@ from migrator.workload.scenario import Scenario
 from migrator.workload.settings import PlannerConfig
 
 NAN, INF = math.nan, math.inf
-
-BUILTIN: dict[str, Any] = yaml.safe_load(
-    (resources.files("migrator") / "data" / "scenarios" / "default.yaml").read_text(encoding="utf-8")
-)
-
-
-def changed(path: str, value: Any, table: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The built-in scenario's mapping with the dotted ``path`` set to ``value``."""
-    table = copy.deepcopy(BUILTIN if table is None else table)
-    *parents, last = path.split(".")
-    node: Any = table
-    for step in parents:
-        node = node[int(step)] if isinstance(node, list) else node[step]
-    node[int(last) if isinstance(node, list) else last] = value
-    return table
-
-
-def many_tenants(n: int) -> list[dict[str, Any]]:
-    return [{**BUILTIN["tenants"][0], "name": f"t{i}"} for i in range(n)]
-
 
 # The table of bad fields, each refused with the field named, is tests/test_hostile_input.py's
 # FIELDS (run through Scenario.from_dict and through `migrator plan`).
@@ -114,19 +93,7 @@ def test_the_error_shows_a_long_value_cut_short() -> None:
 # -- fuzz --------------------------------------------------------------------------------------
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every place in the nested mapping: leaves and the containers above them."""
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found += _paths(value, (*prefix, index))
-    return found
-
-
-PATHS = _paths(BUILTIN)
+PATHS = places(BUILTIN)
 KEYS = sorted({k for path in PATHS for k in path if isinstance(k, str)} | {"discover", "indices", "csv", "sample"})
 
 _scalars = st.one_of(
@@ -148,34 +115,12 @@ JUNK = st.recursive(
 )
 
 
-def _mutated(changes: list[tuple[tuple[Any, ...], Any]]) -> dict[str, Any]:
-    table = copy.deepcopy(BUILTIN)
-    for path, value in changes:
-        _put(table, path, value)
-    return table
-
-
-def _put(node: Any, path: tuple[Any, ...], value: Any) -> None:
-    """Set ``path`` to ``value`` where the path still exists: an earlier change may have
-    replaced a container on it."""
-    for step in path[:-1]:
-        try:
-            node = node[step]
-        except (KeyError, IndexError, TypeError):
-            return
-    if isinstance(node, (dict, list)):
-        try:
-            node[path[-1]] = value
-        except (IndexError, TypeError):
-            pass
-
-
 CHANGES = st.lists(st.tuples(st.sampled_from(PATHS), JUNK), min_size=1, max_size=3)
 
 
 def _only_migrator_errors(changes: list[tuple[tuple[Any, ...], Any]]) -> None:
     try:
-        Scenario.from_dict(_mutated(changes))
+        Scenario.from_dict(spoiled(BUILTIN, changes))
     except MigratorError:
         pass  # refused with our own error: what the issue asks
     # anything else (TypeError, ValueError from numpy, OverflowError, ...) fails the test
