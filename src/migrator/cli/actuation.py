@@ -139,6 +139,7 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
     finally:
         if server is not None:
             server.shutdown()
+            server.server_close()  # shutdown() stops serving but leaves the socket open
         if journal is not None:
             journal.close()
     if as_json:
