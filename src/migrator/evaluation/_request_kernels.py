@@ -2,8 +2,9 @@
 through its inference instances, event by event.
 
 Arrays and scalars in, arrays out, no Python objects; the decorator is the one of
-``migrator.workload._kernels``. ``requests.replay_tenant_reference`` is the kernel's plain-Python
-twin (a heap of events instead of scans), and the tests hold one against the other.
+``migrator.workload._kernels``. Its plain-Python twin (deques, the next event found by sorting
+candidates) is ``reference_replay`` in tests/evaluation/test_requests.py, which holds the two
+equal on random instance timelines.
 
 The model (docs/goodput.md, "The request-level grader"):
 
