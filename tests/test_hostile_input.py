@@ -484,6 +484,13 @@ OPTIONS += [
      ("--slot",)),
     ("mig-parted-export-output-proc", ("mig-parted", "export", "-o", "/proc/x"), 2, ("--output",)),
     ("mig-parted-export-output-folder", ("mig-parted", "export", "-o", "{tmp}"), 2, ("--output",)),
+    # a name the folder cannot hold: refused before planning, not when the result is written
+    ("mig-parted-export-output-name-5000", ("mig-parted", "export", "-o", "{tmp}/" + "o" * 5000), 2,
+     ("--output", "too long")),
+    ("mig-parted-export-output-name-250", ("mig-parted", "export", "-o", "{tmp}/" + "o" * 250), 2,
+     ("--output", "250 bytes")),
+    ("run-metrics-file-name-250", ("run", "--steps", "1", "--metrics-file", "{tmp}/" + "m" * 250), 2,
+     ("--metrics-file", "250 bytes")),
     ("mig-parted-export-plan-missing", ("mig-parted", "export", "--plan", "{tmp}/none.json"), 2, ("--plan",)),
     ("mig-parted-export-plan-not-json", ("mig-parted", "export", "--plan", "{tmp}/f"), 2, ("--plan",)),
     ("mig-parted-export-plan-a-list", ("mig-parted", "export", "--plan", "{tmp}/list.json"), 2, ("--plan",)),

@@ -225,6 +225,9 @@ def import_config(
         unknown profile, or counts no arrangement on the GPU can hold.
     """
     document = load_config(document)
+    if current is not None and len(current) != len(geometries):
+        raise ConfigError(f"current has {len(current)} layouts for {len(geometries)} GPUs; give one per GPU",
+                          field="current")
     configs = document["mig-configs"]
     if config not in configs:
         raise ConfigError(f"unknown configuration {config!r}; mig-configs has: {', '.join(map(str, configs))}",
