@@ -13,8 +13,9 @@ analytic SLO capacity (``workload.goodput.slo_capacity``):
   instance in set-up serves nothing and takes no requests); while none is ready, requests
   wait at the tenant's router.
 * **batching**: each instance serves first come first served in greedy dynamic batches (when
-  free, it takes every waiting request up to the tenant's ``max_batch``, default the model
-  table's largest batch); a batch of ``k`` takes the table's service time on that GPU and
+  free, it takes every waiting request up to its batch cap: the tenant's ``max_batch``, or by
+  default the largest profiled batch whose service time is at most half the SLO, see
+  :func:`batch_cap`); a batch of ``k`` takes the table's service time on that GPU and
   profile, interpolated at ``k``. An instance whose model does not fit its profile serves
   nothing and takes no requests.
 * **timeouts**: a request that has waited ``slo_ms + max_wait_slots x slot_s`` without its
@@ -53,7 +54,9 @@ from ..workload.goodput import INFER, ScoreResult, model_table, tenant_arrays
 from ..workload.scenario import Scenario
 from ._request_kernels import replay_tenant
 
-__all__ = ["GRADERS", "MAX_TENANT_REQUESTS", "Segment", "TenantRequests", "grade_requests", "replay_requests"]
+__all__ = [
+    "GRADERS", "MAX_TENANT_REQUESTS", "Segment", "TenantRequests", "batch_cap", "grade_requests", "replay_requests",
+]
 
 #: The gradings ``simulate`` knows: request level (this module) and slot level (the
 #: Goodput estimator's ``score_kernel`` on the analytic SLO capacity).
@@ -222,18 +225,28 @@ def _arrival_times(counts: np.ndarray, slot_s: float, rng: np.random.Generator, 
     return np.sort((slot + rng.random(total)) * slot_s)
 
 
+def batch_cap(batch_sizes: np.ndarray, service_s: np.ndarray, slo_s: float, max_batch: int | None = None) -> int:
+    """The largest batch an instance of the grader forms: the tenant's ``max_batch`` where it
+    sets one (at most the table's largest), else the largest profiled batch ``b`` with
+    ``2 s(b) <= slo`` (a request may wait for the batch in service and then ride a full one),
+    and the smallest profiled batch where none is that quick. An operator's rule that needs
+    no capacity model; docs/goodput.md compares it with the best cap."""
+    sizes = np.asarray(batch_sizes, dtype=np.int64)
+    if max_batch is not None:
+        return max(1, min(int(max_batch), int(sizes[-1])))
+    quick = sizes[2.0 * np.asarray(service_s) <= slo_s]
+    return int(quick[-1]) if quick.size else int(sizes[0])
+
+
 def _serving_arrays(scenario: Scenario, tenant: Any, infer: Sequence[tuple[int, Segment]],
                     tables: Mapping[str, Any]) -> tuple[list[int], tuple[np.ndarray, ...]]:
     """The kernel's segment arrays for a tenant's inference segments that can serve (the
     model fits, ready before the end), sorted by ready time; and their segment indices."""
     table = model_table(tenant.model, tables)
-    sizes_all = np.asarray(table.batch_sizes, dtype=np.int64)
-    cap = int(sizes_all[-1]) if tenant.max_batch is None else min(int(tenant.max_batch), int(sizes_all[-1]))
-    keep = sizes_all <= max(cap, int(sizes_all[0]))
-    sizes = sizes_all[keep]
-    cap = max(cap, 1)
-    rows: list[tuple[float, int, float, np.ndarray]] = []
-    service_of: dict[tuple[int, str], np.ndarray | None] = {}
+    sizes = np.asarray(table.batch_sizes, dtype=np.int64)
+    slo_s = tenant.slo_ms / 1000.0
+    rows: list[tuple[float, int, float, np.ndarray, int]] = []
+    service_of: dict[tuple[int, str], tuple[np.ndarray, int] | None] = {}
     for k, seg in infer:
         ready = max(seg.ready_s, seg.start_s)
         if not ready < seg.end_s:
@@ -242,11 +255,14 @@ def _serving_arrays(scenario: Scenario, tenant: Any, infer: Sequence[tuple[int, 
         if key not in service_of:
             gpu = scenario.gpus[seg.gpu].model
             profile = Placement.parse(seg.placement).profile
-            service_of[key] = (np.asarray(table.inference_ms(gpu, profile), dtype=np.float64)[keep] / 1000.0
-                               if table.fits(gpu, profile) else None)
-        service = service_of[key]
-        if service is not None:
-            rows.append((ready, k, seg.end_s, service))
+            if table.fits(gpu, profile):
+                service = np.asarray(table.inference_ms(gpu, profile), dtype=np.float64) / 1000.0
+                service_of[key] = (service, batch_cap(sizes, service, slo_s, tenant.max_batch))
+            else:
+                service_of[key] = None
+        found = service_of[key]
+        if found is not None:
+            rows.append((ready, k, seg.end_s, *found))
     rows.sort(key=lambda row: (row[0], row[1]))
     m = sizes.shape[0]
     count = len(rows)
@@ -255,7 +271,7 @@ def _serving_arrays(scenario: Scenario, tenant: Any, infer: Sequence[tuple[int, 
     seg_sizes = np.tile(sizes, (count, 1)).reshape(count, m)
     seg_service = np.array([row[3] for row in rows], dtype=np.float64).reshape(count, m)
     n_sizes = np.full(count, m, dtype=np.int64)
-    caps = np.full(count, cap, dtype=np.int64)
+    caps = np.array([row[4] for row in rows], dtype=np.int64)
     return [row[1] for row in rows], (ready_s, end_s, seg_sizes, seg_service, n_sizes, caps)
 
 
