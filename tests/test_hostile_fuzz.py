@@ -2,8 +2,9 @@
 
 One hypothesis test per entry point that reads outside input: trace CSV files
 (``workload.traces.load_csv``), model tables (YAML and CSV, ``workload.models``), mig-parted
-configs (``actuation.migparted``), layout text (``Layout.parse``, ``Geometry.validate`` and
-``transition``, what ``--check`` and ``transition`` call), and the command line itself
+configs (``actuation.migparted``), a user's geometry table (``Geometry.from_dict`` and
+``from_yaml``), layout text (``Layout.parse``, ``Geometry.validate`` and ``transition``, what
+``--check`` and ``transition`` call), and the command line itself
 (argument strings fuzzed into every command, each work-sizing option either junk or small).
 Scenario mappings and journals are fuzzed beside their tests (tests/workload/test_hostile_input.py,
 tests/actuation/test_journal_fuzz.py).
@@ -32,6 +33,7 @@ from hypothesis import strategies as st
 from migrator.actuation.migparted import export_plan, import_config, load_config
 from migrator.cli import main
 from migrator.errors import MigratorError
+from migrator.geometry import catalog
 from migrator.geometry.geometry import Geometry, known_gpus
 from migrator.geometry.layout import Layout
 from migrator.workload.models import load_models, parse_models
@@ -249,6 +251,37 @@ def test_fuzzed_mig_parted_files_raise_only_migrator_errors(tmp_path, document, 
 def test_ten_thousand_fuzzed_mig_parted_files(tmp_path, document, name, current, plan, slots):
     _import(tmp_path, document, name, current)
     _export(plan, slots)
+
+
+# -- geometry tables (a user's GPU, ``Geometry.from_dict`` / ``from_yaml``) ---------------------
+
+GEOMETRY_TABLE = catalog.load_table("A100-40GB")
+
+
+def _geometry(tmp_path: Path, table: Any) -> None:
+    geometry = only_migrator_errors(Geometry.from_dict, table)
+    if geometry is not None:  # accepted: it answers what a geometry is asked
+        only_migrator_errors(geometry.layouts)
+        only_migrator_errors(geometry.validate, "7g.40gb@0")
+    path = tmp_path / "g.yaml"
+    try:
+        path.write_text(yaml.safe_dump(table), encoding="utf-8")
+    except yaml.YAMLError:
+        return
+    only_migrator_errors(Geometry.from_yaml, path)
+
+
+@SHORT
+@given(table=mutations(GEOMETRY_TABLE))
+def test_fuzzed_geometry_tables_raise_only_migrator_errors(tmp_path, table):
+    _geometry(tmp_path, table)
+
+
+@pytest.mark.slow
+@LONG
+@given(table=mutations(GEOMETRY_TABLE))
+def test_ten_thousand_fuzzed_geometry_tables(tmp_path, table):
+    _geometry(tmp_path, table)
 
 
 # -- layout text -------------------------------------------------------------------------------

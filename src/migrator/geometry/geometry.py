@@ -208,8 +208,10 @@ class Geometry:
         path = Path(path)
         try:
             table = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8, a 4300-digit integer
             raise GeometryError(f"cannot read geometry table {path}: {exc}") from exc
+        except RecursionError:  # PyYAML's composer recurses per nesting level
+            raise GeometryError(f"cannot read geometry table {path}: nested too deeply") from None
         return cls.from_dict(table, origin=str(path))
 
     @classmethod
@@ -477,7 +479,7 @@ _ENGINE_FIELDS = {name: (int, False) for name in ("decoders", "encoders", "jpegs
 def _check_fields(table: Any, schema: Mapping[str, tuple[Any, bool]], where: str) -> None:
     if not isinstance(table, Mapping):
         raise GeometryError(f"{where}: expected a mapping, got {type(table).__name__}")
-    unknown = sorted(set(table) - set(schema))
+    unknown = sorted(set(table) - set(schema), key=str)  # keys may be numbers too
     if unknown:
         raise GeometryError(
             f"{where}: unknown field {unknown[0]!r}; allowed fields: {', '.join(schema)}"
