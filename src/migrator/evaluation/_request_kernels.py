@@ -30,8 +30,6 @@ import numpy as np
 
 from ..workload._kernels import _jit, service_time
 
-_FREE, _READY, _END, _ARRIVAL = 0, 1, 2, 3
-
 
 @_jit
 def _start_batch(k, t, arrival_s, timeout_s, nxt, head, tail, qlen, in_service, busy_until,
@@ -118,29 +116,18 @@ def replay_tenant(arrival_s, seg_ready_s, seg_end_s, seg_sizes, seg_service, seg
     while True:
         # The next event; on a tie a batch ends first, then instances get ready, then end,
         # then a request arrives.
-        t = np.inf
-        kind = -1
-        who = -1
+        t_free = t_end = np.inf
+        a_free = a_end = -1
         for a in range(n_active):
-            if busy_until[active[a]] < t:
-                t = busy_until[active[a]]
-                kind = _FREE
-                who = a
-        if next_seg < n_seg and seg_ready_s[next_seg] < t:
-            t = seg_ready_s[next_seg]
-            kind = _READY
-        for a in range(n_active):
-            if seg_end_s[active[a]] < t:
-                t = seg_end_s[active[a]]
-                kind = _END
-                who = a
-        if r < n and arrival_s[r] < t:
-            t = arrival_s[r]
-            kind = _ARRIVAL
-        if kind < 0:
-            break
-        if kind == _FREE:
-            k = active[who]
+            k = active[a]
+            if busy_until[k] < t_free:
+                t_free, a_free = busy_until[k], a
+            if seg_end_s[k] < t_end:
+                t_end, a_end = seg_end_s[k], a
+        t_ready = seg_ready_s[next_seg] if next_seg < n_seg else np.inf
+        t_arrival = arrival_s[r] if r < n else np.inf
+        if t_free < np.inf and t_free <= min(t_ready, t_end, t_arrival):
+            t, k = t_free, active[a_free]
             for _ in range(in_service[k]):
                 req = head[k]
                 done_s[req] = t
@@ -152,48 +139,45 @@ def replay_tenant(arrival_s, seg_ready_s, seg_end_s, seg_sizes, seg_service, seg
             busy_until[k] = np.inf
             _start_batch(k, t, arrival_s, timeout_s, nxt, head, tail, qlen, in_service, busy_until,
                          start_s, server, seg_sizes, seg_service, seg_n_sizes, seg_cap)
-        elif kind == _READY:
+            continue
+        if t_ready < np.inf and t_ready <= min(t_end, t_arrival):
+            t = t_ready
             while next_seg < n_seg and seg_ready_s[next_seg] <= t:
                 active[n_active] = next_seg
                 n_active += 1
                 next_seg += 1
-            req = pending[0]
+            back = pending[0]  # the router's wait goes out
             pending[0] = -1
             pending[1] = -1
-            while req >= 0:
-                following = nxt[req]
-                _route(req, active, n_active, seg_service, nxt, head, tail, qlen, pending)
-                req = following
-            for a in range(n_active):
-                k = active[a]
-                if in_service[k] == 0 and head[k] >= 0:
-                    _start_batch(k, t, arrival_s, timeout_s, nxt, head, tail, qlen, in_service, busy_until,
-                                 start_s, server, seg_sizes, seg_service, seg_n_sizes, seg_cap)
-        elif kind == _END:
-            k = active[who]
+        elif t_end < np.inf and t_end <= t_arrival:
+            t, k = t_end, active[a_end]
             n_active -= 1
-            active[who] = active[n_active]
-            req = head[k]
+            active[a_end] = active[n_active]
+            back = head[k]  # its queue and unfinished batch go back to the router
             head[k] = -1
             tail[k] = -1
             qlen[k] = 0
             in_service[k] = 0
             busy_until[k] = np.inf
-            while req >= 0:
-                following = nxt[req]
-                start_s[req] = np.nan
-                server[req] = -1
-                _route(req, active, n_active, seg_service, nxt, head, tail, qlen, pending)
-                req = following
-            for a in range(n_active):
-                j = active[a]
-                if in_service[j] == 0 and head[j] >= 0:
-                    _start_batch(j, t, arrival_s, timeout_s, nxt, head, tail, qlen, in_service, busy_until,
-                                 start_s, server, seg_sizes, seg_service, seg_n_sizes, seg_cap)
-        else:
+        elif t_arrival < np.inf:
             k = _route(r, active, n_active, seg_service, nxt, head, tail, qlen, pending)
             if k >= 0 and in_service[k] == 0:
-                _start_batch(k, t, arrival_s, timeout_s, nxt, head, tail, qlen, in_service, busy_until,
+                _start_batch(k, t_arrival, arrival_s, timeout_s, nxt, head, tail, qlen, in_service, busy_until,
                              start_s, server, seg_sizes, seg_service, seg_n_sizes, seg_cap)
             r += 1
+            continue
+        else:
+            break
+        # After an instance got ready or ended: route the requests sent back, start the idle.
+        while back >= 0:
+            following = nxt[back]
+            start_s[back] = np.nan
+            server[back] = -1
+            _route(back, active, n_active, seg_service, nxt, head, tail, qlen, pending)
+            back = following
+        for a in range(n_active):
+            k = active[a]
+            if in_service[k] == 0 and head[k] >= 0:
+                _start_batch(k, t, arrival_s, timeout_s, nxt, head, tail, qlen, in_service, busy_until,
+                             start_s, server, seg_sizes, seg_service, seg_n_sizes, seg_cap)
     return start_s, done_s, server
