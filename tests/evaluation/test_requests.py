@@ -32,7 +32,7 @@ from migrator.cli import main
 from migrator.cli.evaluation import GRADERS as CLI_GRADERS
 from migrator.errors import ConfigError
 from migrator.evaluation._request_kernels import replay_tenant
-from migrator.evaluation.calibration import request_capacity
+from migrator.evaluation.calibration import calibration_table, request_capacity, to_markdown
 from migrator.evaluation.comparison import compare
 from migrator.evaluation.policy import make_policy
 from migrator.evaluation.requests import GRADERS, Segment, batch_cap, grade_requests, replay_requests
@@ -425,3 +425,14 @@ def test_request_level_capacity_of_one_request_batches_is_the_md1_rate_meeting_t
         lo, hi = (mid, hi) if erlang_md1_cdf(mid, d, slo - d) >= 0.99 else (lo, mid)
     measured = request_capacity([1], [d * 1000], slo * 1000, n_requests=40_000)
     assert measured == pytest.approx(lo, rel=0.05), (measured, lo)
+
+
+def test_the_calibration_table_sets_the_two_capacities_side_by_side():
+    models = {"distilbert": builtin_models()["distilbert"]}
+    rows = calibration_table("A100-40GB", [50.0], models=models, n_requests=4_000)
+    assert {r.profile for r in rows} >= {"1g.5gb", "3g.20gb", "7g.40gb"}
+    for r in rows:
+        assert r.analytic_rps > 0 and r.request_rps > 0 and r.best_rps >= r.request_rps
+        assert r.best_cap in builtin_models()["distilbert"].batch_sizes
+    text = to_markdown(rows)
+    assert text.count("\n") == len(rows) + 1 and "| distilbert | 7g.40gb | 50 |" in text
