@@ -18,6 +18,8 @@ normal deviate beyond 4 has probability 6e-5; the seeds are fixed, so a pass is 
 from __future__ import annotations
 
 import collections
+import csv
+import io
 import math
 
 import numpy as np
@@ -374,11 +376,15 @@ def test_both_gradings_are_reported_and_the_headline_is_the_chosen_one():
     assert set(by_request.gradings) == set(by_slot.gradings) == set(GRADERS)
     assert by_request.goodput == by_request.gradings["request"].goodput == by_slot.gradings["request"].goodput
     assert by_slot.goodput == by_slot.gradings["slot"].goodput == by_request.gradings["slot"].goodput
-    comparison = compare(scenario, "static", seeds=[0], decision_latency_s=0.0)
+    comparison = compare(scenario, "static", seeds=[scenario.seed], decision_latency_s=0.0)
     entry = comparison.to_dict()["policies"]["static"]
     assert comparison.to_dict()["grader"] == "request"
     assert entry["goodput"] == pytest.approx(entry["gradings"]["request"]["goodput"])
     assert set(entry["gradings"]) == {"request", "slot"}
+    row = next(csv.DictReader(io.StringIO(comparison.to_csv())))
+    assert row["grader"] == "request"
+    assert float(row["goodput_slot"]) == pytest.approx(by_slot.goodput)
+    assert float(row["goodput_request"]) == pytest.approx(float(row["goodput"]))
 
 
 @pytest.mark.parametrize("bad", ["fifo", "", None, 1])
