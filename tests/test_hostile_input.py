@@ -174,6 +174,7 @@ FIELDS: list[tuple[str, str, Any, str]] = [
      "tenants[1].arrivals.low_sojourn_s"),
     ("step-time-huge", "tenants.2.arrivals.steps", [[10**400, 2.0]], "tenants[2].arrivals.steps"),
     ("steps-text", "tenants.2.arrivals.steps", "up", "tenants[2].arrivals.steps"),
+    ("step-multiplier-huge", "tenants.2.arrivals.steps", [[300, 1e308]], "tenants[2].arrivals.steps"),
     ("scale-inf", "tenants.0.arrivals", {"sample": "shift-2", "column": "t1", "scale": INF},
      "tenants[0].arrivals.scale"),
     ("scale-huge", "tenants.0.arrivals", {"sample": "shift-2", "column": "t1", "scale": 1e300}, "tenants[0].arrivals"),

@@ -80,6 +80,10 @@ _MAX_CELLS = MAX_CELLS
 # Bursty traces: state changes drawn per tenant (sojourns far shorter than a slot only
 # average out, and each change costs memory while the path is drawn).
 _MAX_STATE_CHANGES = 10**6
+# Step multipliers: the rate times the step's length is integrated per slot, and a factor near
+# the largest float overflows there; a billion times the mean rate is already far past the
+# per-slot request limit (MAX_SLOT_REQUESTS) at any rate worth modelling.
+_MAX_STEP_MULTIPLIER = 1e9
 # Diurnal periods, in seconds: shorter ones average out within any slot, and both ends keep
 # the phase (2 pi t / period) finite.
 _MIN_PERIOD_S, _MAX_PERIOD_S = 1e-3, 1e12
@@ -903,9 +907,10 @@ def _step_function(steps: Any, duration: float, tenant: str) -> tuple[np.ndarray
                 f"steps for tenant {tenant!r}: time_s {time_s} is outside [0, {duration})",
                 field="steps",
             )
-        if not math.isfinite(multiplier) or multiplier < 0:
+        if not 0 <= multiplier <= _MAX_STEP_MULTIPLIER:  # also false for NaN
             raise ConfigError(
-                f"steps for tenant {tenant!r}: multiplier {multiplier} must be >= 0",
+                f"steps for tenant {tenant!r}: multiplier {multiplier} must be >= 0 and at most "
+                f"{_MAX_STEP_MULTIPLIER:g}",
                 field="steps",
             )
         if time_s < times[-1] or (time_s == times[-1] and len(times) > 1):
