@@ -229,28 +229,27 @@ def _import(tmp_path: Path, document: Any, name: Any, current: Any) -> None:
     only_migrator_errors(import_config, path, name, [A100, A100], current=current)
 
 
-def _export(plan: Any, slots: Any) -> None:
+PLAN = {"gpus": [{"slots": [{"layout": "7g.40gb@0"}, {"layout": ""}]}, {"slots": [{"layout": "3g.20gb@0"}]}]}
+MIG_PARTED_INPUTS = dict(document=mutations(MIG_CONFIG), name=CONFIG_NAMES, current=CURRENT, plan=mutations(PLAN),
+                         slots=st.lists(st.integers(-2, 3), max_size=2))
+
+
+def _mig_parted(tmp_path: Path, document: Any, name: Any, current: Any, plan: Any, slots: Any) -> None:
+    _import(tmp_path, document, name, current)
     only_migrator_errors(export_plan, plan, slots=slots)
 
 
-PLAN = {"gpus": [{"slots": [{"layout": "7g.40gb@0"}, {"layout": ""}]}, {"slots": [{"layout": "3g.20gb@0"}]}]}
-
-
 @SHORT
-@given(document=mutations(MIG_CONFIG), name=CONFIG_NAMES, current=CURRENT, plan=mutations(PLAN),
-       slots=st.lists(st.integers(-2, 3), max_size=2))
-def test_fuzzed_mig_parted_files_raise_only_migrator_errors(tmp_path, document, name, current, plan, slots):
-    _import(tmp_path, document, name, current)
-    _export(plan, slots)
+@given(**MIG_PARTED_INPUTS)
+def test_fuzzed_mig_parted_files_raise_only_migrator_errors(tmp_path, **inputs):
+    _mig_parted(tmp_path, **inputs)
 
 
 @pytest.mark.slow
 @LONG
-@given(document=mutations(MIG_CONFIG), name=CONFIG_NAMES, current=CURRENT, plan=mutations(PLAN),
-       slots=st.lists(st.integers(-2, 3), max_size=2))
-def test_ten_thousand_fuzzed_mig_parted_files(tmp_path, document, name, current, plan, slots):
-    _import(tmp_path, document, name, current)
-    _export(plan, slots)
+@given(**MIG_PARTED_INPUTS)
+def test_ten_thousand_fuzzed_mig_parted_files(tmp_path, **inputs):
+    _mig_parted(tmp_path, **inputs)
 
 
 # -- geometry tables (a user's GPU, ``Geometry.from_dict`` / ``from_yaml``) ---------------------
