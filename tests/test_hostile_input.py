@@ -542,6 +542,7 @@ def _option_cases() -> Iterator[Case]:
 # (id, layout, exit code, words): a layout that cannot be read is a usage error (2); one
 # that reads but breaks a rule of the GPU is the answer "invalid" (1) naming the rule.
 LAYOUTS: list[tuple[str, str, int, tuple[str, ...]]] = [
+    ("start-50-digits", "1g.5gb@" + "9" * 50, 1, ("placement", "allowed starts")),
     ("start-5000-digits", "1g.5gb@" + "9" * 5000, 2, ("--check", "5000 digits")),
     ("start-negative", "1g.5gb@-1", 2, ("--check", "non-negative integer")),
     ("start-text", "1g.5gb@one", 2, ("--check", "non-negative integer")),

@@ -20,8 +20,10 @@ _START = re.compile(r"[0-9]+")
 # A profile name as NVML prints it, optionally after "MIG ": 3g.40gb, 1g.24gb+me.all, 1g.24gb-me.
 _PROFILE = re.compile(r"(?:MIG\s+)?[A-Za-z0-9][A-Za-z0-9.+\-]*", re.IGNORECASE)
 _EXAMPLE = "expected PROFILE@START, e.g. 3g.40gb@4"
-# Far beyond any GPU's memory slices (8 today), and short enough for int() and for messages.
-_MAX_START_DIGITS = 9
+# Digits of a start read as a number: far beyond any GPU's memory slices (8 today), so that a
+# large start is the geometry's "placement" error; a longer one (int() refuses 4300 digits and
+# more) is not read at all.
+_MAX_START_DIGITS = 100
 
 
 def _cut(text: str, limit: int = 60) -> str:
@@ -69,7 +71,7 @@ class Placement:
         if len(start) > _MAX_START_DIGITS:  # int() itself refuses 4300 digits and more
             raise LayoutSyntaxError(
                 f"bad layout token {shown}: start has {len(start)} digits; a memory slice index "
-                f"has at most {_MAX_START_DIGITS}",
+                f"is read from at most {_MAX_START_DIGITS}",
                 text,
             )
         return cls(profile=profile, start=int(start))
