@@ -12,6 +12,7 @@ import pytest
 import migrator
 from migrator.planning import planner
 from migrator.planning.greedy import greedy_tasks, maximal_sets, packed_tasks
+from migrator.planning.planner_problem import PlannerState
 from scans import packed_by_scanning
 from scenarios import sized
 
@@ -170,3 +171,37 @@ def test_packing_agrees_with_a_scan_of_every_gpu(n_gpus, n_tenants):
     got = [plan[0] for plan in packed_tasks(problem)]
     for a, b in zip(got, expected):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_pattern_candidates_keep_the_best_pattern(seed: int) -> None:
+    # The search over the candidates finds what the search over every tenant with demand
+    # left finds: many tenants, random demand and accuracy, a penalty on half the seeds,
+    # and on some seeds the GPU already serving two of them.
+    from migrator import _core
+    from migrator.planning.decompose import sub_gpu
+    from migrator.planning.greedy import pattern_candidates
+    from migrator.planning.planner_problem import core_gpu
+
+    rng = np.random.default_rng(seed)
+    scenario = sized(1, 10 + seed % 5, horizon=2)
+    names = [t.name for t in scenario.tenants]
+    serving = {"3g.20gb@0": f"{names[1]}:infer", "3g.20gb@4": f"{names[4]}:infer"} if seed % 3 == 0 else {}
+    state = PlannerState(layouts=("3g.20gb@0,3g.20gb@4",), assignments=(serving,))
+    problem = planner.Planner(scenario).problem(state=state)
+    gpu = problem.gpus[0]
+    n = len(problem.tenants)
+    remaining = problem.demand_rps() * rng.uniform(0.0, 2.0, size=n) * (rng.random(n) > 0.2)
+    accuracy = rng.uniform(0.3, 1.0, size=n)
+    penalty = float(rng.uniform(0.0, 0.5) * remaining.mean()) if seed % 2 else 0.0
+
+    def best(tenants: list[int]) -> float:
+        part = sub_gpu(gpu, tenants)
+        value, _ = _core.best_pattern(core_gpu(part), len(tenants), accuracy[tenants], remaining[tenants] * problem.slot_s,
+                                      problem.slot_s, penalty=penalty)
+        return float(value)
+
+    everyone = [int(i) for i in np.flatnonzero(remaining > 0)]
+    chosen = pattern_candidates(gpu, remaining, accuracy)
+    assert set(chosen) <= set(everyone)
+    assert best(chosen) == pytest.approx(best(everyone), rel=1e-12, abs=1e-9)

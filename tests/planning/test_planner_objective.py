@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
 import pytest
 
 from migrator.planning import planner
@@ -103,3 +104,60 @@ def test_finish_leaves_a_plan_that_scores_its_objective_alone(caplog):
         plan = p.finish(problem, raw)
     assert plan.stats.objective == raw.objective and plan.stats.status == raw.status
     assert not caplog.records
+
+
+def _random_plan(problem, rng) -> tuple:
+    """A random timeline per GPU: each placement absent, idle, or any task in each period,
+    overlaps and all (the rates do not check layouts)."""
+    out = []
+    for gpu in problem.gpus:
+        shape = (len(problem.periods), len(gpu.placements))
+        tasks = rng.integers(-1, problem.n_tasks, size=shape)
+        # Runs of one task across periods, so that kept instances occur.
+        keep = rng.random(shape) < 0.5
+        for j in range(1, shape[0]):
+            tasks[j] = np.where(keep[j], tasks[j - 1], tasks[j])
+        out.append(tasks)
+    return tuple(out)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_plan_rates_are_the_estimators_rates(seed: int) -> None:
+    # The planner's whole-array rates and the estimator's instance-by-instance
+    # allocation_rates (per slot, set-up downtime included) agree on random timelines.
+    from migrator.workload.goodput import Instance, allocation_rates
+
+    rng = np.random.default_rng(seed)
+    problem = small_random_case(seed).problem()
+    problem = dataclasses.replace(problem, setup_s=float(rng.choice([0.0, 0.5, 1.0, 2.5, 7.0])),
+                                  slot_s=float(rng.choice([0.5, 1.0, 2.0])))
+    tasks = _random_plan(problem, rng)
+
+    def row(per_gpu) -> list:
+        out = []
+        for g, (gpu, ks) in enumerate(zip(problem.gpus, per_gpu)):
+            for q, k in enumerate(ks):
+                if k >= 0:
+                    i, kind = divmod(int(k) - 1, 2)
+                    task = None if k == 0 else (problem.tenants[i], "retrain" if kind else "infer")
+                    out.append(Instance(g, gpu.placements[q], task))
+        return out
+
+    slots = [row([t[j] for t in tasks]) for j, length in enumerate(problem.periods) for _ in range(length)]
+    figures = {(g, gpu.placements[q]): (gpu.capacity_rps[:, q], gpu.retrain_speed[:, q])
+               for g, gpu in enumerate(problem.gpus) for q in range(len(gpu.placements))}
+
+    def figure(inst, i):
+        infer, retrain = figures[(inst.gpu, inst.placement)]
+        return float((infer if inst.task[1] == "infer" else retrain)[i])
+
+    class Named:
+        def __init__(self, name):
+            self.name = name
+
+    expected = allocation_rates(slots, [Named(n) for n in problem.tenants], [g.model for g in problem.gpus],
+                                slot_s=problem.slot_s, setup_s=problem.setup_s, initial=row([g.current for g in problem.gpus]),
+                                figures=figure)
+    got = planner._rates(problem, tasks)
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-12, atol=1e-9)

@@ -24,7 +24,8 @@ from .. import _core
 from .decompose import sub_gpu, task_map
 from .planner_problem import IDLE, GpuProblem, Problem, core_gpu
 
-__all__ = ["fits_beside", "greedy_tasks", "layout_sets", "maximal_sets", "packed_tasks", "retraining_values", "window_value"]
+__all__ = ["fits_beside", "greedy_tasks", "layout_sets", "maximal_sets", "packed_tasks", "pattern_candidates",
+           "retraining_values", "window_value"]
 
 
 def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
@@ -80,9 +81,9 @@ def _best_pattern(problem: Problem, gpu: GpuProblem, remaining: np.ndarray, accu
     """The placements and tenants of the GPU's best maximal layout for the remaining demand
     (the C++ search the builder bounds each period with); None where there is none.
 
-    Only tenants with demand left take part: the search grows with the tenants, and on a
-    cluster most of them are already served by the GPUs before this one."""
-    active = [int(i) for i in np.flatnonzero(remaining > 0)]
+    Only the tenants of :func:`pattern_candidates` take part: the search grows with the
+    tenants, and the others cannot improve on what they find."""
+    active = pattern_candidates(gpu, remaining, accuracy)
     if not active:
         return None
     part = sub_gpu(gpu, active)
@@ -94,6 +95,28 @@ def _best_pattern(problem: Problem, gpu: GpuProblem, remaining: np.ndarray, accu
     back = {v: k for k, v in task_map(active).items()}
     tasks = np.array([back.get(int(k), IDLE) if k >= 0 else -1 for k in local], dtype=np.int64)
     return tasks if (tasks > 0).any() else None
+
+
+def pattern_candidates(gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray) -> list[int]:
+    """The tenants among which the GPU's best pattern for the ``remaining`` demand can be
+    found: those it serves now, and for each profile the ``m`` that one instance of it
+    earns most from, where ``m`` is the most instances a layout holds. Exact: a tenant
+    outside gets an instance of some profile; one of that profile's ``m`` has no instance
+    in the pattern (the others hold at most ``m - 1``), earns at least as much from it
+    alone, and the tenant's own gain from its last instance is no more than from a first
+    (service is concave in capacity); both are new instances, so the swap loses nothing."""
+    remaining = np.asarray(remaining, dtype=np.float64)
+    if not (remaining > 0).any():
+        return []
+    value = np.asarray(accuracy, dtype=np.float64)[:, None] * np.minimum(remaining[:, None], gpu.capacity_rps)
+    value[remaining <= 0] = 0.0
+    most = max((len(s) for s in maximal_sets(gpu)), default=0)
+    chosen = {(int(k) - 1) // 2 for k in gpu.current if k > IDLE and (int(k) - 1) % 2 == 0}
+    for p in np.unique(gpu.profile):
+        best = value[:, gpu.profile == p].max(axis=1)
+        top = np.argsort(-best, kind="stable")[:most]
+        chosen.update(int(i) for i in top if best[i] > 0)
+    return sorted(i for i in chosen if remaining[i] > 0)
 
 
 def _worth(problem: Problem, gpu: GpuProblem, tasks: np.ndarray, served: np.ndarray) -> float:

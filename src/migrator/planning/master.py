@@ -53,7 +53,7 @@ from ._ilp_reference import (
     _transitions,
 )
 from .highs import HighsRun, checked_run, new_highs, relative_gap
-from .planner_problem import IDLE, GpuProblem, Problem, RawSolution
+from .planner_problem import IDLE, GpuProblem, Problem, RawSolution, gpu_supply
 
 __all__ = ["Column", "MasterResult", "column_of", "gpu_classes", "solve_master"]
 
@@ -82,35 +82,11 @@ class Column:
 
 
 def column_of(problem: Problem, gpu: GpuProblem, tasks: np.ndarray) -> Column:
-    """The column of ``gpu`` following ``tasks`` (J, Q), by the program's own rules: an
-    instance is new where its placement held nothing or another task the period before (the
-    current instances before period 0), and serves ``1 - f(d)`` of a slot ``d`` slots after
-    its latest start (docs/model.md, rows 6-7)."""
+    """The column of ``gpu`` following ``tasks`` (J, Q): what it supplies by the program's
+    own rules (:func:`~migrator.planning.planner_problem.gpu_supply`)."""
     tasks = np.asarray(tasks, dtype=np.int64)
-    n, horizon, periods = len(problem.tenants), problem.horizon, problem.periods
-    starts = problem.period_starts()
-    share = np.array([[1.0 - problem.downtime(d) for d in range(horizon)]])  # by slots since start
-    capacity, progress = np.zeros((n, horizon)), np.zeros((n, horizon))
-    retraining = np.zeros((n, len(periods)), dtype=np.int64)
-    new = 0
-    for q in range(tasks.shape[1]):
-        before, started = int(gpu.current[q]), -1  # started: first slot of the latest start; -1 before the plan
-        for j, length in enumerate(periods):
-            k = int(tasks[j, q])
-            if k >= 0 and k != before:
-                new, started = new + 1, int(starts[j])
-            before = k
-            if k <= IDLE:
-                continue
-            i, retrains = divmod(k - 1, 2)
-            slots = np.arange(starts[j], starts[j] + length)
-            serving = np.ones(length) if started < 0 else share[0, slots - started]
-            if retrains:
-                progress[i, slots] += problem.slot_s * gpu.retrain_speed[i, q] * serving
-                retraining[i, j] += 1
-            else:
-                capacity[i, slots] += problem.slot_s * gpu.capacity_rps[i, q] * serving
-    return Column(tasks, capacity, progress, retraining, new)
+    supply = gpu_supply(problem, gpu, tasks)
+    return Column(tasks, supply.capacity, supply.progress, supply.retraining, supply.new)
 
 
 def gpu_classes(problem: Problem) -> list[list[int]]:

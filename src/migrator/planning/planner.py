@@ -21,7 +21,7 @@ import numpy as np
 from .. import _core
 from ..errors import ConfigError
 from ..geometry.layout import Layout
-from ..workload.goodput import Instance, allocation_rates, score
+from ..workload.goodput import score
 from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
 from .decompose import merge, split_by_plan
@@ -35,6 +35,7 @@ from .planner_problem import (
     TenantState,
     build_problem,
     core_gpu,
+    gpu_supply,
     task_name,
 )
 from .retraining import eligible_tenants, retrain_over_window
@@ -310,31 +311,6 @@ def _slot_plans(problem: Problem, tasks: np.ndarray, gpu: int) -> tuple[SlotPlan
         assignment = {str(p): task_name(k, problem.tenants) for p, k in present}
         out.extend([SlotPlan(layout, assignment)] * length)
     return tuple(out)
-
-
-def _instances(problem: Problem, tasks_per_gpu: Sequence[np.ndarray]) -> list[Instance]:
-    """Instances for one task row per GPU (task index per placement, -1 for none)."""
-    out = []
-    for g, (gpu, row) in enumerate(zip(problem.gpus, tasks_per_gpu)):
-        for q, k in enumerate(row):
-            if k < 0:
-                continue
-            i, kind = divmod(int(k) - 1, 2)
-            task = None if k == 0 else (problem.tenants[i], "retrain" if kind else "infer")
-            out.append(Instance(g, gpu.placements[q], task))
-    return out
-
-
-def instances(problem: Problem, tasks: Sequence[np.ndarray]) -> list[list[Instance]]:
-    """The plan as per-slot Instance lists, as the Goodput estimator takes them."""
-    slots: list[list[Instance]] = []
-    for j, length in enumerate(problem.periods):
-        slots.extend([_instances(problem, [t[j] for t in tasks])] * length)
-    return slots
-
-
-def current_instances(problem: Problem) -> list[Instance]:
-    return _instances(problem, [gpu.current for gpu in problem.gpus])
 
 
 def reconfigurations(problem: Problem, tasks: Sequence[np.ndarray]) -> int:
@@ -633,23 +609,14 @@ def expected_score(problem: Problem, tasks: Sequence[np.ndarray]) -> Any:
 
 
 def _rates(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """allocation_rates with the problem's own per-placement figures."""
-    figures = {
-        (g, gpu.placements[q]): (gpu.capacity_rps[:, q], gpu.retrain_speed[:, q])
-        for g, gpu in enumerate(problem.gpus)
-        for q in range(len(gpu.placements))
-    }
+    """Per tenant and slot the inference capacity (req/s) and retraining speed the plan's
+    instances give, set-up downtime taken off: ``allocation_rates``'s figures from the
+    problem's own arrays, over all GPUs at once (tests hold the two to each other)."""
+    capacity = np.zeros((len(problem.tenants), problem.horizon))
+    speed = np.zeros_like(capacity)
+    for gpu, timeline in zip(problem.gpus, tasks):
+        supply = gpu_supply(problem, gpu, timeline)
+        capacity += supply.capacity
+        speed += supply.progress
+    return capacity / problem.slot_s, speed / problem.slot_s
 
-    def rate(inst: Instance, tenant: int) -> float:
-        infer, retrain = figures[(inst.gpu, inst.placement)]
-        return float((infer if inst.task[1] == "infer" else retrain)[tenant])
-
-    return allocation_rates(
-        instances(problem, tasks), [_Named(n) for n in problem.tenants], [g.model for g in problem.gpus],
-        slot_s=problem.slot_s, setup_s=problem.setup_s, initial=current_instances(problem), figures=rate,
-    )
-
-
-@dataclass(frozen=True)
-class _Named:
-    name: str

@@ -28,10 +28,12 @@ __all__ = [
     "PlannerState",
     "Problem",
     "RawSolution",
+    "Supply",
     "TenantState",
     "build_problem",
     "core_gpu",
     "default_periods",
+    "gpu_supply",
     "parse_task",
     "planning_placements",
     "task_name",
@@ -212,6 +214,55 @@ class Problem:
     def downtime(self, d: int) -> float:
         """Share of a slot lost ``d`` slots after an instance started."""
         return float(min(1.0, max(0.0, self.setup_s / self.slot_s - d)))
+
+
+@dataclass(frozen=True)
+class Supply:
+    """What one GPU following a timeline supplies. ``capacity`` (N, T): requests each
+    tenant can have served in each slot (``slot_s`` x SLO capacity x serving share);
+    ``progress`` (N, T): retraining progress (full-GPU seconds); ``retraining`` (N, J):
+    instances retraining each tenant per period; ``new``: instances created or re-assigned."""
+
+    capacity: np.ndarray
+    progress: np.ndarray
+    retraining: np.ndarray
+    new: int
+
+
+def gpu_supply(problem: Problem, gpu: GpuProblem, tasks: np.ndarray) -> Supply:
+    """What ``gpu`` supplies following ``tasks`` (J, Q), by the program's rules: an instance
+    is new where its placement held nothing or another task the period before (the current
+    instances before period 0), and serves ``1 - downtime(d)`` of a slot ``d`` slots after
+    its latest start (docs/model.md, rows 6-7). Whole arrays at once: the planner scores
+    every candidate plan with it, on up to thousands of GPUs."""
+    tasks = np.asarray(tasks, dtype=np.int64)
+    n, horizon, periods = len(problem.tenants), problem.horizon, np.asarray(problem.periods)
+    before = np.vstack([np.asarray(gpu.current, dtype=np.int64)[None, :], tasks[:-1]])
+    new = (tasks >= 0) & (tasks != before)
+    # The period of each instance's latest start; -1 for one running since before the plan.
+    started = np.maximum.accumulate(np.where(new, np.arange(len(periods))[:, None], -1), axis=0)
+    period = np.repeat(np.arange(len(periods)), periods)  # (T,) period of each slot
+    slot_tasks = tasks[period]
+    start_slot = np.where(started >= 0, problem.period_starts()[np.maximum(started, 0)], -np.inf)
+    since = np.arange(horizon)[:, None] - start_slot[period]
+    serving = 1.0 - np.clip(problem.setup_s / problem.slot_s - since, 0.0, 1.0)
+    busy = slot_tasks > IDLE
+    tenant = np.where(busy, (slot_tasks - 1) // 2, 0)
+    retrains = busy & ((slot_tasks - 1) % 2 == 1)
+    infers = busy & ~retrains
+    cells = tenant * horizon + np.arange(horizon)[:, None]
+    columns = np.broadcast_to(np.arange(tasks.shape[1]), slot_tasks.shape)
+
+    def spread(mask: np.ndarray, figure: np.ndarray) -> np.ndarray:
+        weights = problem.slot_s * figure[tenant[mask], columns[mask]] * serving[mask]
+        return np.bincount(cells[mask], weights=weights, minlength=n * horizon).reshape(n, horizon)
+
+    period_busy = tasks > IDLE
+    period_retrains = period_busy & ((tasks - 1) % 2 == 1)
+    who = np.where(period_retrains, (tasks - 1) // 2, 0) * len(periods) + np.arange(len(periods))[:, None]
+    retraining = np.bincount(who[period_retrains], minlength=n * len(periods)).reshape(n, len(periods))
+    return Supply(spread(infers, gpu.capacity_rps), spread(retrains, gpu.retrain_speed), retraining.astype(np.int64),
+                  int(new.sum()))
 
 
 def core_gpu(gpu: GpuProblem) -> Any:
