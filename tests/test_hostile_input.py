@@ -714,10 +714,7 @@ def run_case(case: Case, folder: Path) -> Any:
 
 #: Cases that still fail where the fix belongs to a file outside this work's reach, each with
 #: the fix it needs (strict: the case fails the suite once it passes).
-OPEN: dict[str, str] = {
-    "arrivals-latin-1": "actuation/controller.py: CsvTailArrivals.poll decodes the new bytes without catching "
-                        "UnicodeDecodeError; it should raise ConfigError(field='arrivals') naming the line",
-}
+OPEN: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(reason=OPEN[c.id], strict=True))

@@ -162,8 +162,13 @@ class CsvTailArrivals:
             raise ConfigError(f"cannot read arrivals {self.path}: {exc.strerror or exc}", field="arrivals") from exc
         complete = data[: data.rfind(b"\n") + 1]
         self._offset += len(complete)
+        try:
+            text = complete.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"arrivals {self.path}: not UTF-8 text after line {self._line} "
+                              f"(byte {self._offset - len(complete) + exc.start})", field="arrivals") from exc
         rows = []
-        for raw in complete.decode("utf-8-sig").splitlines():
+        for raw in text.splitlines():
             self._line += 1
             cells = [c.strip() for c in raw.split(",")]
             if not any(cells):
