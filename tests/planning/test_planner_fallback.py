@@ -63,3 +63,20 @@ def test_a_part_without_a_plan_keeps_the_whole_problems_tasks() -> None:
     solved = planner.solve_problem(subs[1], time_limit_s=5.0, warm_start=greedy_tasks(subs[1]))
     np.testing.assert_array_equal(merged.tasks[0], merge(problem, parts, [solutions[0], solved]).tasks[0])
     assert (problem.gpus[1].current > 0).sum() == 2  # both instances serve, none left idle
+
+
+def test_split_parts_past_the_time_limit_keep_the_starting_plan() -> None:
+    # With no time at all no part is solved: each GPU keeps the starting plan's share (the
+    # split's start, worth at least the current layouts), the status says so, and the plan
+    # is a valid one worth what the estimator says.
+    scenario = sized(4, 8, horizon=4).with_planner(decompose_above=1, time_limit_s=NO_TIME, retrain_over_window=False,
+                                                   workers=1)
+    p = planner.Planner(scenario)
+    problem = p.problem(state=serving_state(scenario))
+    start = p.split_start(problem)
+    plan = p.plan(state=serving_state(scenario))
+    assert "4 of 4 parts not reached in time" in plan.stats.status
+    for g in range(len(problem.gpus)):
+        np.testing.assert_array_equal(plan.tasks[g], start[g])
+    assert plan.stats.objective == planner.Planner._worth(problem, plan.tasks)
+    assert not np.isfinite(plan.stats.bound)

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 # -- solving ------------------------------------------------------------------------------------
 
+#: Status of a split's part that the time limit did not reach.
+NOT_REACHED = "not reached by the time limit"
+
 
 def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool = True) -> Any:
     return _core.build_plan_model(
@@ -453,7 +456,14 @@ class Planner:
         budget = self.config.time_limit_s * lanes / len(subs)
 
         def solve(sub: Problem) -> Callable[[], RawSolution]:
-            return lambda: solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
+            def run() -> RawSolution:
+                # A part the time limit does not reach keeps the starting plan's share
+                # (below): solving it anyway would overrun the decision's deadline.
+                if time.perf_counter() - began >= self.config.time_limit_s:
+                    return RawSolution(keep_current(sub), float("nan"), float("inf"), NOT_REACHED, float("inf"),
+                                       0.0, 0.0, kept_gpus=(0,))
+                return solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
+            return run
 
         def bound() -> tuple[float, LpBasis | None, float]:
             # What is left of the time limit when it starts (none: no bound, inf).
@@ -471,6 +481,12 @@ class Planner:
         if basis is not None:
             self._bound_start = basis
         merged = merge(problem, parts, solutions)
+        skipped = [g for g, s in enumerate(solutions) if s.status == NOT_REACHED]
+        if skipped:
+            merged = dataclasses.replace(
+                merged, tasks=tuple(start[g] if g in skipped else t for g, t in enumerate(merged.tasks)),
+                status=f"{merged.status}; {len(skipped)} of {len(solutions)} parts not reached in time, their starting plan kept",
+            )
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
         # parts' bounds do not bound it; the relaxation of migrator.planning.split_bound does.
