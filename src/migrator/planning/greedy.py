@@ -77,13 +77,15 @@ def _assign(
     return tasks, served, left
 
 
-def _best_pattern(problem: Problem, gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray) -> np.ndarray | None:
+def _best_pattern(problem: Problem, gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray,
+                  layouts: Sequence[Sequence[int]]) -> np.ndarray | None:
     """The placements and tenants of the GPU's best maximal layout for the remaining demand
     (the C++ search the builder bounds each period with); None where there is none.
 
     Only the tenants of :func:`pattern_candidates` take part: the search grows with the
-    tenants, and the others cannot improve on what they find."""
-    active = pattern_candidates(gpu, remaining, accuracy)
+    tenants, and the others cannot improve on what they find. ``layouts``: the GPU's
+    :func:`maximal_sets`, which the caller has at hand."""
+    active = pattern_candidates(gpu, remaining, accuracy, layouts)
     if not active:
         return None
     part = sub_gpu(gpu, active)
@@ -97,20 +99,24 @@ def _best_pattern(problem: Problem, gpu: GpuProblem, remaining: np.ndarray, accu
     return tasks if (tasks > 0).any() else None
 
 
-def pattern_candidates(gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray) -> list[int]:
+def pattern_candidates(gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray,
+                       layouts: Sequence[Sequence[int]] | None = None) -> list[int]:
     """The tenants among which the GPU's best pattern for the ``remaining`` demand can be
     found: those it serves now, and for each profile the ``m`` that one instance of it
     earns most from, where ``m`` is the most instances a layout holds. Exact: a tenant
     outside gets an instance of some profile; one of that profile's ``m`` has no instance
     in the pattern (the others hold at most ``m - 1``), earns at least as much from it
     alone, and the tenant's own gain from its last instance is no more than from a first
-    (service is concave in capacity); both are new instances, so the swap loses nothing."""
+    (service is concave in capacity); both are new instances, so the swap loses nothing.
+    ``layouts``: the GPU's :func:`maximal_sets`, computed when not given."""
     remaining = np.asarray(remaining, dtype=np.float64)
     if not (remaining > 0).any():
         return []
     value = np.asarray(accuracy, dtype=np.float64)[:, None] * np.minimum(remaining[:, None], gpu.capacity_rps)
     value[remaining <= 0] = 0.0
-    most = max((len(s) for s in maximal_sets(gpu)), default=0)
+    if layouts is None:
+        layouts = maximal_sets(gpu)
+    most = max((len(s) for s in layouts), default=0)
     chosen = {(int(k) - 1) // 2 for k in gpu.current if k > IDLE and (int(k) - 1) % 2 == 0}
     for p in np.unique(gpu.profile):
         best = value[:, gpu.profile == p].max(axis=1)
@@ -135,8 +141,9 @@ def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
     out, served_by = [], []
     for gpu in problem.gpus:
         current = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0]
-        candidates = ([current] if current else []) + maximal_sets(gpu)
-        pattern = _best_pattern(problem, gpu, remaining, accuracy)
+        layouts = maximal_sets(gpu)
+        candidates = ([current] if current else []) + layouts
+        pattern = _best_pattern(problem, gpu, remaining, accuracy, layouts)
         given: list[Any] = [None] * len(candidates)
         if pattern is not None:
             candidates.append([int(q) for q in np.flatnonzero(pattern > 0)])

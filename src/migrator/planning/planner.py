@@ -481,7 +481,7 @@ class Planner:
         if basis is not None:
             self._bound_start = basis
         merged = merge(problem, parts, solutions)
-        skipped = [g for g, s in enumerate(solutions) if s.status == NOT_REACHED]
+        skipped = {g for g, s in enumerate(solutions) if s.status == NOT_REACHED}
         if skipped:
             merged = dataclasses.replace(
                 merged, tasks=tuple(start[g] if g in skipped else t for g, t in enumerate(merged.tasks)),
