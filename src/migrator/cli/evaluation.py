@@ -79,8 +79,14 @@ def _improvement_lines(comparison: Any) -> list[str]:
               help="The headline grading: 'request' serves individual requests on each policy's instance "
                    "timeline (routing, batching, set-up, per-request SLO); 'slot' uses the planner's own "
                    "analytic SLO capacity per slot. results.json reports both.")
+@click.option("--warmup", "warmup_s", type=SECONDS,
+              help="Seconds of traffic before the scored window, never scored, from which every policy takes "
+                   "its average rates (PARIS's and static's sizing, the first forecast). Default: one earlier "
+                   "period of the scenario (its duration_s) drawn with its own seed for synthetic arrivals; for a "
+                   "recorded trace, the slots before the window (half the spare ones, at most the window's "
+                   "length; the seed picks the window).")
 def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: float | None,
-             out_dir: str | None, as_json: bool, grader: str) -> None:
+             out_dir: str | None, as_json: bool, grader: str, warmup_s: float | None) -> None:
     """Replay SCENARIO (the built-in default when omitted) under several policies and
     compare their Goodput.
 
@@ -103,6 +109,8 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
         raise click.BadParameter(str(exc), param_hint="--policies") from exc
     if duration_s is not None and duration_s > s.duration_s:
         raise click.BadParameter(f"at most the scenario's duration_s ({s.duration_s:g})", param_hint="--duration")
+    if warmup_s is not None and warmup_s > s.duration_s:
+        raise click.BadParameter(f"at most the scenario's duration_s ({s.duration_s:g})", param_hint="--warmup")
     seeds = [s.seed + k for k in range(n_seeds)]
     slots = s.n_slots if duration_s is None else max(1, round(duration_s / s.slot_s))
     total = len(names) * len(seeds) * slots
@@ -113,7 +121,8 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
             progress.update(task, advance=1, description=f"{policy}, seed {seed}")
 
         try:
-            result = compare(s, names, seeds, duration_s=duration_s, on_slot=advance, grader=grader)
+            result = compare(s, names, seeds, duration_s=duration_s, on_slot=advance, grader=grader,
+                             warmup_s=warmup_s)
         except MigratorError as exc:
             raise click.ClickException(str(exc)) from exc
     if out_dir is not None:

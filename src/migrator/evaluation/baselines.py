@@ -813,7 +813,7 @@ class ParisPolicy(Policy):
     Adapted here: an instance's batch size is set by the load it serves (the server batches
     what is queued, up to ``goodput.operating_batch``), so sizing instances to the load's
     batch mix is choosing, per tenant, the set of instances whose SLO capacity covers its
-    average rate (``env.mean_rps``) with the fewest compute slices -- heterogeneous where
+    average rate (``env.mean_rps``, over the warm-up before the scored window) with the fewest compute slices -- heterogeneous where
     the average falls between sizes; searched exactly per GPU, GPU after GPU, uncovered load
     counted in requests (PARIS maximises throughput). The layout never changes. ELSA's
     routing is the simulator's pooled queue per tenant (ideal routing among a tenant's

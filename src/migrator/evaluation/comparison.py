@@ -113,6 +113,16 @@ class Comparison:
                 }
                 for name, means in self.table().items()
             },
+            "arrivals": self.arrivals(),
+        }
+
+    def arrivals(self) -> dict[str, Any]:
+        """Per seed, the warm-up the policies sized on and where the scored window starts in
+        the recorded traces (None without one); every policy of a seed replays the same."""
+        first = next((runs for runs in self.runs.values() if runs), ())
+        return {
+            "warmup_s": first[0].warmup_s if first else None,
+            "windows": [{"seed": run.seed, "start_slot": run.start_slot} for run in first],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -155,6 +165,7 @@ def compare(
     duration_s: float | None = None,
     on_slot: Callable[[str, int, int], None] | None = None,
     grader: str = "request",
+    warmup_s: float | None = None,
 ) -> Comparison:
     """Replay every policy on every seed.
 
@@ -166,6 +177,8 @@ def compare(
     decision_latency_s, duration_s : as :func:`migrator.evaluation.simulate.simulate` takes them
     on_slot : called as ``on_slot(policy, seed, slot)`` after each simulated slot
     grader : the headline grading, ``"request"`` or ``"slot"`` (both are reported)
+    warmup_s : seconds of unscored traffic before each seed's scored window, from which the
+        policies take their average rates (``migrator.evaluation.warmup``)
     """
     grader = check_grader(grader)
     names = parse_policies(policies)
@@ -180,6 +193,6 @@ def compare(
             report = (lambda t, n=name, s=seed: on_slot(n, s, t)) if on_slot is not None else None
             runs[name].append(simulate(
                 scenario, policy, seed=seed, decision_latency_s=decision_latency_s, duration_s=duration_s,
-                on_slot=report, grader=grader,
+                on_slot=report, grader=grader, warmup_s=warmup_s,
             ))
     return Comparison(scenario.name, seeds, {name: tuple(r) for name, r in runs.items()}, grader)

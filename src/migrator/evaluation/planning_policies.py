@@ -2,7 +2,7 @@
 
 * ``migrator`` re-plans every ``interval_s`` with a receding horizon, on forecasts of the
   arrivals it has observed (the scenario's forecaster, primed with the tenants' average
-  rates), and applies the plan's first slot.
+  rates over the warm-up, as every baseline is), and applies the plan's first slot.
 * ``oracle`` is the same planner told the future arrivals, and charged no decision time:
   an upper bound. When the whole run fits in one program (``whole_run_slots``), it plans
   the whole run at once, slot by slot, and its Goodput is then the best any policy can earn
@@ -70,8 +70,8 @@ class MigratorPolicy(Policy):
         self.config = _config(env, self._config_in, self._options)
         self.planner = Planner(env.scenario, self.config)
         self.forecaster = self.config.make_forecaster()
-        # Primed with the average rates an operator knows from past traffic, so that the
-        # first decision is not made on nothing.
+        # Primed with the average rates an operator knows from past traffic (the warm-up's,
+        # what the baselines size on), so that the first decision is not made on nothing.
         self.forecaster.update(env.mean_rps * env.scenario.slot_s)
         self._seen = 0
         self._error_var = np.zeros(len(env.scenario.tenants))

@@ -75,14 +75,17 @@ class Environment:
     """What a policy may know before the run starts.
 
     ``mean_rps`` is each tenant's average arrival rate, the figure an operator sizes a
-    static partition with (from past traffic). ``trace`` holds the realised arrivals of the
-    run, shape (n_tenants, n_slots): only the oracle reads it.
+    static partition with (from past traffic): the simulator takes it from ``warmup``, the
+    arrivals of a stretch before the scored window, shape (n_tenants, warmup slots), which
+    no grader scores (``migrator.evaluation.warmup``). ``trace`` holds the realised arrivals
+    of the run, shape (n_tenants, n_slots): only the oracle reads it.
     """
 
     scenario: Scenario
     mean_rps: np.ndarray
     seed: int
     trace: np.ndarray = field(repr=False)
+    warmup: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def tenant_names(self) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ from ..workload.goodput import INFER, ScoreResult, tenant_arrays
 from ..workload.scenario import Scenario
 from .policy import Allocation, Environment, Observation, Policy
 from .requests import GRADERS, Segment, grade_requests
+from .warmup import ArrivalWindows, arrival_windows
 
 __all__ = ["DecisionRecord", "SimResult", "check_grader", "simulate"]
 
@@ -73,7 +74,9 @@ class SimResult:
 
     ``score`` is the grading by ``grader`` (the headline); ``gradings`` holds every grading
     of the run by grader name (``"request"``, ``"slot"``), the headline included;
-    ``segments`` is the instance timeline the request-level grader replayed."""
+    ``segments`` is the instance timeline the request-level grader replayed; ``warmup_s``
+    is the warm-up the policies sized on and ``start_slot`` where the scored window starts
+    in the scenario's recorded traces (None without one)."""
 
     policy: str
     seed: int
@@ -86,6 +89,8 @@ class SimResult:
     grader: str = "slot"
     gradings: Mapping[str, ScoreResult] = field(default_factory=dict)
     segments: tuple[Segment, ...] = ()
+    warmup_s: float = 0.0
+    start_slot: int | None = None
 
     @property
     def goodput(self) -> float:
@@ -255,15 +260,19 @@ def _serve(
 class _Replay:
     """The state of one replay: instances, queues, retraining, and the policy's pending decision."""
 
-    def __init__(self, scenario: Scenario, policy: Policy, seed: int, latency_s: float | None, n_slots: int) -> None:
+    def __init__(
+        self, scenario: Scenario, policy: Policy, seed: int, latency_s: float | None, windows: ArrivalWindows,
+    ) -> None:
         self.scenario = scenario
         self.policy = policy
         self.latency_s = latency_s
         self.slot_s = scenario.slot_s
-        self.n_slots = n_slots
-        trace = scenario.arrivals(seed).counts[:, :n_slots].astype(np.float64)
+        self.windows = windows
+        trace = windows.scored
+        self.n_slots = trace.shape[1]
         self.arrivals = trace
-        self.env = Environment(scenario, mean_rps=trace.mean(axis=1) / self.slot_s, seed=seed, trace=trace)
+        # What the policies know beforehand comes from the warm-up, never from the scored trace.
+        self.env = Environment(scenario, mean_rps=windows.mean_rps(), seed=seed, trace=trace, warmup=windows.warmup)
         self.rates = _Rates(self.env)
         self.live = _initial_live(scenario)
         self.layouts = _allocation_of(self.live).layouts  # changes only when a decision applies
@@ -279,7 +288,7 @@ class _Replay:
         self.records: list[DecisionRecord] = []
         # A policy that never asks again (static) has an infinite interval.
         every = policy.interval_s / self.slot_s
-        self.interval = max(1, int(round(every))) if math.isfinite(every) else n_slots + 1
+        self.interval = max(1, int(round(every))) if math.isfinite(every) else self.n_slots + 1
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -374,6 +383,7 @@ def simulate(
     duration_s: float | None = None,
     on_slot: Callable[[int], None] | None = None,
     grader: str = "request",
+    warmup_s: float | None = None,
 ) -> SimResult:
     """Replay ``scenario`` under ``policy`` and score it.
 
@@ -397,6 +407,10 @@ def simulate(
         ``"request"`` serves individual requests on the replay's instance timeline
         (``migrator.evaluation.requests``); ``"slot"`` scores each slot with the planner's
         analytic SLO capacity (``workload.goodput``).
+    warmup_s : float, optional
+        Seconds of traffic before the scored window that the policies may know beforehand
+        (their average rates), never scored; default and sources as
+        :mod:`migrator.evaluation.warmup` says. On a recorded trace ``seed`` picks the window.
     """
     grader = check_grader(grader)
     if decision_latency_s is not None and (not isinstance(decision_latency_s, (int, float)) or decision_latency_s < 0):
@@ -405,7 +419,8 @@ def simulate(
             field="decision_latency_s",
         )
     seed = scenario.seed if seed is None else int(seed)
-    replay = _Replay(scenario, policy, seed, decision_latency_s, _n_slots(scenario, duration_s))
+    windows = arrival_windows(scenario, seed, _n_slots(scenario, duration_s), warmup_s)
+    replay = _Replay(scenario, policy, seed, decision_latency_s, windows)
     policy.reset(replay.env)
     columns: list[tuple[np.ndarray, ...]] = []
     layouts: list[list[str]] = [[] for _ in scenario.gpus]
@@ -430,6 +445,8 @@ def simulate(
         grader=grader,
         gradings={name: gradings[name] for name in GRADERS},
         segments=segments,
+        warmup_s=windows.warmup_s,
+        start_slot=windows.start_slot,
     )
 
 

@@ -198,6 +198,11 @@ class Scenario:
     def geometries(self) -> list[Geometry]:
         return [g.geometry for g in self.gpus]
 
+    def devices(self) -> tuple[int, ...]:
+        """Each GPU's NVML device index: its ``device`` (the ``devices`` of its entry, or the
+        index ``discover: nvml`` found), else its position in the scenario."""
+        return tuple(i if g.device is None else g.device for i, g in enumerate(self.gpus))
+
     def model_tables(self) -> Mapping[str, Any]:
         from .models import builtin_models, load_models
 
@@ -215,7 +220,18 @@ class Scenario:
         names = tuple(t.name for t in self.tenants)
         return traces.Trace(names, np.vstack(rows) if rows else np.zeros((0, self.n_slots)), self.slot_s)
 
-    def _tenant_counts(self, index: int, tenant: Tenant, seed: int) -> np.ndarray:
+    def recorded_counts(self, index: int) -> np.ndarray | None:
+        """Every slot of tenant ``index``'s recorded trace (``sample:`` or ``csv:``), not cut
+        to ``duration_s``, shape (n_slots_of_the_trace,); None for synthetic arrivals.
+
+        The simulator picks its scored window and the warm-up before it from the whole trace.
+        """
+        tenant = self.tenants[index]
+        if "synthetic" in dict(tenant.arrivals):
+            return None
+        return self._tenant_counts(index, tenant, self.seed, whole=True)
+
+    def _tenant_counts(self, index: int, tenant: Tenant, seed: int, whole: bool = False) -> np.ndarray:
         where = f"tenants[{index}].arrivals"
         spec = dict(tenant.arrivals)
         source = next(k for k in _ARRIVAL_SOURCES if k in spec)
@@ -236,7 +252,7 @@ class Scenario:
                 f"duration_s {self.duration_s} needs ({self.n_slots})",
                 field=where,
             )
-        return counts[: self.n_slots]
+        return counts if whole else counts[: self.n_slots]
 
     def _synthetic(self, tenant: Tenant, spec: dict[str, Any], seed: int) -> np.ndarray:
         kind = spec.pop("synthetic")
