@@ -129,14 +129,54 @@ def test_whole_gpu_compute_instance_profiles_are_accepted_smaller_ones_refused()
         import_config(doc([{"devices": [0], "mig-enabled": True, "mig-devices": {"1c.3g.20gb": 1}}]), "c", [A100])
 
 
-def test_device_filter_needs_the_device_ids():
+def test_device_filter_matches_the_device_ids():
     document = doc([{"devices": "all", "mig-enabled": True, "device-filter": ["0x20B010DE"],
                      "mig-devices": {"7g.40gb": 1}}])
     with pytest.raises(ConfigError, match="device ids") as info:
         import_config(document, "c", [A100, A100])
     assert info.value.field == "mig-configs.c[0].device-filter"
-    targets = import_config(document, "c", [A100, A100], device_ids=["0x20b010de", "0x20F110DE"])
+    # Two A100-40GB products: the SXM4 (0x20B0) and a PCIe one (0x20F1).
+    targets = import_config(document, "c", [A100, A100], device_ids=["0x20b010de", 0x20F110DE])
     assert [(t.index, t.layout) for t in targets] == [(0, "7g.40gb@0")]
+
+
+def test_a_geometry_without_a_table_takes_any_device_id():
+    custom = migrator.Geometry.from_dict({**A100.to_dict(), "name": "Custom-A100", "aliases": [],
+                                          "device_names": []})
+    document = doc([{"devices": "all", "mig-enabled": True, "device-filter": "0x20B010DE",
+                     "mig-devices": {"7g.40gb": 1}}])
+    assert [t.layout for t in import_config(document, "c", [custom], device_ids=["0x20B010DE"])] == ["7g.40gb@0"]
+
+
+@pytest.mark.parametrize("value", [[], ["20B0"], "0x20B010DE0", [5.5]], ids=["empty", "no-0x", "long", "float"])
+def test_a_device_filter_that_is_no_pci_id_is_named(value):
+    document = doc([{"devices": "all", "mig-enabled": True, "device-filter": value, "mig-devices": {}}])
+    with pytest.raises(ConfigError) as info:
+        load_config(document)
+    assert info.value.field == "mig-configs.c[0].device-filter"
+
+
+def test_export_writes_nvml_device_indices():
+    entries = export_layouts(["3g.20gb@0,3g.20gb@4", "", "3g.20gb@4,3g.20gb@0"], devices=[5, 2, 3])
+    assert entries == [
+        {"devices": [3, 5], "mig-enabled": True, "mig-devices": {"3g.20gb": 2}},
+        {"devices": [2], "mig-enabled": True, "mig-devices": {}},
+    ]
+    with pytest.raises(ConfigError, match="GPUs 0 and 1 both map to NVML device 4") as info:
+        export_layouts(["", ""], devices=[4, 4])
+    assert info.value.field == "devices"
+    with pytest.raises(ConfigError, match="2 NVML device indices"):
+        export_layouts(["", ""], devices=[1])
+
+
+def test_export_of_a_scenario_plan_uses_the_scenarios_devices():
+    scenario = migrator.Scenario.from_dict({**migrator.Scenario.default().to_dict(),
+                                            "gpus": [{"model": "A100-40GB", "devices": [3, 1]}]})
+    assert scenario.devices() == (3, 1)
+    plan = migrator.Planner(scenario, config=migrator.PlannerConfig(horizon=2, time_limit_s=0.5)).plan()
+    entries = export_plan(plan, devices=scenario.devices())["mig-configs"]["migrator-slot-0"]
+    by_device = {d: e["mig-devices"] for e in entries for d in e["devices"]}
+    assert by_device == {3: counts(plan.gpus[0].slots[0].layout), 1: counts(plan.gpus[1].slots[0].layout)}
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,37 @@ def test_mig_parted_export_then_import_and_apply(tmp_path):
     assert [saved.layout(g) for g in range(2)] == [t["layout"] for t in targets]
 
 
+def test_mig_parted_export_names_nvml_devices(tmp_path):
+    """GPU i of a plan is written as its NVML device: the scenario's `devices`, or --devices."""
+    scenario = tmp_path / "s.yaml"
+    table = migrator.Scenario.default().to_dict()
+    table["gpus"] = [{"model": "A100-40GB", "devices": [4, 2]}]
+    scenario.write_text(yaml.safe_dump(table))
+    code, out = run("plan", str(scenario), "--json", "--horizon", "2", "--time-limit", "0.3")
+    assert code == 0, out
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(out)
+    layouts = [g["slots"][0]["layout"] for g in json.loads(out)["gpus"]]
+
+    def devices_of(*args: str) -> dict[int, dict[str, int]]:
+        code, text = run("mig-parted", "export", "--plan", str(plan_path), *args)
+        assert code == 0, text
+        entries = yaml.safe_load(text)["mig-configs"]["migrator-slot-0"]
+        return {d: e["mig-devices"] for e in entries for d in e["devices"]}
+
+    def counts(layout: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in filter(None, layout.split(",")):
+            out[p.split("@")[0]] = out.get(p.split("@")[0], 0) + 1
+        return out
+
+    assert devices_of(str(scenario)) == {4: counts(layouts[0]), 2: counts(layouts[1])}
+    assert devices_of("--devices", "7,0") == {7: counts(layouts[0]), 0: counts(layouts[1])}
+    assert set(devices_of()) == {0, 1}  # a plan alone: positions
+    code, out = run("mig-parted", "export", "--plan", str(plan_path), "--devices", "3,3")
+    assert code == 2 and "--devices" in out
+
+
 def test_mig_parted_import_errors_are_usage_errors(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("version: v1\nmig-configs:\n  c:\n    - devices: [0]\n      mig-enabled: true\n"

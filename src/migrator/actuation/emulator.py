@@ -259,6 +259,12 @@ class c_nvmlMemory_t(ctypes.Structure):  # noqa: N801
     _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
 
 
+class nvmlPciInfo_t(ctypes.Structure):  # noqa: N801 - nvidia-ml-py's name and fields
+    _fields_ = [("busIdLegacy", ctypes.c_char * 16), ("domain", ctypes.c_uint), ("bus", ctypes.c_uint),
+                ("device", ctypes.c_uint), ("pciDeviceId", ctypes.c_uint), ("pciSubSystemId", ctypes.c_uint),
+                ("busId", ctypes.c_char * 32)]
+
+
 @dataclass(frozen=True)
 class ProcessInfo:
     """The fields of nvidia-ml-py's process objects that MIG code reads."""
@@ -653,6 +659,19 @@ class NvmlEmulator:
     def nvmlDeviceGetUUID(self, handle: Any) -> str:  # noqa: N802
         index, _ = self._gpu(handle)
         return f"GPU-00000000-0000-0000-0000-emulated{index:04d}"
+
+    @_surface
+    def nvmlDeviceGetPciInfo(self, handle: Any) -> nvmlPciInfo_t:  # noqa: N802
+        """The device's PCI identity: ``pciDeviceId`` is the first id of its geometry's table
+        in ``data/gpus/pci-device-ids.txt`` (0 for a geometry without one); the emulated GPU
+        ``i`` sits on bus ``i + 1``."""
+        from .migparted import device_ids_for
+
+        index, state = self._gpu(handle)
+        device_id = next(iter(device_ids_for(state.geometry.name)), 0)
+        bus_id = f"00000000:{index + 1:02X}:00.0".encode()
+        return nvmlPciInfo_t(busIdLegacy=bus_id, domain=0, bus=index + 1, device=0, pciDeviceId=device_id,
+                             pciSubSystemId=0, busId=bus_id)
 
     @_surface
     def nvmlDeviceGetMemoryInfo(self, handle: Any, version: int | None = None) -> c_nvmlMemory_t:  # noqa: N802

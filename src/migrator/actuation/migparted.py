@@ -16,6 +16,14 @@ a placement and lets the driver choose. So exporting a migrator plan keeps what 
 holds but not where, and importing a config needs placements: :func:`import_config` lets
 the geometry core choose them, the valid arrangement that keeps most of the GPU's current
 instances (when given), else the first in the core's enumeration order.
+
+Entries with a ``device-filter`` apply only to GPUs whose PCI device id (``0x20B010DE``: the
+device id, then NVIDIA's vendor id 0x10DE, as ``nvmlDeviceGetPciInfo`` reports it) is listed.
+The ids of the GPUs migrator has tables for are in ``data/gpus/pci-device-ids.txt``
+(:func:`gpu_for_device_id`, :func:`device_ids_for`).
+
+Exported configurations name NVML device indices: each GPU's ``device`` (a scenario's
+``devices`` entries, :meth:`migrator.Scenario.devices`), not its position in the plan.
 """
 
 from __future__ import annotations
@@ -24,17 +32,30 @@ import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
 from ..errors import ConfigError, InvalidLayout
+from ..geometry.catalog import known_gpus, resolve_gpu
 from ..geometry.geometry import Geometry
 from ..geometry.layout import Layout, LayoutLike, as_layout
 from ..workload.checks import read_yaml
 
-__all__ = ["DeviceTarget", "dump", "export_layouts", "export_plan", "import_config", "load_config"]
+__all__ = [
+    "DeviceTarget",
+    "device_ids_for",
+    "dump",
+    "export_layouts",
+    "export_plan",
+    "format_device_id",
+    "gpu_for_device_id",
+    "import_config",
+    "load_config",
+    "parse_device_id",
+]
 
 VERSION = "v1"
 _ENTRY_KEYS = ("device-filter", "devices", "mig-enabled", "mig-devices")
@@ -53,34 +74,61 @@ def _counts(layout: Layout) -> dict[str, int]:
     return dict(sorted(Counter(p.profile for p in layout).items()))
 
 
-def export_layouts(layouts: Sequence[LayoutLike]) -> list[dict[str, Any]]:
-    """One mig-parted configuration (its list of entries) for one layout per GPU index.
+def export_layouts(layouts: Sequence[LayoutLike], devices: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """One mig-parted configuration (its list of entries) for one layout per GPU.
 
-    GPUs with the same profile counts share an entry. Device lists are always explicit, so
-    the configuration never touches GPUs the layouts do not name.
+    ``devices`` are the GPUs' NVML device indices, what mig-parted's ``devices`` names
+    (default: their positions). GPUs with the same profile counts share an entry. Device
+    lists are always explicit, so the configuration never touches GPUs the layouts do not name.
+
+    Raises
+    ------
+    ConfigError
+        ``devices`` not one index >= 0 per layout, or two GPUs on one device.
     """
+    indices = _device_indices(devices, len(layouts))
     groups: dict[tuple[tuple[str, int], ...], list[int]] = {}
-    for index, layout in enumerate(layouts):
+    for device, layout in zip(indices, layouts):
         key = tuple(_counts(as_layout(layout)).items())
-        groups.setdefault(key, []).append(index)
+        groups.setdefault(key, []).append(device)
     return [
-        {"devices": devices, "mig-enabled": True, "mig-devices": dict(key)}
+        {"devices": sorted(devices), "mig-enabled": True, "mig-devices": dict(key)}
         for key, devices in groups.items()
     ]
 
 
-def export_plan(plan: Any, *, slots: Iterable[int] = (0,), prefix: str = "migrator") -> dict[str, Any]:
+def _device_indices(devices: Sequence[int] | None, n_gpus: int) -> list[int]:
+    if devices is None:
+        return list(range(n_gpus))
+    indices = list(devices)
+    if len(indices) != n_gpus or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in indices):
+        raise ConfigError(f"devices must be {n_gpus} NVML device indices (integers >= 0), one per GPU, got "
+                          f"{indices[:20]!r}", field="devices")
+    seen: dict[int, int] = {}
+    for gpu, device in enumerate(indices):
+        if device in seen:
+            raise ConfigError(f"devices: GPUs {seen[device]} and {gpu} both map to NVML device {device}; each "
+                              "GPU needs its own device", field="devices")
+        seen[device] = gpu
+    return indices
+
+
+def export_plan(plan: Any, *, slots: Iterable[int] = (0,), prefix: str = "migrator",
+                devices: Sequence[int] | None = None) -> dict[str, Any]:
     """A mig-parted document with one configuration ``<prefix>-slot-<t>`` per slot ``t``.
 
-    ``plan`` is a :class:`migrator.Plan` or its JSON document (``migrator plan --json``).
+    ``plan`` is a :class:`migrator.Plan` or its JSON document (``migrator plan --json``);
+    ``devices`` the NVML device index of each of its GPUs (default: their positions; for a
+    scenario's plan, :meth:`migrator.Scenario.devices`).
     """
     gpus = _plan_gpus(plan)
+    indices = _device_indices(devices, len(gpus))
     horizon = min((len(g["slots"]) for g in gpus), default=0)
     configs = {}
     for t in slots:
         if not 0 <= t < horizon:
             raise ConfigError(f"slot {t} is outside the plan's {horizon} slots", field="slots")
-        configs[f"{prefix}-slot-{t}"] = export_layouts([g["slots"][t]["layout"] for g in gpus])
+        configs[f"{prefix}-slot-{t}"] = export_layouts([g["slots"][t]["layout"] for g in gpus], indices)
     return {"version": VERSION, "mig-configs": configs}
 
 
@@ -107,6 +155,57 @@ def _plan_gpus(plan: Any) -> list[Mapping[str, Any]]:
 def dump(document: Mapping[str, Any]) -> str:
     """The document as mig-parted YAML, with a comment saying placements are not kept."""
     return _HEADER + yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=None)
+
+
+# -- PCI device ids -----------------------------------------------------------------------------
+
+_DEVICE_ID = re.compile(r"^0[xX][0-9A-Fa-f]{1,8}$")
+
+
+def parse_device_id(value: str | int, where: str = "device id") -> int:
+    """A PCI device id as mig-parted writes it (``"0x20B010DE"``) or NVML gives it (the integer).
+
+    Raises :class:`~migrator.errors.ConfigError` naming ``where`` for anything else.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32:
+        return value
+    if isinstance(value, str) and _DEVICE_ID.match(value.strip()):
+        return int(value.strip(), 16)
+    raise ConfigError(f"{where} must be a PCI device id such as 0x20B010DE (device id, then vendor id 0x10DE), "
+                      f"got {str(value)[:40]!r}", field=where)
+
+
+def format_device_id(device_id: int) -> str:
+    """``0x20B010DE``: how mig-parted's ``device-filter`` spells an id."""
+    return f"0x{device_id:08X}"
+
+
+@functools.lru_cache(maxsize=1)
+def _pci_table() -> dict[int, str]:
+    """PCI device id -> built-in table key (``data/gpus/pci-device-ids.txt``, with its sources)."""
+    text = (resources.files("migrator") / "data" / "gpus" / "pci-device-ids.txt").read_text(encoding="utf-8")
+    table = {}
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if fields:
+            table[int(fields[0], 16)] = fields[1]
+    return table
+
+
+def gpu_for_device_id(device_id: str | int) -> str | None:
+    """The built-in table of the GPU with this PCI device id (``"A100-40GB"`` for
+    ``0x20B010DE``), or None for an id migrator has no table for."""
+    return _pci_table().get(parse_device_id(device_id))
+
+
+def device_ids_for(gpu: str) -> tuple[int, ...]:
+    """The PCI device ids of every product of a built-in GPU table (any of its names), in the
+    data file's order; empty for a GPU migrator has no table for."""
+    try:
+        key = resolve_gpu(gpu)
+    except LookupError:
+        return ()
+    return tuple(device_id for device_id, table in _pci_table().items() if table == key)
 
 
 # -- import -------------------------------------------------------------------------------------
@@ -169,7 +268,17 @@ def _check_entry(entry: Any, where: str) -> None:
                           field=f"{where}.devices")
     if not isinstance(entry["mig-enabled"], bool):
         raise ConfigError(f"{where}.mig-enabled must be true or false", field=f"{where}.mig-enabled")
+    if "device-filter" in entry:
+        _filter_ids(entry["device-filter"], f"{where}.device-filter")
     _check_mig_devices(entry, where)
+
+
+def _filter_ids(value: Any, where: str) -> set[int]:
+    """A ``device-filter``: one PCI device id or a list of them (mig-parted takes both)."""
+    ids = [value] if isinstance(value, str) else value
+    if not isinstance(ids, list) or not ids:
+        raise ConfigError(f"{where} must be a PCI device id or a non-empty list of them (0x20B010DE)", field=where)
+    return {parse_device_id(i, where) for i in ids}
 
 
 def _check_mig_devices(entry: Mapping[str, Any], where: str) -> None:
@@ -195,7 +304,7 @@ def import_config(
     geometries: Sequence[Geometry],
     *,
     current: Sequence[LayoutLike] | None = None,
-    device_ids: Sequence[str] | None = None,
+    device_ids: Sequence[str | int] | None = None,
 ) -> list[DeviceTarget]:
     """The target of each GPU that configuration ``config`` names.
 
@@ -209,8 +318,11 @@ def import_config(
         One per GPU index of the machine (``devices: all`` means all of these).
     current : sequence of layouts, optional
         The GPUs' layouts now: among valid arrangements, the one keeping most of them wins.
-    device_ids : sequence of str, optional
-        Each GPU's PCI device id (``0x20B010DE``), needed only by entries with ``device-filter``.
+    device_ids : sequence of str or int, optional
+        Each GPU's PCI device id (``"0x20B010DE"``, or NVML's integer), read only by entries
+        with a ``device-filter`` (which are an error without them: a model does not say
+        which of its products a GPU is). A built-in geometry's id must be one of its own
+        table's (:func:`device_ids_for`).
 
     Returns
     -------
@@ -222,12 +334,14 @@ def import_config(
     ------
     ConfigError
         Unknown configuration, an index past the GPUs, a GPU named by two entries, an
-        unknown profile, or counts no arrangement on the GPU can hold.
+        unknown profile (naming the built-in GPUs that have it), counts no arrangement on
+        the GPU can hold, or a device id of another GPU than the geometry's.
     """
     document = load_config(document)
     if current is not None and len(current) != len(geometries):
         raise ConfigError(f"current has {len(current)} layouts for {len(geometries)} GPUs; give one per GPU",
                           field="current")
+    products = _products(geometries, device_ids)
     configs = document["mig-configs"]
     if config not in configs:
         raise ConfigError(f"unknown configuration {config!r}; mig-configs has: {', '.join(map(str, configs))}",
@@ -235,7 +349,7 @@ def import_config(
     chosen: dict[int, tuple[int, Mapping[str, Any]]] = {}
     for i, entry in enumerate(configs[config]):
         where = f"mig-configs.{config}[{i}]"
-        for index in _matching_devices(entry, len(geometries), device_ids, where):
+        for index in _matching_devices(entry, products, where):
             if index in chosen:
                 raise ConfigError(f"{where}: GPU {index} is already configured by entry {chosen[index][0]}",
                                   field=f"{where}.devices")
@@ -249,21 +363,42 @@ def import_config(
     return out
 
 
-def _matching_devices(entry: Mapping[str, Any], n_gpus: int, device_ids: Sequence[str] | None,
-                      where: str) -> list[int]:
+def _products(geometries: Sequence[Geometry], device_ids: Sequence[str | int] | None) -> list[int | None]:
+    """Each GPU's PCI device id (None where not given), checked against its geometry."""
+    if device_ids is None:
+        return [None] * len(geometries)
+    if len(device_ids) != len(geometries):
+        raise ConfigError(f"device_ids has {len(device_ids)} ids for {len(geometries)} GPUs; give one per GPU",
+                          field="device_ids")
+    out: list[int | None] = []
+    for index, (geometry, given) in enumerate(zip(geometries, device_ids)):
+        device_id = parse_device_id(given, f"device_ids[{index}]")
+        table = _pci_table().get(device_id)
+        # Only a built-in geometry can contradict the id: one read from NVML for a product
+        # without a table is named by the driver.
+        if table is not None and geometry.name in known_gpus() and table != geometry.name:
+            raise ConfigError(f"GPU {index}: device id {format_device_id(device_id)} is a {table}, but the GPU's "
+                              f"geometry is {geometry.name}", field=f"device_ids[{index}]")
+        out.append(device_id)
+    return out
+
+
+def _matching_devices(entry: Mapping[str, Any], products: Sequence[int | None], where: str) -> list[int]:
+    n_gpus = len(products)
     devices = list(range(n_gpus)) if entry["devices"] == "all" else list(entry["devices"])
     outside = [d for d in devices if d >= n_gpus]
     if outside:
         raise ConfigError(f"{where}.devices: GPU {outside[0]} does not exist (GPUs 0-{n_gpus - 1})",
                           field=f"{where}.devices")
-    filters = entry.get("device-filter")
-    if not filters:
+    if "device-filter" not in entry:
         return devices
-    if device_ids is None:
-        raise ConfigError(f"{where}.device-filter: this entry applies only to some PCI device ids; pass the "
-                          "GPUs' device ids to decide which GPUs it names", field=f"{where}.device-filter")
-    wanted = {f.lower() for f in ([filters] if isinstance(filters, str) else filters)}
-    return [d for d in devices if device_ids[d].lower() in wanted]
+    unknown = [d for d in devices if products[d] is None]
+    if unknown:
+        raise ConfigError(f"{where}.device-filter: this entry applies only to some PCI device ids, and GPU "
+                          f"{unknown[0]}'s is not known; pass the GPUs' device ids (--device-id, or read them "
+                          "with --backend nvml)", field=f"{where}.device-filter")
+    wanted = _filter_ids(entry["device-filter"], f"{where}.device-filter")
+    return [d for d in devices if products[d] in wanted]
 
 
 def _target(index: int, entry: Mapping[str, Any], geometry: Geometry, current: Layout, where: str) -> DeviceTarget:
@@ -286,7 +421,21 @@ def _profile_name(geometry: Geometry, key: str, where: str) -> str:
     try:
         return geometry.profile(match["gi"]).name
     except InvalidLayout as exc:
-        raise ConfigError(f"{where}.{key}: {exc}", field=where) from exc
+        raise ConfigError(f"{where}.{key}: {exc}{_owners(match['gi'])}", field=where) from exc
+
+
+def _owners(profile: str) -> str:
+    """Which built-in GPUs have the profile: a config written for another GPU says so."""
+    owners = [gpu for gpu in known_gpus() if _has_profile(Geometry.for_gpu(gpu), profile)]
+    return f" ({profile} is a profile of {', '.join(owners)})" if owners else " (no built-in GPU has it)"
+
+
+def _has_profile(geometry: Geometry, profile: str) -> bool:
+    try:
+        geometry.profile(profile)
+    except InvalidLayout:
+        return False
+    return True
 
 
 def _arrange(geometry: Geometry, wanted: Mapping[str, int], current: Layout, where: str) -> str:

@@ -7,7 +7,7 @@ simulations. Both run this same code, so what the tests exercise is what runs on
 What it uses, by nvidia-ml-py name (checked against nvidia-ml-py 12.560.30 and 13.615.71):
 
 * reading: ``nvmlDeviceGetCount``, ``nvmlDeviceGetHandleByIndex``, ``nvmlDeviceGetName``,
-  ``nvmlDeviceGetMigMode``, ``nvmlDeviceGetGpuInstances`` (caller's array of
+  ``nvmlDeviceGetUUID``, ``nvmlDeviceGetPciInfo`` (``pciDeviceId``), ``nvmlDeviceGetMigMode``, ``nvmlDeviceGetGpuInstances`` (caller's array of
   ``c_nvmlGpuInstance_t`` and a count by reference), ``nvmlGpuInstanceGetInfo`` (``id``,
   ``profileId``, ``placement.start``/``size``), ``nvmlGpuInstanceGetComputeInstanceProfileInfo``,
   ``nvmlGpuInstanceGetComputeInstances``, ``nvmlComputeInstanceGetInfo``,
@@ -123,7 +123,8 @@ class GpuInstance:
 
 @dataclass(frozen=True)
 class GpuState:
-    """What one GPU holds now: MIG mode and its GPU instances, sorted by placement."""
+    """What one GPU holds now: MIG mode and its GPU instances, sorted by placement; ``uuid``
+    is NVML's (``GPU-...``; empty where NVML would not say)."""
 
     index: int
     name: str
@@ -131,6 +132,7 @@ class GpuState:
     mig_enabled: bool
     mig_pending: bool
     instances: tuple[GpuInstance, ...] = field(default=())
+    uuid: str = ""
 
     @property
     def layout(self) -> Layout:
@@ -152,6 +154,7 @@ class GpuState:
         return {
             "index": self.index,
             "name": f"gpu{self.index}",
+            "uuid": self.uuid,
             "device": self.name,
             "model": self.model,
             "mig_enabled": self.mig_enabled,
@@ -190,6 +193,7 @@ class NvmlBackend:
         self.nvml = nvml if nvml is not None else default_nvml()
         self._open = False
         self._geometries: dict[int, Geometry] = {}
+        self._uuids: dict[int, str] = {}
         self._ci_profiles: dict[tuple[int, int], tuple[_CiProfile, ...]] = {}
 
     # -- session ----------------------------------------------------------------------------
@@ -243,6 +247,22 @@ class NvmlBackend:
             self._geometries[gpu] = Geometry.from_nvml(self.handle(gpu), self.nvml)
         return self._geometries[gpu]
 
+    def uuid(self, gpu: int) -> str:
+        """The device's NVML UUID (cached: it does not change); empty where the NVML
+        object has no such call or refuses it, since a UUID only labels metrics."""
+        if gpu not in self._uuids:
+            try:
+                self._uuids[gpu] = _text(self._call("nvmlDeviceGetUUID", self.handle(gpu), what=f"GPU {gpu}"))
+            except (AttributeError, NVMLCallError) as exc:
+                log.debug("GPU %d: no UUID: %s", gpu, exc)
+                return ""
+        return self._uuids[gpu]
+
+    def pci_device_id(self, gpu: int) -> int:
+        """The device's PCI device id (``pciDeviceId``, e.g. 0x20B010DE): what mig-parted's
+        ``device-filter`` matches."""
+        return int(self._call("nvmlDeviceGetPciInfo", self.handle(gpu), what=f"GPU {gpu}").pciDeviceId)
+
     def mig_mode(self, gpu: int) -> tuple[bool, bool]:
         """(current, pending) MIG mode: True when enabled."""
         current, pending = self._call("nvmlDeviceGetMigMode", self.handle(gpu), what=f"GPU {gpu}")
@@ -263,7 +283,7 @@ class NvmlBackend:
                     key=lambda i: i.placement.sort_key(),
                 )
             )
-        return GpuState(gpu, name, geometry.name, enabled, pending, instances)
+        return GpuState(gpu, name, geometry.name, enabled, pending, instances, self.uuid(gpu))
 
     def states(self) -> list[GpuState]:
         return [self.state(gpu) for gpu in range(self.device_count())]

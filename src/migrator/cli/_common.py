@@ -172,6 +172,22 @@ class Backend:
         self.backend.close()
 
 
+def device_list(text: str | None, n_gpus: int) -> list[int] | None:
+    """``--devices``: one distinct device index per scenario GPU (which exist is the
+    backend's to say)."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    if not all(part.strip().isascii() and part.strip().isdigit() and len(part.strip()) <= 9 for part in parts):
+        raise click.BadParameter(f"expected comma-separated device indices such as 0,1, got {text[:80]!r}",
+                                 param_hint="--devices")
+    devices = [int(part) for part in parts]
+    if len(devices) != n_gpus or len(set(devices)) != n_gpus:
+        raise click.BadParameter(f"give {n_gpus} distinct device indices, one per GPU of the scenario, "
+                                 f"got {text[:80]!r}", param_hint="--devices")
+    return devices
+
+
 def writable_file(path: str | None, option: str) -> str | None:
     """``path`` where a file can be written (its folder takes a new file; it is not a
     folder itself), else a usage error naming ``option``: checked before the work whose

@@ -14,6 +14,7 @@ from ._common import (
     Backend,
     StderrLog,
     backend_option,
+    device_list,
     echo_json,
     load_scenario,
     open_journal,
@@ -31,22 +32,6 @@ def _decision_lines(decision: Any) -> list[str]:
         if decision.dry_run:
             lines += [f"    {i}. {text}" for i, text in enumerate(decision.actions[g], 1)]
     return lines + [f"  failed: {f}" for f in decision.failures]
-
-
-def _device_list(text: str | None, n_gpus: int) -> list[int] | None:
-    """``--devices``: one distinct device index per scenario GPU (which exist is the
-    backend's to say)."""
-    if text is None:
-        return None
-    parts = text.split(",")
-    if not all(part.strip().isascii() and part.strip().isdigit() and len(part.strip()) <= 9 for part in parts):
-        raise click.BadParameter(f"expected comma-separated device indices such as 0,1, got {text[:80]!r}",
-                                 param_hint="--devices")
-    devices = [int(part) for part in parts]
-    if len(devices) != n_gpus or len(set(devices)) != n_gpus:
-        raise click.BadParameter(f"give {n_gpus} distinct device indices, one per GPU of the scenario, "
-                                 f"got {text[:80]!r}", param_hint="--devices")
-    return devices
 
 
 @click.command()
@@ -103,7 +88,7 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
 
     writable_file(metrics_file, "--metrics-file")
     s = load_scenario(scenario)
-    devices = _device_list(devices_text, len(s.gpus))
+    devices = device_list(devices_text, len(s.gpus))
     if devices is None and backend == "emulator":
         devices = list(range(len(s.gpus)))  # the emulator's devices are the scenario's GPUs, in order
     tenants = [t.name for t in s.tenants]
