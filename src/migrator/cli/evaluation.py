@@ -14,13 +14,16 @@ from ._common import SECONDS, SEEDS, load_scenario, new_console, writable_folder
 # The gradings of ``migrator.evaluation.requests.GRADERS`` (not imported here: the command's
 # module loads no simulator until it runs; a test holds the two lists equal).
 GRADERS = ("request", "slot")
+# ``migrator.evaluation.latency.LATENCY_MODES``, for the same reason.
+LATENCY_MODES = ("model", "wall")
+LATENCY_WORDS = {"model": "decisions charged their measured cost", "wall": "decisions charged their wall clock"}
 GRADER_WORDS = {"request": "request by request", "slot": "by the planner's slot model"}
 
 
 def _results_table(comparison: Any) -> Table:
     means, spread = comparison.table(), comparison.spread()
     table = Table(title=f"{comparison.scenario}: {len(comparison.seeds)} seed(s), mean ± std, "
-                        f"graded {GRADER_WORDS[comparison.grader]}")
+                        f"graded {GRADER_WORDS[comparison.grader]}, {LATENCY_WORDS[comparison.latency]}")
     for header in ("policy", "Goodput", "SLO attainment", "mean accuracy", "reconfigurations",
                    "decision p50 (ms)", "decision p99 (ms)"):
         table.add_column(header, justify="left" if header == "policy" else "right")
@@ -85,13 +88,20 @@ def _improvement_lines(comparison: Any) -> list[str]:
                    "period of the scenario (its duration_s) drawn with its own seed for synthetic arrivals; for a "
                    "recorded trace, the slots before the window (half the spare ones, at most the window's "
                    "length; the seed picks the window).")
+@click.option("--latency", type=click.Choice(LATENCY_MODES), default="model", show_default=True,
+              help="How long each decision delays its effect. 'model': one fixed cost per policy, the median of a "
+                   "few of its decisions, measured once per machine and kept (in $MIGRATOR_DECISION_COSTS, else "
+                   "~/.cache/migrator/decision-costs.json; results.json records it), so that a seed repeats "
+                   "exactly; 'wall': the wall-clock time each decision took, which moves with the machine's load.")
 def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: float | None,
-             out_dir: str | None, as_json: bool, grader: str, warmup_s: float | None) -> None:
+             out_dir: str | None, as_json: bool, grader: str, warmup_s: float | None, latency: str) -> None:
     """Replay SCENARIO (the built-in default when omitted) under several policies and
     compare their Goodput.
 
-    Each policy runs on the same arrivals for each seed; decisions take effect after the
-    wall-clock time the policy took to make them. Every run is graded request by request
+    Each policy runs on the same arrivals for each seed, after a warm-up it may size on
+    (--warmup, never scored); decisions take effect after the policy's decision cost
+    (--latency model, measured once per machine) or the wall-clock time each took
+    (--latency wall). Every run is graded request by request
     (default) and by the planner's slot model; --grader picks the headline. Prints a table
     per policy (Goodput, SLO attainment, mean accuracy, MIG reconfigurations, decision
     latency p50/p99), the other grading's Goodput and SLO attainment, and migrator's
@@ -122,7 +132,7 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
 
         try:
             result = compare(s, names, seeds, duration_s=duration_s, on_slot=advance, grader=grader,
-                             warmup_s=warmup_s)
+                             warmup_s=warmup_s, latency=latency)
         except MigratorError as exc:
             raise click.ClickException(str(exc)) from exc
     if out_dir is not None:

@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from ..planning.planner import json_default
 from ..workload.scenario import Scenario
 from .policy import POLICY_NAMES, Policy, make_policy
+from .latency import check_latency
 from .requests import GRADERS
 from .simulate import SimResult, check_grader, simulate
 
@@ -60,6 +61,7 @@ class Comparison:
     seeds: tuple[int, ...]
     runs: Mapping[str, tuple[SimResult, ...]]
     grader: str = "request"
+    latency: str = "model"
 
     def table(self) -> dict[str, dict[str, float]]:
         """Per policy, the mean over seeds of each metric."""
@@ -103,6 +105,7 @@ class Comparison:
             "scenario": self.scenario,
             "seeds": list(self.seeds),
             "grader": self.grader,
+            "latency": self.latency,
             "policies": {
                 name: {
                     **means,
@@ -110,6 +113,7 @@ class Comparison:
                     "per_seed": [run.summary() for run in self.runs[name]],
                     "settings": dict(self.runs[name][0].settings) if self.runs[name] else {},
                     "gradings": gradings[name],
+                    "latency": dict(self.runs[name][0].latency) if self.runs[name] else {},
                 }
                 for name, means in self.table().items()
             },
@@ -166,6 +170,7 @@ def compare(
     on_slot: Callable[[str, int, int], None] | None = None,
     grader: str = "request",
     warmup_s: float | None = None,
+    latency: str = "model",
 ) -> Comparison:
     """Replay every policy on every seed.
 
@@ -179,8 +184,11 @@ def compare(
     grader : the headline grading, ``"request"`` or ``"slot"`` (both are reported)
     warmup_s : seconds of unscored traffic before each seed's scored window, from which the
         policies take their average rates (``migrator.evaluation.warmup``)
+    latency : how decisions are charged, ``"model"`` (a decision cost per policy measured
+        once per machine: runs repeat exactly) or ``"wall"`` (``migrator.evaluation.latency``)
     """
     grader = check_grader(grader)
+    latency = check_latency(latency)
     names = parse_policies(policies)
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
@@ -194,5 +202,6 @@ def compare(
             runs[name].append(simulate(
                 scenario, policy, seed=seed, decision_latency_s=decision_latency_s, duration_s=duration_s,
                 on_slot=report, grader=grader, warmup_s=warmup_s,
+                latency=latency,
             ))
-    return Comparison(scenario.name, seeds, {name: tuple(r) for name, r in runs.items()}, grader)
+    return Comparison(scenario.name, seeds, {name: tuple(r) for name, r in runs.items()}, grader, latency)

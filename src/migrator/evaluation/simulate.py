@@ -4,8 +4,10 @@ The replay runs slot by slot (``slot_s``, one second in the built-in scenario):
 
 * at the start of a slot a policy that is due (every ``interval_s``, and not still busy with
   its last decision) observes what a controller would (:class:`migrator.evaluation.policy.Observation`)
-  and decides; the decision takes effect ``latency`` seconds later, the wall-clock time the
-  policy took (or a fixed figure), so a slow policy acts on old news;
+  and decides; the decision takes effect the decision's charged time later, so a slow policy
+  acts on old news: by default the policy's decision cost, one figure measured once per
+  machine (``latency="model"``, :mod:`migrator.evaluation.latency`), so that a replay repeats
+  exactly; with ``latency="wall"`` the wall-clock time each decision took; or a fixed figure;
 * when it takes effect, instances that keep their placement and task keep serving; created
   or re-assigned ones serve only after the set-up time (GI/CI creation, model load), as in
   the planner's model; removed ones stop;
@@ -47,6 +49,7 @@ from ..workload import _kernels
 from ..workload.goodput import INFER, ScoreResult, tenant_arrays
 from ..workload.scenario import Scenario
 from .policy import Allocation, Environment, Observation, Policy
+from .latency import check_latency, decision_cost, machine
 from .requests import GRADERS, Segment, grade_requests
 from .warmup import ArrivalWindows, arrival_windows
 
@@ -55,9 +58,10 @@ __all__ = ["DecisionRecord", "SimResult", "check_grader", "simulate"]
 
 @dataclass(frozen=True)
 class DecisionRecord:
-    """One decision: when it was asked for, how long it took, when it took effect and what
-    it changed (``layout_changes``: GPUs whose layout changed; ``instance_changes``: instances
-    created or re-assigned to a task)."""
+    """One decision: when it was asked for, how long it took (wall clock), when it took
+    effect and what it changed (``layout_changes``: GPUs whose layout changed;
+    ``instance_changes``: instances created or re-assigned to a task); ``charged_s`` is the
+    simulated time it was charged."""
 
     slot: int
     latency_s: float
@@ -65,6 +69,7 @@ class DecisionRecord:
     layout_changes: int = 0
     instance_changes: int = 0
     kept: bool = False
+    charged_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,10 @@ class SimResult:
     of the run by grader name (``"request"``, ``"slot"``), the headline included;
     ``segments`` is the instance timeline the request-level grader replayed; ``warmup_s``
     is the warm-up the policies sized on and ``start_slot`` where the scored window starts
-    in the scenario's recorded traces (None without one)."""
+    in the scenario's recorded traces (None without one); ``latency`` says how decisions
+    were charged (``mode``: ``"model"``, ``"wall"``, ``"fixed"`` or ``"policy"`` for a policy
+    with its own figure; ``decision_s``: the figure, None for ``"wall"``; ``machine``: where
+    a modelled figure was measured)."""
 
     policy: str
     seed: int
@@ -91,6 +99,7 @@ class SimResult:
     segments: tuple[Segment, ...] = ()
     warmup_s: float = 0.0
     start_slot: int | None = None
+    latency: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def goodput(self) -> float:
@@ -260,12 +269,12 @@ def _serve(
 class _Replay:
     """The state of one replay: instances, queues, retraining, and the policy's pending decision."""
 
-    def __init__(
-        self, scenario: Scenario, policy: Policy, seed: int, latency_s: float | None, windows: ArrivalWindows,
-    ) -> None:
+    def __init__(self, scenario: Scenario, policy: Policy, seed: int, windows: ArrivalWindows) -> None:
         self.scenario = scenario
         self.policy = policy
-        self.latency_s = latency_s
+        # Simulated seconds every decision is charged; None charges the wall-clock time each
+        # took. Set once the environment is known (a modelled cost is measured on it).
+        self.latency_s: float | None = None
         self.slot_s = scenario.slot_s
         self.windows = windows
         trace = windows.scored
@@ -311,21 +320,14 @@ class _Replay:
         started = time.perf_counter()
         decision = self.policy.decide(observation)
         took = time.perf_counter() - started
-        charged = self._charged(took)
+        charged = took if self.latency_s is None else self.latency_s
         self.next_decision = max(t + self.interval, math.ceil(t + charged / self.slot_s))
         if decision is None:
-            self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None, kept=True))
+            self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None, kept=True, charged_s=charged))
             return
         target = _checked(decision, self.env, self.policy.name)
         self.pending = (t * self.slot_s + charged, target, len(self.records))
-        self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None))
-
-    def _charged(self, took: float) -> float:
-        """Simulated seconds the decision takes: measured, the policy's own figure, or fixed."""
-        if self.latency_s is not None:
-            return self.latency_s
-        own = getattr(self.policy, "charged_latency_s", None)
-        return took if own is None else float(own)
+        self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None, charged_s=charged))
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -343,7 +345,8 @@ class _Replay:
             self._record(before, at)
             self.layouts = target.layouts
             record = self.records[index]
-            self.records[index] = DecisionRecord(record.slot, record.latency_s, at, *changes)
+            self.records[index] = DecisionRecord(record.slot, record.latency_s, at, *changes,
+                                                 charged_s=record.charged_s)
             self.pending = None
             start = at
         _serve(self.live, self.rates, start, stop, self.slot_s, capacity, retrain)
@@ -384,6 +387,7 @@ def simulate(
     on_slot: Callable[[int], None] | None = None,
     grader: str = "request",
     warmup_s: float | None = None,
+    latency: str = "model",
 ) -> SimResult:
     """Replay ``scenario`` under ``policy`` and score it.
 
@@ -396,8 +400,7 @@ def simulate(
     seed : int, optional
         Seed of the scenario's synthetic arrivals.
     decision_latency_s : float, optional
-        Simulated seconds every decision takes instead of the measured wall-clock time
-        (makes replays of a planner that stops at its time limit repeatable).
+        Simulated seconds every decision takes, whatever ``latency`` says.
     duration_s : float, optional
         Replay only the first ``duration_s`` seconds (at most the scenario's ``duration_s``).
     on_slot : callable, optional
@@ -411,6 +414,12 @@ def simulate(
         Seconds of traffic before the scored window that the policies may know beforehand
         (their average rates), never scored; default and sources as
         :mod:`migrator.evaluation.warmup` says. On a recorded trace ``seed`` picks the window.
+    latency : {"model", "wall"}
+        How decisions are charged without ``decision_latency_s`` (a policy with its own
+        ``charged_latency_s``, static and the oracle, keeps it): ``"model"`` (default) the
+        policy's decision cost, measured once per machine and kept
+        (:func:`migrator.evaluation.latency.decision_cost`), so that a replay repeats
+        exactly; ``"wall"`` the wall-clock time each decision took (varies with the load).
     """
     grader = check_grader(grader)
     if decision_latency_s is not None and (not isinstance(decision_latency_s, (int, float)) or decision_latency_s < 0):
@@ -419,8 +428,11 @@ def simulate(
             field="decision_latency_s",
         )
     seed = scenario.seed if seed is None else int(seed)
+    latency = check_latency(latency)
     windows = arrival_windows(scenario, seed, _n_slots(scenario, duration_s), warmup_s)
-    replay = _Replay(scenario, policy, seed, decision_latency_s, windows)
+    replay = _Replay(scenario, policy, seed, windows)
+    charge = _charge(policy, replay.env, latency, decision_latency_s)
+    replay.latency_s = charge["decision_s"]
     policy.reset(replay.env)
     columns: list[tuple[np.ndarray, ...]] = []
     layouts: list[list[str]] = [[] for _ in scenario.gpus]
@@ -447,7 +459,21 @@ def simulate(
         segments=segments,
         warmup_s=windows.warmup_s,
         start_slot=windows.start_slot,
+        latency=charge,
     )
+
+
+def _charge(policy: Policy, env: Environment, latency: str, fixed_s: float | None) -> dict[str, Any]:
+    """How the replay charges decisions: a fixed figure, the policy's own, the modelled
+    decision cost (measured once per machine) or the wall clock (``decision_s`` None)."""
+    if fixed_s is not None:
+        return {"mode": "fixed", "decision_s": float(fixed_s)}
+    own = getattr(policy, "charged_latency_s", None)
+    if own is not None:
+        return {"mode": "policy", "decision_s": float(own)}
+    if latency == "wall":
+        return {"mode": "wall", "decision_s": None}
+    return {"mode": "model", "decision_s": decision_cost(policy, env), "machine": machine()}
 
 
 def check_grader(value: Any, field_name: str = "grader") -> str:
