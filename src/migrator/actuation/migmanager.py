@@ -4,7 +4,7 @@ On a GPU Operator cluster the mig-manager DaemonSet owns each node's MIG layout:
 the node label ``nvidia.com/mig.config``, applies the mig-parted configuration of that name
 from its ConfigMap (key ``config.yaml``), and reports in ``nvidia.com/mig.config.state``
 (``pending``, ``rebooting``, then ``success`` or ``failed``). :class:`MigManagerBackend`
-drives it so that the two never fight over a node (docs/mig-manager.md, deploy/README.md):
+drives it, so that the two never fight over a node (deploy/README.md):
 
 1. the node's target layouts become one mig-parted configuration
    (:func:`migrator.actuation.migparted.export_layouts`, the code behind
@@ -51,6 +51,7 @@ from .reconfig import Action, ApplyResult, Reconfiguration
 __all__ = [
     "CONFIG_KEY",
     "CONFIG_LABEL",
+    "CONFIG_MAP",
     "DEFAULT_CONFIG_MAP",
     "STATES",
     "STATE_LABEL",
@@ -68,13 +69,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # The GPU Operator's names (NVIDIA/gpu-operator controllers/state_manager.go, object_controls.go;
-# NVIDIA/mig-parted pkg/mig/reconfigure/reconfigure.go); see docs/mig-manager.md.
+# NVIDIA/mig-parted pkg/mig/reconfigure/reconfigure.go); sources in deploy/README.md.
 CONFIG_LABEL = "nvidia.com/mig.config"
 STATE_LABEL = "nvidia.com/mig.config.state"
 #: The values mig-manager writes in the state label, in the order it writes them.
 STATES = ("pending", "rebooting", "success", "failed")
-#: The operator's own ConfigMap; a custom one is named in the ClusterPolicy's ``migManager.config.name``.
+#: The operator's own ConfigMap. Not for migrator to write: the operator rewrites it from its
+#: assets on every reconcile (controllers/object_controls.go), unless a custom one is named.
 DEFAULT_CONFIG_MAP = "default-mig-parted-config"
+#: The custom ConfigMap deploy/mig-manager.yaml creates; the ClusterPolicy's
+#: ``migManager.config.name`` must name it (mig-manager then reads it on every node).
+CONFIG_MAP = "migrator-mig-parted-config"
 #: The key mig-manager reads in the ConfigMap (a custom ConfigMap must use it too).
 CONFIG_KEY = "config.yaml"
 PREFIX = "migrator-"
@@ -251,9 +256,8 @@ class MigManagerBackend:
         Where the ConfigMap lives: the GPU Operator's namespace (``gpu-operator``).
     config_map : str
         The ConfigMap mig-manager reads: the one the ClusterPolicy's
-        ``migManager.config.name`` names (deploy/mig-manager.yaml creates
-        ``migrator-mig-parted-config``); :data:`DEFAULT_CONFIG_MAP` is the operator's own,
-        which it may rewrite.
+        ``migManager.config.name`` names (:data:`CONFIG_MAP`, which deploy/mig-manager.yaml
+        creates). Not :data:`DEFAULT_CONFIG_MAP`: the operator rewrites that one.
     api : kubernetes.client.CoreV1Api, optional
         By default one built from the pod's service account (in a cluster), else from
         ``~/.kube/config``.
@@ -275,7 +279,7 @@ class MigManagerBackend:
         *,
         reader: NvmlBackend | None = None,
         namespace: str = "gpu-operator",
-        config_map: str = DEFAULT_CONFIG_MAP,
+        config_map: str = CONFIG_MAP,
         api: Any = None,
         timeout_s: float = 900.0,
         poll_s: float = 2.0,
