@@ -258,7 +258,7 @@ def backend(cluster: FakeCluster, emulator: NvmlEmulator, clock: FakeClock) -> I
 def test_success_writes_the_config_sets_the_label_and_the_gpus_get_the_counts(
         backend: MigManagerBackend, cluster: FakeCluster, emulator: NvmlEmulator, clock: FakeClock) -> None:
     targets = {0: "4g.20gb@0,1g.5gb@4,1g.5gb@5,1g.5gb@6", 1: "7g.40gb@0"}
-    result = backend.apply_layouts(targets, expected={0: "3g.20gb@0,3g.20gb@4", 1: "7g.40gb@0"})
+    result = backend.apply_layouts({**targets, 2: ""}, expected={0: "3g.20gb@0,3g.20gb@4", 1: "7g.40gb@0", 2: ""})
 
     assert result.applied and result.states == ("pending", "success")
     assert result.changed == (0,) and result.previous == "all-disabled"
@@ -268,7 +268,7 @@ def test_success_writes_the_config_sets_the_label_and_the_gpus_get_the_counts(
     assert counts(emulator.layout(0)) == counts(targets[0])
     assert emulator.layout(1) == "7g.40gb@0" and emulator.layout(2) == ""
     assert result.per_gpu[0].after == emulator.layout(0) and result.per_gpu[0].changed
-    assert not result.per_gpu[1].changed
+    assert not result.per_gpu[1].changed and not result.per_gpu[2].changed and set(result.per_gpu) == {0, 1, 2}
     # The configuration, read with the importer: the named devices only (GPU 2 has MIG off).
     document = cluster.config_document()
     assert document["mig-configs"]["all-disabled"] == [{"devices": "all", "mig-enabled": False}]  # kept
@@ -402,8 +402,8 @@ def test_an_external_change_is_refused(backend: MigManagerBackend, cluster: Fake
 def test_mig_mode_is_never_switched(backend: MigManagerBackend, cluster: FakeCluster) -> None:
     with pytest.raises(MigModeDisabled):
         backend.apply_layouts({2: "7g.40gb@0"})
-    with pytest.raises(ConfigError, match="MIG mode off"):
-        backend.apply_layouts({2: ""})
+    result = backend.apply_layouts({2: ""})  # left out of the configuration: it would switch MIG on
+    assert not result.applied and result.per_gpu[2].after == "" and not result.per_gpu[2].changed
     assert cluster.writes() == []
 
 

@@ -216,9 +216,10 @@ class MigManagerResult:
     ``config`` is the configuration name (the label value), ``previous`` the label's value
     before; ``states`` every state label value seen while waiting, in order; ``changed`` the
     devices whose counts changed (mig-parted recreated all their instances); ``per_gpu``
-    device -> :class:`~migrator.actuation.reconfig.ApplyResult` (its ``reconfiguration`` is
-    what mig-parted does: destroy every instance, create the target's); ``applied`` is False
-    when no label was set (dry run, or nothing to change).
+    device -> :class:`~migrator.actuation.reconfig.ApplyResult` for every device of the
+    targets (its ``reconfiguration`` is what mig-parted does: destroy every instance, create
+    the target's; a GPU with MIG off is unchanged); ``applied`` is False when no label was
+    set (dry run, or nothing to change).
     """
 
     node: str
@@ -379,8 +380,10 @@ class MigManagerBackend:
         changed = tuple(d for d in sorted(goals) if _counts(goals[d]) != _counts(before[d].layout)
                         or before[d].incomplete)
         if dry_run or not changed:
-            per_gpu = {d: self._result(before[d], goals[d], before[d], d in changed, dry_run, started) for d in goals}
+            per_gpu = {d: self._result(before[d], goals.get(d, Layout()), before[d], d in changed, dry_run, started)
+                       for d in before}
             return MigManagerResult(self.node, "", None, (), changed, per_gpu, False, self._clock() - started)
+        left_out = {d: before.pop(d) for d in list(before) if d not in goals}  # MIG off: not named
         entries = node_config(goals)
         name = config_name(self.node, entries)
         previous = self._labels().get(CONFIG_LABEL)
@@ -401,6 +404,7 @@ class MigManagerBackend:
                 node=self.node, config=name, state="failed", layouts={d: str(s.layout) for d, s in after.items()})
         self._check_counts(goals, after, name)
         per_gpu = {d: self._result(before[d], goals[d], after[d], d in changed, False, started) for d in goals}
+        per_gpu.update({d: self._result(s, Layout(), s, False, False, started) for d, s in left_out.items()})
         return MigManagerResult(self.node, name, previous, tuple(wait.seen), changed, per_gpu, True,
                                 self._clock() - started)
 
@@ -418,23 +422,20 @@ class MigManagerBackend:
             if isinstance(device, bool) or not isinstance(device, int) or not 0 <= device < count:
                 raise ConfigError(f"targets: device {device!r} does not exist; the node has devices 0-{count - 1}",
                                   field="targets")
-            goals[device] = self.reader.check_target(device, target)
+            goal = self.reader.check_target(device, target)
             before[device] = self.reader.state(device)
-            if not before[device].mig_enabled:
-                # An empty target on a GPU with MIG off: naming it (mig-enabled: true) would
-                # switch MIG on; leave it out.
-                del goals[device], before[device]
+            # An empty target on a GPU with MIG off is left out: naming it (mig-enabled: true)
+            # would switch MIG on.
+            if before[device].mig_enabled:
+                goals[device] = goal
         if expected is not None:
-            for device in goals:
+            for device in before:
                 if device in expected:
                     _check_unchanged(before[device], self.reader.geometry(device).validate(expected[device]))
         if not force:
             for device in goals:
                 if _counts(goals[device]) != _counts(before[device].layout):
                     _check_idle(before[device])
-        if not goals:
-            raise ConfigError("targets name only GPUs with MIG mode off: nothing for mig-manager to do",
-                              field="targets")
         return goals, before
 
     def _check_counts(self, goals: Mapping[int, Layout], after: Mapping[int, GpuState], name: str) -> None:
