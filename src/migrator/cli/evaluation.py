@@ -20,20 +20,46 @@ LATENCY_WORDS = {"model": "decisions charged their measured cost", "wall": "deci
 GRADER_WORDS = {"request": "request by request", "slot": "by the planner's slot model"}
 
 
+def _spread_words(comparison: Any) -> str:
+    from ..evaluation.stats import CI_WORDS
+
+    return f"mean ± {CI_WORDS}" if len(comparison.seeds) > 1 else "one seed"
+
+
 def _results_table(comparison: Any) -> Table:
-    means, spread = comparison.table(), comparison.spread()
-    table = Table(title=f"{comparison.scenario}: {len(comparison.seeds)} seed(s), mean ± std, "
+    from ..evaluation.comparison import WORST, plus_minus
+
+    means, intervals = comparison.table(), comparison.intervals()
+    table = Table(title=f"{comparison.scenario}: {len(comparison.seeds)} seed(s), {_spread_words(comparison)}, "
                         f"graded {GRADER_WORDS[comparison.grader]}, {LATENCY_WORDS[comparison.latency]}")
-    for header in ("policy", "Goodput", "SLO attainment", "mean accuracy", "reconfigurations",
+    for header in ("policy", "Goodput", "SLO attainment", "worst tenant's SLO", "mean accuracy", "reconfigurations",
                    "decision p50 (ms)", "decision p99 (ms)"):
         table.add_column(header, justify="left" if header == "policy" else "right")
     for name, row in means.items():
-        sd = spread[name]
+        ci = intervals[name]
         table.add_row(
-            name, f"{row['goodput']:,.0f} ± {sd['goodput']:,.0f}",
-            f"{row['slo_attainment']:.3f}", f"{row['mean_accuracy']:.3f}",
+            name, plus_minus(row["goodput"], ci["goodput"], ",.0f"),
+            plus_minus(row["slo_attainment"], ci["slo_attainment"], ".3f"),
+            f"{plus_minus(row[WORST], ci[WORST], '.3f')} ({comparison.worst_tenant(name)})",
+            plus_minus(row["mean_accuracy"], ci["mean_accuracy"], ".3f"),
             f"{row['reconfigurations']:.1f}", f"{row['decision_ms_p50']:.1f}", f"{row['decision_ms_p99']:.1f}",
         )
+    return table
+
+
+def _tenant_table(comparison: Any) -> Table:
+    """Per policy and tenant: Goodput, SLO attainment and accuracy (headline grading)."""
+    from ..evaluation.comparison import plus_minus
+
+    table = Table(title=f"per tenant, {_spread_words(comparison)}")
+    for header in ("policy", "tenant", "Goodput", "SLO attainment", "mean accuracy"):
+        table.add_column(header, justify="left" if header in ("policy", "tenant") else "right")
+    for name, tenants in comparison.tenants().items():
+        for tenant, row in tenants.items():
+            ci = row["ci95"]
+            table.add_row(name, tenant, plus_minus(row["goodput"], ci["goodput"], ",.0f"),
+                          plus_minus(row["slo_attainment"], ci["slo_attainment"], ".3f"),
+                          plus_minus(row["mean_accuracy"], ci["mean_accuracy"], ".3f"))
     return table
 
 
@@ -59,10 +85,12 @@ def _improvement_lines(comparison: Any) -> list[str]:
         if other == "migrator":
             continue
         gain = comparison.improvement(other)
+        half = comparison.improvement_ci(other)
+        ci = "" if half is None else f" ± {half:.1%} (95 % CI, Student t, {len(comparison.seeds)} seeds)"
         if other == "oracle":
-            lines.append(f"migrator earns {1 + gain:.1%} of the oracle's Goodput")
+            lines.append(f"migrator earns {1 + gain:.1%}{ci} of the oracle's Goodput")
         else:
-            lines.append(f"migrator vs {other}: {gain:+.1%} Goodput")
+            lines.append(f"migrator vs {other}: {gain:+.1%}{ci} Goodput")
     return lines
 
 
@@ -76,7 +104,8 @@ def _improvement_lines(comparison: Any) -> list[str]:
 @click.option("--duration", "duration_s", type=SECONDS,
               help="Simulated seconds (default: the scenario's duration_s).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="Write results.json, results.csv and, with migrator[plot] installed, PNG plots here.")
+              help="Write results.json, results.csv, results.md (the tables, per tenant too) and, with "
+                   "migrator[plot] installed, PNG plots here.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json's document instead of the table.")
 @click.option("--grader", type=click.Choice(GRADERS), default="request", show_default=True,
               help="The headline grading: 'request' serves individual requests on each policy's instance "
@@ -104,8 +133,10 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
     (--latency wall). Every run is graded request by request
     (default) and by the planner's slot model; --grader picks the headline. Prints a table
     per policy (Goodput, SLO attainment, mean accuracy, MIG reconfigurations, decision
-    latency p50/p99), the other grading's Goodput and SLO attainment, and migrator's
-    Goodput gain over each other policy.
+    latency p50/p99, the worst tenant's SLO attainment), a table per tenant (Goodput, SLO
+    attainment, accuracy), the other grading's Goodput and SLO attainment, and migrator's
+    Goodput gain over each other policy; with several seeds, every mean carries its 95 %
+    Student-t confidence interval.
     """
     from rich.progress import Progress
 
@@ -137,11 +168,14 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
             raise click.ClickException(str(exc)) from exc
     if out_dir is not None:
         written = result.write(out_dir)
+        written.append(result.write_markdown(out_dir))
         written += _plots(result, out_dir)
     if as_json:
         click.echo(result.to_json())
         return
-    new_console().print(_results_table(result))
+    console = new_console()
+    console.print(_results_table(result))
+    console.print(_tenant_table(result))
     for line in _other_grading_lines(result) + _improvement_lines(result):
         click.echo(line)
     if out_dir is not None:

@@ -6,6 +6,13 @@ same arrivals of each seed, and :class:`Comparison` summarises them as the repor
 "reconfigurations", "decision_ms_p50", "decision_ms_p99"}}}``, means over seeds, with the
 standard deviations and per-seed figures beside them).
 
+Per tenant and over seeds (issue 17, item 4): each policy's entry has ``"tenants"`` (per
+tenant: Goodput, SLO attainment, mean accuracy, the requests that weigh them, ``"arrived"``
+and ``"within"``, means over seeds, with ``"ci95"``), ``"worst_slo_attainment"`` (the lowest
+tenant's, per seed, then averaged), ``"worst_tenant"`` and ``"ci95"``: the half-width of the
+95 % Student-t confidence interval of each mean over seeds (``migrator.evaluation.stats``;
+None with one seed). Each grading in ``"gradings"`` carries the same per-tenant figures.
+
 Every run is graded twice (``migrator.evaluation.simulate``): the headline figures are those of
 the comparison's ``grader`` (``"request"`` by default), and ``results.json`` gives both beside
 them: ``{"grader": "request", "policies": {name: {..., "gradings": {"request": {"goodput",
@@ -27,16 +34,23 @@ from .._files import write_atomically
 from ..errors import ConfigError
 from ..planning.planner import json_default
 from ..workload.scenario import Scenario
-from .policy import POLICY_NAMES, Policy, make_policy
 from .latency import check_latency
+from .policy import POLICY_NAMES, Policy, make_policy
 from .requests import GRADERS
-from .simulate import SimResult, check_grader, simulate
+from .simulate import TENANT_METRICS, SimResult, check_grader, simulate
+from .stats import CI_WORDS, mean_ci
 
-__all__ = ["GRADING_METRICS", "METRICS", "Comparison", "compare", "parse_policies"]
+__all__ = ["GRADING_METRICS", "METRICS", "WORST", "Comparison", "compare", "parse_policies", "plus_minus"]
 
 METRICS = ("goodput", "slo_attainment", "mean_accuracy", "reconfigurations", "decision_ms_p50", "decision_ms_p99")
 #: The figures each grading gives (``gradings`` in ``results.json``).
 GRADING_METRICS = ("goodput", "slo_attainment", "mean_accuracy")
+#: Added by issue 17 (item 4), after the columns above in results.csv so that theirs stay put.
+WORST = "worst_slo_attainment"
+_ALL_METRICS = (*METRICS, WORST)
+_ALL_GRADING_METRICS = (*GRADING_METRICS, WORST)
+#: Per tenant, besides TENANT_METRICS: the requests that weigh them into the aggregate.
+_TENANT_WEIGHTS = ("arrived", "within")
 
 
 def parse_policies(text: str | Sequence[str]) -> list[str]:
@@ -73,7 +87,40 @@ class Comparison:
 
     def _stat(self, name: str, reduce: Callable[[np.ndarray], Any]) -> dict[str, float]:
         rows = [run.summary() for run in self.runs[name]]
-        return {m: float(reduce(np.array([r[m] for r in rows]))) for m in METRICS}
+        return {m: float(reduce(np.array([r[m] for r in rows]))) for m in _ALL_METRICS}
+
+    def intervals(self) -> dict[str, dict[str, float | None]]:
+        """Per policy, the half-width of the 95 % Student-t interval of each metric's mean
+        over seeds (None with one seed)."""
+        return {name: _ci([run.summary() for run in runs], _ALL_METRICS) for name, runs in self.runs.items()}
+
+    def tenants(self, grader: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per policy and tenant, by ``grader`` (default the headline): the means over seeds
+        of Goodput, SLO attainment, mean accuracy, ``arrived`` and ``within``, and
+        ``"ci95"``, the half-widths of the first three's 95 % Student-t intervals."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, runs in self.runs.items():
+            per_seed = [run.tenant_summary(None if grader == self.grader else grader) for run in runs]
+            tenants = list(per_seed[0]) if per_seed else []
+            out[name] = {
+                tenant: {
+                    **{m: float(np.mean([row[tenant][m] for row in per_seed])) for m in (*TENANT_METRICS, *_TENANT_WEIGHTS)},
+                    "ci95": _ci([row[tenant] for row in per_seed], TENANT_METRICS),
+                }
+                for tenant in tenants
+            }
+        return out
+
+    def worst_tenant(self, name: str, grader: str | None = None) -> str | None:
+        """The tenant of policy ``name`` with the lowest mean SLO attainment over seeds."""
+        tenants = self.tenants(grader)[name]
+        return min(tenants, key=lambda t: tenants[t]["slo_attainment"]) if tenants else None
+
+    def improvement_ci(self, over: str, policy: str = "migrator") -> float | None:
+        """Half-width of the 95 % Student-t interval of :meth:`improvement` (the per-seed
+        gains' mean); None with one seed."""
+        gains = [a.goodput / b.goodput - 1.0 for a, b in zip(self.runs[policy], self.runs[over]) if b.goodput > 0]
+        return mean_ci(gains)[1] if gains else None
 
     def gradings(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Per policy and grader: the mean over seeds of each of :data:`GRADING_METRICS`, with
@@ -85,10 +132,12 @@ class Comparison:
             for grader in GRADERS:
                 if not rows or any(grader not in r for r in rows):
                     continue
-                values = {m: np.array([r[grader][m] for r in rows]) for m in GRADING_METRICS}
+                values = {m: np.array([r[grader][m] for r in rows]) for m in _ALL_GRADING_METRICS}
                 out[name][grader] = {
                     **{m: float(np.mean(v)) for m, v in values.items()},
                     "std": {m: float(np.std(v)) for m, v in values.items()},
+                    "ci95": {m: mean_ci(v)[1] for m, v in values.items()},
+                    "tenants": self.tenants(grader)[name],
                 }
         return out
 
@@ -101,8 +150,11 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         spread = self.spread()
         gradings = self.gradings()
+        intervals = self.intervals()
+        tenants = self.tenants()
         return {
             "scenario": self.scenario,
+            "interval": f"{CI_WORDS} of the mean over seeds (ci95: its half-width; null with one seed)",
             "seeds": list(self.seeds),
             "grader": self.grader,
             "latency": self.latency,
@@ -110,6 +162,9 @@ class Comparison:
                 name: {
                     **means,
                     "std": spread[name],
+                    "ci95": intervals[name],
+                    "tenants": tenants[name],
+                    "worst_tenant": self.worst_tenant(name),
                     "per_seed": [run.summary() for run in self.runs[name]],
                     "settings": dict(self.runs[name][0].settings) if self.runs[name] else {},
                     "gradings": gradings[name],
@@ -135,19 +190,65 @@ class Comparison:
     def to_csv(self) -> str:
         """One row per policy: the means (by the headline grader), the standard deviations
         (``*_std``), the seeds, the grader, then each grading's means (``goodput_request``,
-        ``goodput_slot``, ...)."""
+        ``goodput_slot``, ...); then the columns issue 17 added: the worst tenant's SLO
+        attainment (mean, ``_std``, per grading) and the 95 % Student-t half-widths
+        (``*_ci95``, empty with one seed). Per-tenant figures are in ``results.json``."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         graded = [f"{m}_{g}" for g in GRADERS for m in GRADING_METRICS]
-        writer.writerow(["policy", *METRICS, *(f"{m}_std" for m in METRICS), "seeds", "grader", *graded])
+        added = [WORST, f"{WORST}_std", *(f"{WORST}_{g}" for g in GRADERS), *(f"{m}_ci95" for m in _ALL_METRICS)]
+        writer.writerow(["policy", *METRICS, *(f"{m}_std" for m in METRICS), "seeds", "grader", *graded, *added])
         spread = self.spread()
         gradings = self.gradings()
+        intervals = self.intervals()
         for name, means in self.table().items():
             by = gradings[name]
             extra = [by[g][m] if g in by else "" for g in GRADERS for m in GRADING_METRICS]
+            worst = [means[WORST], spread[name][WORST], *(by[g][WORST] if g in by else "" for g in GRADERS)]
+            ci = ["" if intervals[name][m] is None else intervals[name][m] for m in _ALL_METRICS]
             writer.writerow([name, *(means[m] for m in METRICS), *(spread[name][m] for m in METRICS), len(self.seeds),
-                             self.grader, *extra])
+                             self.grader, *extra, *worst, *ci])
         return out.getvalue()
+
+    def to_markdown(self) -> str:
+        """The report's tables in Markdown: per policy the headline grading's means over seeds
+        (± the 95 % Student-t half-width when there are several seeds) with the worst tenant's
+        SLO attainment, then per policy and tenant Goodput, SLO attainment and accuracy."""
+        means, intervals, tenants = self.table(), self.intervals(), self.tenants()
+        spread = "mean ± " + CI_WORDS if len(self.seeds) > 1 else "one seed"
+        lines = [
+            f"{self.scenario}: {len(self.seeds)} seed(s) ({spread}), graded by {self.grader}, "
+            f"decision time: {self.latency}",
+            "",
+            "| policy | Goodput | SLO attainment | worst tenant's SLO attainment | mean accuracy | reconfigurations |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, row in means.items():
+            ci = intervals[name]
+            lines.append(
+                f"| {name} | {plus_minus(row['goodput'], ci['goodput'], ',.0f')} "
+                f"| {plus_minus(row['slo_attainment'], ci['slo_attainment'], '.3f')} "
+                f"| {plus_minus(row[WORST], ci[WORST], '.3f')} ({self.worst_tenant(name)}) "
+                f"| {plus_minus(row['mean_accuracy'], ci['mean_accuracy'], '.3f')} | {row['reconfigurations']:.1f} |"
+            )
+        lines += ["", "| policy | tenant | Goodput | SLO attainment | mean accuracy |", "|---|---|---|---|---|"]
+        for name, by_tenant in tenants.items():
+            for tenant, row in by_tenant.items():
+                ci = row["ci95"]
+                lines.append(
+                    f"| {name} | {tenant} | {plus_minus(row['goodput'], ci['goodput'], ',.0f')} "
+                    f"| {plus_minus(row['slo_attainment'], ci['slo_attainment'], '.3f')} "
+                    f"| {plus_minus(row['mean_accuracy'], ci['mean_accuracy'], '.3f')} |"
+                )
+        return "\n".join(lines) + "\n"
+
+    def write_markdown(self, directory: str | Path) -> Path:
+        """``results.md`` (:meth:`to_markdown`) in ``directory`` (created); returns its path."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "results.md"
+        write_atomically(path, self.to_markdown())
+        return path
 
     def write(self, directory: str | Path) -> list[Path]:
         """``results.json`` and ``results.csv`` in ``directory`` (created); returns the paths."""
@@ -157,6 +258,16 @@ class Comparison:
         write_atomically(paths[0], self.to_json() + "\n")
         write_atomically(paths[1], self.to_csv())
         return paths
+
+
+def plus_minus(mean: float, half_width: float | None, spec: str) -> str:
+    """``mean`` formatted with ``spec``, followed by ``± half_width`` when there is one."""
+    return f"{mean:{spec}}" if half_width is None else f"{mean:{spec}} ± {half_width:{spec}}"
+
+
+def _ci(rows: Sequence[Mapping[str, float]], metrics: Sequence[str]) -> dict[str, float | None]:
+    """Per metric, the half-width of the 95 % Student-t interval of its mean over ``rows``."""
+    return {m: mean_ci([r[m] for r in rows])[1] if rows else None for m in metrics}
 
 
 def compare(

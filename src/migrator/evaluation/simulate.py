@@ -53,7 +53,11 @@ from .latency import check_latency, decision_cost, machine
 from .requests import GRADERS, Segment, grade_requests
 from .warmup import ArrivalWindows, arrival_windows
 
-__all__ = ["DecisionRecord", "SimResult", "check_grader", "simulate"]
+__all__ = ["DecisionRecord", "SimResult", "check_grader", "simulate", "tenant_figures"]
+
+#: Per tenant figures of a grading (``tenant_figures``): the three a report shows, and the
+#: request counts that weigh them into the aggregate.
+TENANT_METRICS = ("goodput", "slo_attainment", "mean_accuracy")
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,8 @@ class SimResult:
         return (self.score.within * self.score.accuracy).sum(axis=0)
 
     def summary(self) -> dict[str, float]:
-        """The figures of the comparison table (``results.json`` keys)."""
+        """The figures of the comparison table (``results.json`` keys); ``worst_slo_attainment``
+        is the lowest SLO attainment of any tenant."""
         return {
             "goodput": self.goodput,
             "slo_attainment": self.slo_attainment,
@@ -140,15 +145,51 @@ class SimResult:
             "reconfigurations": float(self.reconfigurations),
             "decision_ms_p50": self.decision_ms(50),
             "decision_ms_p99": self.decision_ms(99),
+            "worst_slo_attainment": _worst(tenant_figures(self.score)),
         }
 
     def grading_summary(self) -> dict[str, dict[str, float]]:
-        """Per grader: Goodput, SLO attainment and mean accuracy of the run."""
+        """Per grader: Goodput, SLO attainment, mean accuracy and the worst tenant's SLO
+        attainment of the run."""
         gradings = dict(self.gradings) or {self.grader: self.score}
         return {
-            name: {"goodput": s.goodput, "slo_attainment": s.slo_attainment, "mean_accuracy": s.mean_accuracy}
+            name: {"goodput": s.goodput, "slo_attainment": s.slo_attainment, "mean_accuracy": s.mean_accuracy,
+                   "worst_slo_attainment": _worst(tenant_figures(s))}
             for name, s in gradings.items()
         }
+
+    def tenant_summary(self, grader: str | None = None) -> dict[str, dict[str, float]]:
+        """Per tenant, :func:`tenant_figures` of the grading ``grader`` (default the headline)."""
+        return tenant_figures(self.score if grader is None else self.gradings[grader])
+
+
+def tenant_figures(score: ScoreResult) -> dict[str, dict[str, float]]:
+    """Per tenant: Goodput, SLO attainment and mean accuracy, and the requests that weigh them
+    (``arrived``, ``within`` SLO).
+
+    They add up to the aggregate as ``ScoreResult`` computes it: Goodputs sum to its Goodput;
+    SLO attainments weighted by ``arrived``, and accuracies by ``within``, average to its SLO
+    attainment and mean accuracy. A tenant with no arrival attains its SLO (1, as the
+    aggregate does); one with none served has accuracy 0.
+    """
+    arrived = score.arrived.sum(axis=1)
+    within = score.within.sum(axis=1)
+    goodput = (score.within * score.accuracy).sum(axis=1)
+    return {
+        name: {
+            "goodput": float(goodput[i]),
+            "slo_attainment": float(within[i] / arrived[i]) if arrived[i] > 0 else 1.0,
+            "mean_accuracy": float(goodput[i] / within[i]) if within[i] > 0 else 0.0,
+            "arrived": float(arrived[i]),
+            "within": float(within[i]),
+        }
+        for i, name in enumerate(score.tenants)
+    }
+
+
+def _worst(tenants: Mapping[str, Mapping[str, float]]) -> float:
+    """The lowest SLO attainment of any tenant (1 with no tenant)."""
+    return min((t["slo_attainment"] for t in tenants.values()), default=1.0)
 
 
 # -- instance bookkeeping ------------------------------------------------------------------------
