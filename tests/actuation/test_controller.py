@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import migrator
 from migrator.actuation.controller import (
@@ -97,7 +98,7 @@ def test_external_change_is_counted_and_planned_from(scenario):
     summary = c.summary()
     assert summary["external_changes"] == 1 and summary["failures"] == 0
     assert decision.layouts[0] == emu.layout(0)
-    assert 'migrator_external_changes_total{gpu="0"} 1' in c.metrics.render()
+    assert sample(c.metrics, "migrator_external_changes_total", gpu="0", gpu_uuid=emulated_uuid(0)) == 1
 
 
 def test_a_failed_apply_is_counted_and_the_gpu_keeps_a_valid_layout(scenario):
@@ -110,7 +111,7 @@ def test_a_failed_apply_is_counted_and_the_gpu_keeps_a_valid_layout(scenario):
     ok = c.step()
     assert not ok.failures and emu.layout(0) == ok.layouts[0] != ""
     assert migrator.Geometry.for_gpu("A100-40GB").is_valid(emu.layout(0))
-    assert 'migrator_failures_total{stage="apply"} 1' in c.metrics.render()
+    assert sample(c.metrics, "migrator_failures_total", stage="apply", gpu="0", gpu_uuid=emulated_uuid(0)) == 1
 
 
 def test_dry_run_plans_actions_and_changes_nothing(scenario):
@@ -172,7 +173,8 @@ def test_scenario_gpus_map_to_the_devices_given(scenario):
     c.step()
     assert emu.layout(0) == "3g.40gb@0" and emu.layout(1) == "7g.40gb@0"  # untouched
     assert emu.layout(2) == c.summary()["gpus"][0]["layout"] != ""
-    assert c.summary()["gpus"][0]["device"] == 2 and 'migrator_reconfigurations_total{gpu="2"} 1' in c.metrics.render()
+    assert c.summary()["gpus"][0]["device"] == 2
+    assert sample(c.metrics, "migrator_reconfigurations_total", gpu="2", gpu_uuid=emulated_uuid(2)) == 1
 
 
 def test_the_scenario_names_its_devices(scenario):
@@ -188,42 +190,63 @@ def test_the_scenario_names_its_devices(scenario):
 
 # -- metrics ----------------------------------------------------------------------------------------
 
-SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*)\})? '
-                    r"(?P<value>[-+0-9.eE]+|\+Inf|NaN)$")
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """(sample name, labels) -> value, parsed by prometheus_client's own parser (which
+    refuses text that is not the exposition format)."""
+    return {(x.name, frozenset(x.labels.items())): x.value
+            for family in text_string_to_metric_families(text) for x in family.samples}
 
 
-def parse_prometheus(text: str) -> tuple[dict[str, str], list[tuple[str, str, float]]]:
-    """(family -> type, samples), checking the exposition format line by line."""
-    types: dict[str, str] = {}
-    samples = []
-    assert text.endswith("\n")
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
-            types[name] = kind
-        elif not line.startswith("# HELP "):
-            m = SAMPLE.match(line)
-            assert m, f"not a sample line: {line!r}"
-            family = re.sub(r"_(bucket|sum|count)$", "", m["name"])
-            assert m["name"] in types or family in types, f"{m['name']} before its TYPE line"
-            samples.append((m["name"], m["labels"] or "", float(m["value"])))
-    return types, samples
+def sample(metrics: Any, name: str, **labels: str) -> float:
+    return samples(metrics.render())[(name, frozenset(labels.items()))]
+
+
+def emulated_uuid(index: int) -> str:
+    return f"GPU-00000000-0000-0000-0000-emulated{index:04d}"
 
 
 def test_metrics_render_in_prometheus_text_format(scenario):
     c = controller(scenario, NvmlEmulator(["A100-40GB"], layouts=[""]))
     c.run(steps=2)
-    types, samples = parse_prometheus(c.metrics.render())
-    assert types["migrator_decisions_total"] == "counter"
+    text = c.metrics.render()
+    types = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert types["migrator_decisions"] == "counter"
     assert types["migrator_decision_latency_seconds"] == "histogram"
-    values = {(n, labels): v for n, labels, v in samples}
+    assert types["migrator_planned_slo_attainment"] == "gauge"
+    values = samples(text)
     summary = c.summary()
-    assert values[("migrator_decisions_total", "")] == summary["decisions"] == 2
+    assert values[("migrator_decisions_total", frozenset())] == summary["decisions"] == 2
     reconfigured = sum(v for (n, _), v in values.items() if n == "migrator_reconfigurations_total")
-    assert reconfigured == summary["reconfigurations"]
-    buckets = [v for n, labels, v in samples if n == "migrator_decision_latency_seconds_bucket"]
-    assert buckets == sorted(buckets) and buckets[-1] == values[("migrator_decision_latency_seconds_count", "")] == 2
-    assert values[("migrator_decision_latency_seconds_sum", "")] > 0
+    assert reconfigured == summary["reconfigurations"] >= 1
+    buckets = [v for (n, labels), v in sorted(values.items(), key=lambda kv: float(dict(kv[0][1]).get("le", 0)))
+               if n == "migrator_decision_latency_seconds_bucket"]
+    assert buckets == sorted(buckets) and buckets[-1] == values[("migrator_decision_latency_seconds_count",
+                                                                  frozenset())] == 2
+    assert values[("migrator_decision_latency_seconds_sum", frozenset())] > 0
+    # every per-GPU sample carries the GPU's index and NVML UUID
+    per_gpu = [dict(labels) for (n, labels), _ in values.items() if n == "migrator_gpu_instances"]
+    assert per_gpu == [{"gpu": "0", "gpu_uuid": emulated_uuid(0), "model": "A100-40GB"}]
+
+
+def test_metrics_gauges_hold_the_last_plans_goodput_and_slo_attainment(scenario):
+    c = controller(scenario, NvmlEmulator.from_scenario(scenario))
+    c.step()
+    values = samples(c.metrics.render())
+    attainment = {dict(labels)["tenant"]: v for (n, labels), v in values.items()
+                  if n == "migrator_planned_slo_attainment"}
+    goodput = {dict(labels)["tenant"]: v for (n, labels), v in values.items() if n == "migrator_planned_tenant_goodput"}
+    plan = c.last_plan
+    assert attainment == pytest.approx(dict(plan.attainment)) and goodput == pytest.approx(dict(plan.goodput))
+    assert set(attainment) == {"resnet50", "bert"} and all(0.0 <= v <= 1.0 for v in attainment.values())
+    assert values[("migrator_planned_goodput", frozenset())] == pytest.approx(plan.total_goodput)
+
+
+def test_metrics_of_two_controllers_do_not_mix(scenario):
+    one, two = (controller(scenario, NvmlEmulator.from_scenario(scenario)) for _ in range(2))
+    one.step()
+    one.step()
+    two.step()
+    assert sample(one.metrics, "migrator_decisions_total") == 2 and sample(two.metrics, "migrator_decisions_total") == 1
 
 
 def test_metrics_are_served_over_http(scenario):
@@ -233,8 +256,10 @@ def test_metrics_are_served_over_http(scenario):
     try:
         host, port = server.server_address[:2]
         with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
-            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            assert response.read().decode() == c.metrics.render()
+            assert response.headers["Content-Type"].startswith("text/plain")
+            served = samples(response.read().decode())
+        assert served == samples(c.metrics.render())
+        assert served[("migrator_decisions_total", frozenset())] == 1
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"http://{host}:{port}/other", timeout=5)
         assert info.value.code == 404

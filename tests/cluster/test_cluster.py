@@ -135,6 +135,33 @@ def test_controller_reaches_the_planned_layouts_on_every_node(local_cluster) -> 
     assert all(p["solve_ms"] > 0 for p in summary["parts"])
 
 
+def test_cluster_metrics_are_served_labelled_by_gpu_and_uuid(local_cluster) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from migrator.actuation.metrics import serve_metrics
+
+    controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=10.0)
+    controller.step()
+    server = serve_metrics(controller.metrics, 0)
+    try:
+        host, port = server.server_address[:2]
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
+            families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert families["migrator_decisions"].samples[0].value == 1
+    reports = [_report(local_cluster.agents[n]) for n in local_cluster.nodes]
+    uuids = [s.uuid for r in reports for s in r.states]
+    labels = sorted((int(s.labels["gpu"]), s.labels["gpu_uuid"]) for s in families["migrator_gpu_instances"].samples)
+    assert labels == list(enumerate(uuids)) and all(uuids)
+    tenants = {s.labels["tenant"] for s in families["migrator_planned_slo_attainment"].samples}
+    assert tenants == {t.name for t in local_cluster.scenario.tenants}
+    assert families["migrator_planned_goodput"].samples[0].value > 0
+
+
 def test_a_cluster_plan_reports_its_gap_to_the_whole_problem(local_cluster) -> None:
     from migrator.planning.split_bound import split_bound
 

@@ -19,9 +19,9 @@ or rolls back) and the GPUs are left with valid layouts.
 Arrivals come from an :class:`ArrivalSource`: :class:`TraceArrivals` (a recorded or
 synthetic trace), :class:`CsvTailArrivals` (a CSV another process appends to) or
 :class:`PushArrivals` (a scheduler that embeds migrator pushes counts); a scheduler can also
-call :meth:`Controller.observe` directly. :class:`Metrics` holds the counters and latency
-histograms, rendered in Prometheus' text format by :meth:`Metrics.render` and served by
-:func:`serve_metrics`.
+call :meth:`Controller.observe` directly. :class:`~migrator.actuation.metrics.Metrics` holds
+the counters, gauges and latency histograms (prometheus_client, one registry per controller),
+served by :func:`~migrator.actuation.metrics.serve_metrics`.
 """
 
 from __future__ import annotations
@@ -29,13 +29,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import math
 import signal
-import statistics
 import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -48,8 +45,9 @@ from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
 from ..workload.traces import TIME_COLUMNS, Trace
 from .journal import Journal
+from .metrics import Metrics, serve_metrics
 from .nvml import GpuState, NvmlBackend
-from .reconfig import ApplyResult, DrainHook, apply
+from .reconfig import DrainHook, apply
 
 __all__ = [
     "ArrivalSource",
@@ -236,156 +234,6 @@ class SimulatedClock:
         self._now = max(self._now, float(deadline_s))
 
 
-# -- metrics ------------------------------------------------------------------------------------
-
-# Latency histogram buckets in seconds: decisions are meant to take well under a second.
-_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_SAMPLES_KEPT = 100_000  # for the percentiles of the summary: about a day of 1 s slots
-
-
-@dataclass
-class _Histogram:
-    counts: list[int] = field(default_factory=lambda: [0] * len(_BUCKETS_S))
-    total_s: float = 0.0
-    n: int = 0
-    samples: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=_SAMPLES_KEPT))
-
-    def observe(self, seconds: float) -> None:
-        for i, bound in enumerate(_BUCKETS_S):
-            if seconds <= bound:
-                self.counts[i] += 1
-        self.total_s += seconds
-        self.n += 1
-        self.samples.append(seconds)
-
-    def p50_ms(self) -> float | None:
-        return statistics.median(self.samples) * 1e3 if self.samples else None
-
-    def lines(self, name: str) -> Iterator[str]:
-        for bound, count in zip(_BUCKETS_S, self.counts):
-            yield f'{name}_bucket{{le="{bound}"}} {count}'
-        yield f'{name}_bucket{{le="+Inf"}} {self.n}'
-        yield f"{name}_sum {_number(self.total_s)}"
-        yield f"{name}_count {self.n}"
-
-
-def _number(value: float) -> str:
-    return repr(float(value)) if math.isfinite(value) else ("+Inf" if value > 0 else "NaN")
-
-
-def _labels(**labels: Any) -> str:
-    def escape(value: Any) -> str:
-        return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
-
-
-class Metrics:
-    """The controller's counters and latency histograms (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.decisions = 0
-        self.reconfigurations: collections.Counter[int] = collections.Counter()
-        self.failures: collections.Counter[str] = collections.Counter()
-        self.external_changes: collections.Counter[int] = collections.Counter()
-        self.actions: collections.Counter[int] = collections.Counter()
-        self.instances: dict[tuple[int, str], int] = {}
-        self.decision = _Histogram()
-        self.apply = _Histogram()
-
-    def totals(self) -> dict[str, Any]:
-        """The counters every controller's summary starts with."""
-        return {
-            "decisions": self.decisions,
-            "reconfigurations": sum(self.reconfigurations.values()),
-            "failures": sum(self.failures.values()),
-            "decision_ms_p50": self.decision.p50_ms(),
-            "apply_ms_p50": self.apply.p50_ms(),
-            "external_changes": sum(self.external_changes.values()),
-        }
-
-    def record_decision(self, seconds: float) -> None:
-        with self._lock:
-            self.decisions += 1
-            self.decision.observe(seconds)
-
-    def record_apply(self, gpu: int, result: ApplyResult) -> None:
-        with self._lock:
-            self.apply.observe(result.duration_s)
-            if result.changed:
-                self.reconfigurations[gpu] += 1
-                self.actions[gpu] += result.executed
-
-    def record_failure(self, stage: str) -> None:
-        with self._lock:
-            self.failures[stage] += 1
-
-    def record_external_change(self, gpu: int) -> None:
-        with self._lock:
-            self.external_changes[gpu] += 1
-
-    def record_state(self, state: GpuState) -> None:
-        with self._lock:
-            self.instances[(state.index, state.model)] = len(state.instances)
-
-    def render(self) -> str:
-        """The Prometheus text exposition format (version 0.0.4)."""
-        with self._lock:
-            return "\n".join(self._lines()) + "\n"
-
-    def _lines(self) -> Iterator[str]:
-        def family(name: str, kind: str, text: str) -> Iterator[str]:
-            yield f"# HELP {name} {text}"
-            yield f"# TYPE {name} {kind}"
-
-        yield from family("migrator_decisions_total", "counter", "Control decisions made (plans computed).")
-        yield f"migrator_decisions_total {self.decisions}"
-        for name, text, counter in (
-            ("migrator_reconfigurations_total", "Reconfigurations applied, per GPU.", self.reconfigurations),
-            ("migrator_nvml_actions_total", "NVML create/destroy actions run, per GPU.", self.actions),
-            ("migrator_external_changes_total", "Layouts found changed by someone else, per GPU.",
-             self.external_changes),
-        ):
-            yield from family(name, "counter", text)
-            yield from (f"{name}{_labels(gpu=g)} {n}" for g, n in sorted(counter.items()))
-        yield from family("migrator_failures_total", "counter",
-                          "Failed steps, by stage (observe, plan, apply, repair).")
-        yield from (f"migrator_failures_total{_labels(stage=s)} {n}" for s, n in sorted(self.failures.items()))
-        yield from family("migrator_gpu_instances", "gauge", "GPU instances on each GPU at the last observation.")
-        yield from (f"migrator_gpu_instances{_labels(gpu=g, model=m)} {n}"
-                    for (g, m), n in sorted(self.instances.items()))
-        yield from family("migrator_decision_latency_seconds", "histogram",
-                          "Time to observe, forecast and plan one decision.")
-        yield from self.decision.lines("migrator_decision_latency_seconds")
-        yield from family("migrator_apply_latency_seconds", "histogram", "Time to apply one GPU's decision.")
-        yield from self.apply.lines("migrator_apply_latency_seconds")
-
-
-def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    """Serve ``GET /metrics`` on a daemon thread; ``server.shutdown()`` stops it.
-    Port 0 picks a free port (``server.server_address``)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            if self.path.split("?")[0] != "/metrics":
-                self.send_error(404, "only /metrics is served")
-                return
-            body = metrics.render().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
-            log.debug("metrics %s: " + format, self.address_string(), *args)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="migrator-metrics", daemon=True).start()
-    return server
-
-
 # -- the controller -----------------------------------------------------------------------------
 
 
@@ -496,6 +344,7 @@ class Controller:
         self._tenant_state: dict[str, TenantState] = {}
         self._last_layouts = [""] * len(self._gpus)
         self.last_decision: Decision | None = None
+        self.last_plan: Plan | None = None  # the plan of the last decision (all its slots)
 
     def _check_devices(self, devices: Sequence[int] | None) -> tuple[int, ...]:
         count = self.backend.device_count()
@@ -555,6 +404,8 @@ class Controller:
             return self._no_decision("plan", exc)
         decision_s = time.perf_counter() - started
         self.metrics.record_decision(decision_s)
+        self.metrics.record_plan(plan)
+        self.last_plan = plan
         decision = self._apply(plan, states, decision_s)
         self._tenant_state = dict(Planner.advance(plan).tenants)
         self.last_decision = decision
@@ -596,7 +447,7 @@ class Controller:
         try:
             apply(self.backend, state.index, ",".join(keep), journal=self.journal, force=self.force)
         except ReconfigError as exc:
-            self.metrics.record_failure("repair")
+            self.metrics.record_failure("repair", state.index)
             log.error("gpu%d: repair failed: %s", state.index, exc)
         return self.backend.state(state.index)
 
@@ -622,7 +473,7 @@ class Controller:
                 result = apply(self.backend, state.index, wanted.layout, expected=state.layout, tasks=self._assignments[g],
                                drain=self.drain, force=self.force, journal=self.journal, dry_run=self.dry_run)
             except MigratorError as exc:  # rolled back, or refused before any change
-                self.metrics.record_failure("apply")
+                self.metrics.record_failure("apply", state.index)
                 failures.append(str(exc))
                 log.error("slot %d: %s", self.slot, exc)
                 self._expected[g] = None  # observed afresh next step, not flagged as a change

@@ -188,6 +188,39 @@ def device_list(text: str | None, n_gpus: int) -> list[int] | None:
     return devices
 
 
+def metrics_options(f: Any) -> Any:
+    """``--metrics-port`` and ``--metrics-host``: metrics are served only when a port is given."""
+    f = click.option("--metrics-host", default="127.0.0.1", show_default=True,
+                     help="Address for --metrics-port (0.0.0.0: every interface, as in a pod).")(f)
+    return click.option("--metrics-port", type=click.IntRange(min=0, max=65535),
+                        help="Serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port; "
+                             "default: no metrics served).")(f)
+
+
+def start_metrics(metrics: Any, port: int | None, host: str) -> Any:
+    """Serve ``metrics`` when a port is given (None otherwise); a port that cannot be
+    bound is a one-line error."""
+    if port is None:
+        return None
+    from ..actuation.metrics import serve_metrics
+
+    try:
+        server = serve_metrics(metrics, port, host)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",
+                                 param_hint="--metrics-port/--metrics-host") from exc
+    import logging
+
+    logging.getLogger("migrator").info("metrics on http://%s:%d/metrics", host, server.server_address[1])
+    return server
+
+
+def stop_metrics(server: Any) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()  # shutdown() stops serving but leaves the socket open
+
+
 def writable_file(path: str | None, option: str) -> str | None:
     """``path`` where a file can be written (its folder takes a new file; it is not a
     folder itself), else a usage error naming ``option``: checked before the work whose

@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 
-from .._files import write_atomically
 from ..errors import MigratorError
 from ._common import (
     HORIZON,
@@ -17,8 +16,11 @@ from ._common import (
     device_list,
     echo_json,
     load_scenario,
+    metrics_options,
     open_journal,
     planner_settings,
+    start_metrics,
+    stop_metrics,
     writable_file,
 )
 
@@ -53,9 +55,7 @@ def _decision_lines(decision: Any) -> list[str]:
 @click.option("--clock", type=click.Choice(["auto", "simulated", "wall"]), default="auto", show_default=True,
               help="simulated: slots pass as fast as decisions are made; wall: real time. "
                    "auto: simulated with the emulator, wall with NVML.")
-@click.option("--metrics-port", type=click.IntRange(min=0, max=65535),
-              help="Serve Prometheus metrics on http://HOST:PORT/metrics.")
-@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+@metrics_options
 @click.option("--metrics-file", type=click.Path(dir_okay=False),
               help="Write the Prometheus metrics to this file after every step (textfile collector).")
 @click.option("--horizon", type=HORIZON, help="Slots to plan ahead (default: the scenario's).")
@@ -83,7 +83,6 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
         SimulatedClock,
         TraceArrivals,
         WallClock,
-        serve_metrics,
     )
 
     writable_file(metrics_file, "--metrics-file")
@@ -107,12 +106,11 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
                                         force=force, dry_run=dry_run, devices=devices)
             except MigratorError as exc:
                 raise click.ClickException(str(exc)) from exc
-            if metrics_port is not None:
-                server = serve_metrics(controller.metrics, metrics_port, metrics_host)
+            server = start_metrics(controller.metrics, metrics_port, metrics_host)
 
             def each(decision: Any) -> None:
                 if metrics_file:
-                    write_atomically(metrics_file, controller.metrics.render())
+                    controller.metrics.write_textfile(metrics_file)
                 if not as_json:
                     for line in _decision_lines(decision):
                         click.echo(line)
@@ -122,9 +120,7 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
             except MigratorError as exc:
                 raise click.ClickException(str(exc)) from exc
     finally:
-        if server is not None:
-            server.shutdown()
-            server.server_close()  # shutdown() stops serving but leaves the socket open
+        stop_metrics(server)
         if journal is not None:
             journal.close()
     if as_json:

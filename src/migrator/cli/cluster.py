@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -15,7 +16,10 @@ from ._common import (
     StderrLog,
     echo_json,
     load_scenario,
+    metrics_options,
     planner_settings,
+    start_metrics,
+    stop_metrics,
 )
 
 _CLUSTER_HINT = "this command needs Ray: pip install 'migrator[cluster]'"
@@ -59,23 +63,24 @@ def _cluster_lines(decision: Any) -> list[str]:
 @click.option("--horizon", type=HORIZON, help="Slots to plan ahead (default: the scenario's).")
 @click.option("--time-limit", "time_limit_s", type=TIME_LIMIT,
               help="Solver time limit per part in seconds (default: the scenario's).")
+@metrics_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True, help="Log level (on stderr).")
 def cluster_command(scenario: str | None, address: str, steps: int, as_json: bool, nodes: int | None,
                     gpus_per_node: int, deadline_s: float | None, num_cpus: int | None, horizon: int | None,
-                    time_limit_s: float | None, log_level: str) -> None:
+                    time_limit_s: float | None, metrics_port: int | None, metrics_host: str, log_level: str) -> None:
     """Run the cluster controller on Ray: one agent per GPU node, the plan split per GPU and
     the parts solved in parallel within the deadline (docs/model.md, deploy/README.md)."""
     cluster = _cluster_module()
     s = load_scenario(scenario)
+    run = _Run(s, steps, as_json, deadline_s, horizon, time_limit_s, metrics_port, metrics_host)
     with StderrLog(log_level):
         try:
             if address == "local":
                 with cluster.LocalCluster(s, nodes=nodes, gpus_per_node=gpus_per_node, num_cpus=num_cpus) as local:
-                    summary = _run_cluster(cluster, local.scenario, local.agents, s, steps, as_json, deadline_s,
-                                           horizon, time_limit_s)
+                    summary = _run_cluster(cluster, local.scenario, local.agents, run)
             else:
-                summary = _join_and_run(cluster, address, s, steps, as_json, deadline_s, horizon, time_limit_s)
+                summary = _join_and_run(cluster, address, run)
         except MigratorError as exc:
             raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -86,8 +91,21 @@ def cluster_command(scenario: str | None, address: str, steps: int, as_json: boo
                f"decision p50 {summary['decision_ms_p50'] or 0:.0f} ms")
 
 
-def _join_and_run(cluster: Any, address: str, s: Any, steps: int, as_json: bool, deadline_s: float | None,
-                  horizon: int | None, time_limit_s: float | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Run:
+    """What the cluster command's options ask of a run."""
+
+    scenario: Any
+    steps: int
+    as_json: bool
+    deadline_s: float | None
+    horizon: int | None
+    time_limit_s: float | None
+    metrics_port: int | None
+    metrics_host: str
+
+
+def _join_and_run(cluster: Any, address: str, run: _Run) -> dict[str, Any]:
     import ray
 
     cluster.reachable(address)
@@ -99,24 +117,26 @@ def _join_and_run(cluster: Any, address: str, s: Any, steps: int, as_json: bool,
                                        "on its GPU nodes (deploy/README.md)")
         reports = ray.get([a.report.remote() for a in agents.values()])
         gpus = [(st.model, str(st.layout)) for report in reports for st in report.states]
-        return _run_cluster(cluster, cluster.cluster_scenario(s, gpus), agents, s, steps, as_json, deadline_s,
-                            horizon, time_limit_s)
+        return _run_cluster(cluster, cluster.cluster_scenario(run.scenario, gpus), agents, run)
     finally:
         ray.shutdown()
 
 
-def _run_cluster(cluster: Any, cluster_scenario: Any, agents: Any, s: Any, steps: int, as_json: bool,
-                 deadline_s: float | None, horizon: int | None, time_limit_s: float | None) -> dict[str, Any]:
+def _run_cluster(cluster: Any, cluster_scenario: Any, agents: Any, run: _Run) -> dict[str, Any]:
     cluster.warm_up()
-    controller = cluster.ClusterController(cluster_scenario, agents, config=planner_settings(s, horizon, time_limit_s),
-                                           deadline_s=deadline_s)
+    settings = planner_settings(run.scenario, run.horizon, run.time_limit_s)
+    controller = cluster.ClusterController(cluster_scenario, agents, config=settings, deadline_s=run.deadline_s)
 
     def each(decision: Any) -> None:
-        if not as_json:
+        if not run.as_json:
             for line in _cluster_lines(decision):
                 click.echo(line)
 
-    return controller.run(steps=steps, on_step=each)
+    server = start_metrics(controller.metrics, run.metrics_port, run.metrics_host)
+    try:
+        return controller.run(steps=run.steps, on_step=each)
+    finally:
+        stop_metrics(server)
 
 
 @click.command("agent")
@@ -133,11 +153,17 @@ def _run_cluster(cluster: Any, cluster_scenario: Any, agents: Any, s: Any, steps
 @click.option("--gpu", "gpus", multiple=True, help="Emulator: the model of each emulated GPU (repeat the option).")
 @click.option("--num-cpus", type=click.IntRange(min=0, max=CPUS.max), help="CPUs this node lends to planning tasks.")
 @click.option("--force", is_flag=True, help="Destroy instances that have running processes.")
+@metrics_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level (on stderr).")
 def agent_command(address: str, node: str, backend: str, journal_path: str, emulator_state: str | None,
-                  gpus: tuple[str, ...], num_cpus: int | None, force: bool, log_level: str) -> None:
-    """Join the Ray cluster as this GPU node and run its agent until SIGTERM (a DaemonSet pod's command)."""
+                  gpus: tuple[str, ...], num_cpus: int | None, force: bool, metrics_port: int | None,
+                  metrics_host: str, log_level: str) -> None:
+    """Join the Ray cluster as this GPU node and run its agent until SIGTERM (a DaemonSet pod's command).
+
+    With --metrics-port the agent serves its node's metrics (reconfigurations, failures, apply
+    latency, instances per GPU, labelled by device index and UUID) from its own process.
+    """
     cluster = _cluster_module()
     from ..cluster.agent import AgentSpec
 
@@ -148,7 +174,7 @@ def agent_command(address: str, node: str, backend: str, journal_path: str, emul
     with StderrLog(log_level):
         try:
             spec = AgentSpec(node=node, backend=backend, journal=journal_path, emulator_state=emulator_state,
-                             gpus=gpus, force=force)
+                             gpus=gpus, force=force, metrics_port=metrics_port, metrics_host=metrics_host)
             cluster.serve_agent(address, spec, num_cpus=num_cpus, ready=ready)
         except MigratorError as exc:
             raise click.ClickException(str(exc)) from exc

@@ -13,6 +13,10 @@ restarted leaves each GPU at the old or the new layout. That is only meaningful 
 outlive the process: real GPUs do, and an emulated node keeps its MIG state in a JSON file
 rewritten after every NVML call that changes it (:class:`PersistedEmulator`).
 
+With ``metrics_port`` in its :class:`AgentSpec` the agent serves its own ``/metrics`` from the
+process it runs in (on its node): reconfigurations, NVML actions, apply latency, failures and
+instances per GPU, labelled by device index and NVML UUID (:mod:`migrator.actuation.metrics`).
+
 This module does not import Ray: :mod:`migrator.cluster` makes the agent a Ray actor, and the
 agent stays usable (and testable) as a plain object.
 """
@@ -28,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 from ..actuation.emulator import PersistedEmulator
 from ..actuation.journal import Journal
+from ..actuation.metrics import Metrics, serve_metrics
 from ..actuation.nvml import GpuState, NvmlBackend
 from ..actuation.reconfig import ApplyResult, RecoveryResult, apply, recover
 from ..errors import AgentAuthError, ConfigError, MigratorError, ReconfigError
@@ -68,6 +73,11 @@ class AgentSpec:
         Emulator only: GPU models and starting layouts when ``emulator_state`` does not exist yet.
     force : bool
         Destroy instances that have running processes (:func:`migrator.actuation.reconfig.apply`).
+    metrics_port : int, optional
+        Serve the agent's Prometheus metrics on ``http://metrics_host:metrics_port/metrics``
+        (0: any free port); none served by default.
+    metrics_host : str
+        The address to serve them on (``0.0.0.0`` in a pod, for Prometheus to reach).
     """
 
     node: str
@@ -77,6 +87,8 @@ class AgentSpec:
     gpus: tuple[str, ...] = ()
     layouts: tuple[str, ...] = ()
     force: bool = False
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if not isinstance(self.node, str) or not self.node:
@@ -89,6 +101,10 @@ class AgentSpec:
             # would recover its journal against brand-new GPUs.
             raise ConfigError(f"agent {self.node}: the emulator backend needs an emulator_state file",
                               field="emulator_state")
+        port = self.metrics_port
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+            raise ConfigError(f"agent {self.node}: metrics_port must be a port number 0-65535, got {port!r}",
+                              field="metrics_port")
         if self.layouts and len(self.layouts) != len(self.gpus):
             raise ConfigError(f"agent {self.node}: {len(self.layouts)} layouts for {len(self.gpus)} GPUs",
                               field="layouts")
@@ -145,9 +161,32 @@ class NodeAgent:
         self._nvml = self._make_nvml()
         self.backend = NvmlBackend(self._nvml).open()
         self.journal = Journal(spec.journal) if spec.journal else None
+        self.metrics = Metrics()
         self.recovered = self._recover()
         self.restarted = False
         self._token = agent_token()
+        self._metrics_server = self._serve_metrics()
+
+    def _serve_metrics(self) -> Any:
+        if self.spec.metrics_port is None:
+            return None
+        try:
+            server = serve_metrics(self.metrics, self.spec.metrics_port, self.spec.metrics_host)
+        except OSError as exc:
+            self.close()
+            raise ConfigError(f"{self.node}: cannot serve metrics on {self.spec.metrics_host}:"
+                              f"{self.spec.metrics_port}: {exc.strerror or exc}", field="metrics_port") from exc
+        log.info("%s: metrics on http://%s:%d/metrics", self.node, self.spec.metrics_host, server.server_address[1])
+        return server
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) the agent serves ``/metrics`` on, None when it serves none."""
+        return None if self._metrics_server is None else tuple(self._metrics_server.server_address[:2])
+
+    def metrics_text(self) -> str:
+        """The agent's metrics in Prometheus' text format (what ``/metrics`` serves)."""
+        return self.metrics.render()
 
     def _make_nvml(self) -> Any:
         if self.spec.backend == "emulator":
@@ -177,13 +216,19 @@ class NodeAgent:
 
     def _observe(self, device: int) -> GpuState:
         state = self.backend.state(device)
-        if not state.incomplete:
-            return state
+        if state.incomplete:
+            state = self._repair(state)
+        self.metrics.record_state(state)
+        return state
+
+    def _repair(self, state: GpuState) -> GpuState:
+        device = state.index
         keep = ",".join(str(i.placement) for i in state.instances if i.complete)
         log.warning("%s: gpu%d has GPU instances without a compute instance; removing them", self.node, device)
         try:
             apply(self.backend, device, keep, journal=self.journal, force=self.spec.force)
         except ReconfigError as exc:
+            self.metrics.record_failure("repair", device)
             log.error("%s: gpu%d: repair failed: %s", self.node, device, exc)
         return self.backend.state(device)
 
@@ -208,11 +253,15 @@ class NodeAgent:
         out: dict[int, ApplyResult | str] = {}
         for device, target in sorted(targets.items()):
             try:
-                out[device] = apply(self.backend, device, target.layout, expected=target.expected,
-                                    tasks=target.tasks, force=self.spec.force, journal=self.journal)
+                result = apply(self.backend, device, target.layout, expected=target.expected,
+                               tasks=target.tasks, force=self.spec.force, journal=self.journal)
             except MigratorError as exc:
+                self.metrics.record_failure("apply", device)
                 log.error("%s: gpu%d: %s", self.node, device, exc)
                 out[device] = str(exc)
+                continue
+            self.metrics.record_apply(device, result)
+            out[device] = result
         return out
 
     def inject_crash(self, after: int, token: str | None = None) -> None:
@@ -234,6 +283,10 @@ class NodeAgent:
             raise AgentAuthError(f"{self.node}: the call did not carry this cluster's agent token")
 
     def close(self) -> None:
+        server, self._metrics_server = getattr(self, "_metrics_server", None), None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
         self.backend.close()
         if self.journal is not None:
             self.journal.close()

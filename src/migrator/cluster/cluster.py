@@ -46,8 +46,9 @@ from ray.exceptions import RayError
 # Ray 2.4x answers a call to a restarting actor at once with this; older Rays wait instead.
 _ACTOR_UNAVAILABLE = getattr(ray.exceptions, "ActorUnavailableError", ())
 
-from ..actuation.controller import Metrics, SimulatedClock, TraceArrivals, WallClock, run_paced
+from ..actuation.controller import SimulatedClock, TraceArrivals, WallClock, run_paced
 from ..actuation.emulator import EmulatedCrash
+from ..actuation.metrics import Metrics
 from ..actuation.nvml import GpuState
 from ..actuation.reconfig import ApplyResult, RecoveryResult
 from ..errors import ConfigError, MigratorError
@@ -712,6 +713,7 @@ class ClusterController:
                                    (f"plan: {exc}",))
         decision_s = time.perf_counter() - started
         self.metrics.record_decision(decision_s)
+        self.metrics.record_plan(plan)
         self.late_parts += sum(o.status != "solved" for o in outcomes)
         applied = time.perf_counter()
         reconfigured, failures = self._apply(plan, states)
@@ -747,13 +749,13 @@ class ClusterController:
                 log.error(message)
                 failures.append(message)
                 for device in targets[node]:
-                    self.metrics.record_failure("apply")
+                    self.metrics.record_failure("apply", index[(node, device)])
                     self._expected[index[(node, device)]] = None
                 continue
             for device, result in results.items():
                 g = index[(node, device)]
                 if isinstance(result, str):
-                    self.metrics.record_failure("apply")
+                    self.metrics.record_failure("apply", g)
                     failures.append(result)
                     self._expected[g] = None  # observed afresh next step, not flagged as a change
                     continue
