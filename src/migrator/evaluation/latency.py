@@ -40,6 +40,7 @@ import numpy as np
 
 from .._files import write_atomically
 from ..errors import ConfigError
+from ..workload._numba_cache import user_cache_dir
 from ..workload.scenario import Scenario
 from .policy import Allocation, Environment, Observation, Policy
 
@@ -67,8 +68,7 @@ def cost_file(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get(ENV):
         return Path(env[ENV])
-    base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
-    return Path(base) / "migrator" / "decision-costs.json"
+    return user_cache_dir(env) / "decision-costs.json"
 
 
 def machine() -> str:

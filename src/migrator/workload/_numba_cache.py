@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["cache_dir", "numba_cache"]
+__all__ = ["cache_dir", "numba_cache", "user_cache_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,15 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get(ENV):
         return Path(env[ENV])
+    return user_cache_dir(env) / "numba"
+
+
+def user_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """migrator's folder in the user's cache: ``$XDG_CACHE_HOME/migrator``, or
+    ``~/.cache/migrator`` without ``XDG_CACHE_HOME`` (the XDG base-directory rule)."""
+    env = os.environ if environ is None else environ
     base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
-    return Path(base) / "migrator" / "numba"
+    return Path(base) / "migrator"
 
 
 def _writable(folder: Path) -> bool:
