@@ -11,6 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from scenarios import small
+from scripted import Scripted, one_gpu
 
 from migrator.cli import main
 from migrator.cli.evaluation import LATENCY_MODES as CLI_LATENCY_MODES
@@ -134,3 +135,15 @@ def test_the_command_takes_latency_and_documents_it(tmp_path):
     assert out.exit_code == 0, out.output
     document = json.loads(out.output)
     assert document["latency"] == "wall" and document["policies"]["paris"]["latency"]["mode"] == "wall"
+
+
+def test_the_policy_replayed_has_decided_nothing_before_the_run(tmp_path, monkeypatch):
+    # A scripted policy counts its decisions and never forgets them: measuring its cost on
+    # it would shift its script. The cost is measured on a copy.
+    monkeypatch.setenv(latency.ENV, str(tmp_path / "costs.json"))
+    scenario = small(duration_s=4)
+    policy = Scripted([one_gpu("7g.40gb@0", {"7g.40gb@0": "a:infer"})])
+    run = simulate(scenario, policy)
+    assert run.latency["mode"] == "model"
+    assert policy.seen[0].slot == 0 and len(policy.seen) == 4
+    assert run.layouts[0][-1] == "7g.40gb@0"

@@ -26,6 +26,7 @@ makes replays repeatable. Policies that decide offline or are bounds (``static``
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -80,14 +81,16 @@ def decision_cost(policy: Policy, env: Environment, path: Path | None = None) ->
     """The policy's decision cost on this machine for ``env``'s scenario, in seconds: read
     from the cost file, or measured now (:func:`measure`) and written there.
 
-    The policy is reset with ``env`` to measure; reset it again before replaying."""
+    A copy of the policy is measured, so that the policy itself has decided nothing when
+    the replay starts (a policy whose ``reset`` forgets less than it should stays right)."""
     path = cost_file() if path is None else path
-    policy.reset(env)  # some settings are known only then (the planner's, from the scenario)
-    key = _key(policy, env.scenario)
+    probe = copy.deepcopy(policy)
+    probe.reset(env)  # some settings are known only then (the planner's, from the scenario)
+    key = _key(probe, env.scenario)
     costs = _read(path)
     if key in costs:
         return float(costs[key]["decision_s"])
-    cost = measure(policy, env)
+    cost = measure(probe, env)
     costs[key] = {"decision_s": cost, "policy": policy.name, "scenario": env.scenario.name, "machine": machine()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
