@@ -49,7 +49,7 @@ def test_per_tenant_figures_add_up_to_every_runs_aggregate(comparison):
 
 def test_results_json_gives_each_tenant_and_the_worst(comparison):
     document = json.loads(comparison.to_json())
-    for name, entry in document["policies"].items():
+    for entry in document["policies"].values():
         tenants = entry["tenants"]
         assert set(tenants) == {"a", "b"}
         # Means over seeds are linear: the tenants' mean Goodputs add up to the policy's.

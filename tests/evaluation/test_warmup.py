@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 import migrator
 from migrator.errors import ConfigError
-from migrator.evaluation.policy import Allocation, Environment, Observation, Policy, make_policy
+from migrator.evaluation.policy import (
+    Allocation,
+    Environment,
+    Observation,
+    Policy,
+    make_policy,
+)
 from migrator.evaluation.simulate import simulate
 from migrator.evaluation.warmup import WARMUP_SEED_OFFSET, arrival_windows, window_start
 

@@ -233,12 +233,12 @@ class Comparison:
             )
         lines += ["", "| policy | tenant | Goodput | SLO attainment | mean accuracy |", "|---|---|---|---|---|"]
         for name, by_tenant in tenants.items():
-            for tenant, row in by_tenant.items():
-                ci = row["ci95"]
+            for tenant, figures in by_tenant.items():
+                half = figures["ci95"]
                 lines.append(
-                    f"| {name} | {tenant} | {plus_minus(row['goodput'], ci['goodput'], ',.0f')} "
-                    f"| {plus_minus(row['slo_attainment'], ci['slo_attainment'], '.3f')} "
-                    f"| {plus_minus(row['mean_accuracy'], ci['mean_accuracy'], '.3f')} |"
+                    f"| {name} | {tenant} | {plus_minus(figures['goodput'], half['goodput'], ',.0f')} "
+                    f"| {plus_minus(figures['slo_attainment'], half['slo_attainment'], '.3f')} "
+                    f"| {plus_minus(figures['mean_accuracy'], half['mean_accuracy'], '.3f')} |"
                 )
         return "\n".join(lines) + "\n"
 

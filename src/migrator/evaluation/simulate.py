@@ -48,8 +48,8 @@ from ..planning.planner_problem import parse_task
 from ..workload import _kernels
 from ..workload.goodput import INFER, ScoreResult, tenant_arrays
 from ..workload.scenario import Scenario
-from .policy import Allocation, Environment, Observation, Policy
 from .latency import check_latency, decision_cost, machine
+from .policy import Allocation, Environment, Observation, Policy
 from .requests import GRADERS, Segment, grade_requests
 from .warmup import ArrivalWindows, arrival_windows
 

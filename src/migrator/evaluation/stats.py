@@ -48,7 +48,7 @@ def t_quantile_975(df: int) -> float:
     return z + g1 / v + g2 / v**2 + g3 / v**3 + g4 / v**4
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float, float | None]:
+def mean_ci(values: Sequence[float] | np.ndarray) -> tuple[float, float | None]:
     """``(mean, half-width)`` of the 95 % Student-t interval of the mean of ``values``; the
     half-width is None for fewer than two values."""
     array = np.asarray(values, dtype=np.float64)

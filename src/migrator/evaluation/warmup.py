@@ -101,25 +101,17 @@ def arrival_windows(scenario: Scenario, seed: int, n_slots: int, warmup_s: float
     """
     recorded = {i: c for i in range(len(scenario.tenants)) if (c := scenario.recorded_counts(i)) is not None}
     warmup_slots = _warmup_slots(scenario, n_slots, warmup_s, recorded)
-    start = None
-    if recorded:
-        shortest = min(len(c) for c in recorded.values())
-        start = window_start(seed, warmup_slots, shortest - n_slots - warmup_slots + 1)
-    drawn = scenario.arrivals(seed).counts[:, :n_slots].astype(np.float64)
-    earlier = _synthetic_warmup(scenario, seed, warmup_slots) if len(recorded) < len(scenario.tenants) else None
-    scored, warmup = [], []
-    for i in range(len(scenario.tenants)):
-        if i in recorded:
-            scored.append(recorded[i][start : start + n_slots])
-            warmup.append(recorded[i][start - warmup_slots : start])
-        else:
-            scored.append(drawn[i])
-            warmup.append(earlier[i])
-    return ArrivalWindows(
-        scored=np.vstack(scored).astype(np.float64) if scored else np.zeros((0, n_slots)),
-        warmup=np.vstack(warmup).astype(np.float64) if warmup else np.zeros((0, warmup_slots)),
-        slot_s=scenario.slot_s, start_slot=start,
-    )
+    shortest = min((len(c) for c in recorded.values()), default=n_slots + warmup_slots)
+    start = window_start(seed, warmup_slots, shortest - n_slots - warmup_slots + 1)
+    # Synthetic rows: the seed's draw, scored; an earlier draw's last slots, the warm-up.
+    scored = scenario.arrivals(seed).counts[:, :n_slots].astype(np.float64)
+    warmup = _synthetic_warmup(scenario, seed, warmup_slots) if len(recorded) < len(scenario.tenants) else None
+    if warmup is None:
+        warmup = np.zeros((len(scenario.tenants), warmup_slots))
+    for i, counts in recorded.items():
+        scored[i] = counts[start : start + n_slots]
+        warmup[i] = counts[start - warmup_slots : start]
+    return ArrivalWindows(scored=scored, warmup=warmup, slot_s=scenario.slot_s, start_slot=start if recorded else None)
 
 
 def _warmup_slots(scenario: Scenario, n_slots: int, warmup_s: float | None, recorded: dict[int, np.ndarray]) -> int:
