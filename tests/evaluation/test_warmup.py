@@ -4,16 +4,21 @@ different windows of it."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from scenarios import small
 
 import migrator
+from migrator.cli import main
 from migrator.errors import ConfigError
 from migrator.evaluation.policy import (
     Allocation,
@@ -181,3 +186,15 @@ def test_a_recorded_trace_without_room_for_a_warmup_is_an_error_naming_the_tenan
 def test_a_bad_warmup_is_an_error_naming_it(bad):
     with pytest.raises(ConfigError, match="warmup_s"):
         arrival_windows(migrator.Scenario.default(), 0, 10, bad)
+
+
+def test_the_command_takes_a_warmup_and_records_it(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small(duration_s=8).to_dict()))
+    too_long = CliRunner().invoke(main, ["simulate", str(path), "--warmup", "9"])
+    assert too_long.exit_code == 2 and "--warmup" in too_long.output and "Traceback" not in too_long.output
+    out = CliRunner().invoke(main, ["simulate", str(path), "--policies", "paris", "--warmup", "4", "--json"])
+    assert out.exit_code == 0, out.output
+    arrivals = json.loads(out.output)["arrivals"]
+    assert arrivals == {"warmup_s": 4.0, "windows": [{"seed": small().seed, "start_slot": None}]}
+    assert "--warmup" in CliRunner().invoke(main, ["simulate", "--help"]).output

@@ -100,7 +100,8 @@ def _improvement_lines(comparison: Any) -> list[str]:
               help="Comma-separated policies to compare: migrator, oracle, static, ekya, astraea, paris.")
 @click.option("--seeds", "n_seeds", type=SEEDS, default=1, show_default=True,
               help="Replays per policy, on arrivals drawn with the scenario's seed and the N-1 after it "
-                   "(the same seeds for every policy).")
+                   "(the same seeds for every policy; on a recorded trace each seed replays another window "
+                   "of it). With several seeds every mean carries its 95 % Student-t confidence interval.")
 @click.option("--duration", "duration_s", type=SECONDS,
               help="Simulated seconds (default: the scenario's duration_s).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
