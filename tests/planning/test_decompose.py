@@ -115,7 +115,7 @@ def test_the_split_does_not_re_deal_tenants_among_alike_gpus():
     # nothing (measured 7 changes against 0; in the simulator 183 against 56 in 300 s).
     greedy_only = planner.Planner(scenario)
 
-    def greedy_start(problem):
+    def greedy_start(problem, deadline=None):
         tasks = planner.greedy_tasks(problem)
         return greedy_only._worth(problem, tasks), tasks
 

@@ -65,18 +65,52 @@ def test_a_part_without_a_plan_keeps_the_whole_problems_tasks() -> None:
     assert (problem.gpus[1].current > 0).sum() == 2  # both instances serve, none left idle
 
 
-def test_split_parts_past_the_time_limit_keep_the_starting_plan() -> None:
-    # With no time at all no part is solved: each GPU keeps the starting plan's share (the
-    # split's start, worth at least the current layouts), the status says so, and the plan
+class SteppedClock:
+    """A clock that stands still until a stage moves it on (so that a test, not the
+    machine's speed, decides which stages the deadline reaches)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_split_parts_past_the_time_limit_keep_the_starting_plan(monkeypatch) -> None:
+    # The deadline passes while the first part is solved: the other three are not solved,
+    # each of their GPUs keeps the starting plan's share, the status says so, and the plan
     # is a valid one worth what the estimator says.
+    scenario = sized(4, 8, horizon=4).with_planner(decompose_above=1, time_limit_s=10.0, retrain_over_window=False,
+                                                   workers=1)
+    p = planner.Planner(scenario)
+    p.clock = clock = SteppedClock()
+    problem = p.problem(state=serving_state(scenario))
+    start = p.split_start(problem)
+    solve = planner.solve_problem
+
+    def slow_solve(*args, **kwargs):
+        clock.now += 100.0  # this part takes the rest of the time limit
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(planner, "solve_problem", slow_solve)
+    plan = p.plan(state=serving_state(scenario))
+    assert "3 of 4 parts not reached in time" in plan.stats.status
+    assert "split parts" in plan.stats.status and "bound" in plan.stats.status  # both cut by the deadline
+    merged = [g for g in range(len(problem.gpus)) if not np.array_equal(plan.tasks[g], start[g])]
+    assert len(merged) <= 1  # only the solved part may differ from the start
+    assert plan.stats.objective == planner.Planner._worth(problem, plan.tasks)
+    assert not np.isfinite(plan.stats.bound)
+
+
+def test_without_time_the_split_is_not_even_started() -> None:
+    # No time at all: the current layouts are the only start scored, nothing is split.
     scenario = sized(4, 8, horizon=4).with_planner(decompose_above=1, time_limit_s=NO_TIME, retrain_over_window=False,
                                                    workers=1)
     p = planner.Planner(scenario)
     problem = p.problem(state=serving_state(scenario))
-    start = p.split_start(problem)
     plan = p.plan(state=serving_state(scenario))
-    assert "4 of 4 parts not reached in time" in plan.stats.status
-    for g in range(len(problem.gpus)):
-        np.testing.assert_array_equal(plan.tasks[g], start[g])
-    assert plan.stats.objective == planner.Planner._worth(problem, plan.tasks)
-    assert not np.isfinite(plan.stats.bound)
+    assert plan.stats.status.startswith("starting plan kept; time limit:")
+    assert "greedy start" in plan.stats.status and "split parts" in plan.stats.status
+    for got, now in zip(plan.tasks, planner.keep_current(problem)):
+        np.testing.assert_array_equal(got, now)
+    assert plan.stats.reconfigurations == 0 and not np.isfinite(plan.stats.bound)

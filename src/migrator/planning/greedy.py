@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _core
+from .deadline import Deadline
 from .decompose import sub_gpu, task_map
 from .planner_problem import IDLE, GpuProblem, Problem, core_gpu
 
@@ -74,6 +75,18 @@ def _assign(
             left[i] -= take[i]
         else:
             tasks[q] = IDLE
+    return tasks, served, left
+
+
+def _kept(gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_assign`'s figures for the GPU's current instances and tasks, kept as they are."""
+    tasks = gpu.current.copy()
+    served = np.zeros(len(gpu.placements))
+    left = remaining.copy()
+    for q in np.flatnonzero((tasks > IDLE) & (tasks % 2 == 1)):
+        i = (int(tasks[q]) - 1) // 2
+        take = min(left[i], gpu.capacity_rps[i, q])
+        served[q], left[i] = take * accuracy[i], left[i] - take
     return tasks, served, left
 
 
@@ -134,13 +147,22 @@ def _worth(problem: Problem, gpu: GpuProblem, tasks: np.ndarray, served: np.ndar
     return float(served.sum() * horizon_s - served[new].sum() * setup - problem.reconfig_penalty * new.sum())
 
 
-def greedy_tasks(problem: Problem) -> tuple[np.ndarray, ...]:
-    """Tasks (periods x placements, -1 for no instance) for every GPU, as the solver takes them."""
+def greedy_tasks(problem: Problem, deadline: Deadline | None = None) -> tuple[np.ndarray, ...]:
+    """Tasks (periods x placements, -1 for no instance) for every GPU, as the solver takes them.
+
+    With a ``deadline``, the GPUs it does not reach keep their current instances and tasks
+    (always valid), and their service is taken off the demand as the others' is.
+    """
     remaining = problem.demand_rps()
     accuracy = problem.acc_before
     out, served_by = [], []
     for gpu in problem.gpus:
         current = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0]
+        if deadline is not None and not deadline.reaches("greedy start on some GPUs"):
+            tasks, served, remaining = _kept(gpu, remaining, accuracy)
+            out.append(np.tile(tasks, (len(problem.periods), 1)))
+            served_by.append(served)
+            continue
         layouts = maximal_sets(gpu)
         candidates = ([current] if current else []) + layouts
         pattern = _best_pattern(problem, gpu, remaining, accuracy, layouts)

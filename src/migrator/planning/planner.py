@@ -21,9 +21,10 @@ import numpy as np
 from .. import _core
 from ..errors import ConfigError
 from ..geometry.layout import Layout
-from ..workload.goodput import score
+from ..workload.goodput import score_arrays
 from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
+from .deadline import Deadline, FinishReserve
 from .decompose import merge, split_by_plan
 from .greedy import greedy_tasks, packed_tasks
 from .highs import HighsRun, checked_run, new_highs, relative_gap, side_by_side
@@ -31,11 +32,12 @@ from .planner_problem import (
     FLOOR_WEIGHT,
     PlannerState,
     Problem,
+    ProfileFigures,
     RawSolution,
     TenantState,
     build_problem,
     core_gpu,
-    gpu_supply,
+    fleet_supply,
     task_name,
 )
 from .retraining import eligible_tenants, retrain_over_window
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Status of a split's part that the time limit did not reach.
 NOT_REACHED = "not reached by the time limit"
+#: Seconds a split must have left to be worth starting (a part's build and solve take ~20 ms).
+MIN_SPLIT_S = 0.05
 
 
 def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool = True) -> Any:
@@ -359,6 +363,10 @@ class Planner:
         self._arrivals: np.ndarray | None = None  # the scenario's trace, drawn on first use
         self._previous: tuple[np.ndarray, ...] | None = None
         self._bound_start: LpBasis | None = None  # the last split bound's basis
+        # The tenants' figures per GPU model and profile do not change between decisions.
+        self._figures = ProfileFigures(scenario.tenants, self._models)
+        self._reserve = FinishReserve()
+        self.clock: Callable[[], float] = time.perf_counter  # decisions' deadlines run on it
 
     def initial_state(self) -> PlannerState:
         """The scenario's starting point: its layouts, every instance idle, slot 0."""
@@ -382,7 +390,7 @@ class Planner:
         forecast = self.default_forecast(state) if forecast is None else np.asarray(forecast, dtype=np.float64)
         return build_problem(
             self.scenario.geometries(), self.scenario.tenants, forecast, state, self.config,
-            slot_s=self.scenario.slot_s, models=self._models, periods=self.periods,
+            slot_s=self.scenario.slot_s, models=self._models, periods=self.periods, figures=self._figures,
         )
 
     def plan(self, forecast: np.ndarray | None = None, state: PlannerState | None = None) -> Plan:
@@ -395,25 +403,35 @@ class Planner:
         state : PlannerState, optional
             Current layouts, tasks and retraining progress; default :meth:`initial_state`.
         """
+        deadline = Deadline(self.config.time_limit_s, self._reserve.estimate(None), clock=self.clock)
         problem = self.problem(forecast, state)
         if self._split_needed(problem):
-            raw = self._solve_split(problem)
+            raw = self._solve_split(problem, deadline)
         else:
-            warm = self._shifted_previous(problem) or greedy_tasks(problem)
-            raw = solve_problem(problem, time_limit_s=self.config.time_limit_s, mip_gap=self.config.mip_gap, warm_start=warm)
-        return self.finish(problem, raw)
+            warm = self._shifted_previous(problem) or greedy_tasks(problem, deadline)
+            raw = solve_problem(problem, time_limit_s=deadline.left(), mip_gap=self.config.mip_gap, warm_start=warm)
+        return self.finish(problem, raw, deadline=deadline)
 
-    def finish(self, problem: Problem, raw: RawSolution, keep: Collection[int] = ()) -> Plan:
+    def finish(self, problem: Problem, raw: RawSolution, keep: Collection[int] = (),
+               deadline: Deadline | None = None) -> Plan:
         """The Plan of a solved ``problem``: the retraining pass where the settings ask for it
         (``retrain_over_window``; GPUs in ``keep`` untouched), remembered as the next
         decision's start, decoded. For callers that solve the parts themselves, as the
-        cluster controller does."""
+        cluster controller does. How long it takes is what the next decision's deadline
+        keeps back for it (:class:`~migrator.planning.deadline.FinishReserve`); under a
+        ``deadline`` the retraining pass stops where the time limit would be passed."""
+        started = self.clock()
         keep = set(keep) | set(raw.kept_gpus)
         raw = self._rescored(problem, raw)
         if self.config.retrain_over_window:
-            raw = dataclasses.replace(raw, tasks=retrain_over_window(problem, raw.tasks, keep))
+            stop = deadline.finishing_late if deadline is not None else None
+            raw = dataclasses.replace(raw, tasks=retrain_over_window(problem, raw.tasks, keep, stop=stop))
+        if deadline is not None:
+            raw = dataclasses.replace(raw, status=raw.status + deadline.note())
         self._previous = raw.tasks
-        return self.decode(problem, raw)
+        plan = self.decode(problem, raw)
+        self._reserve.record(self.clock() - started)
+        return plan
 
     @staticmethod
     def advance(plan: Plan) -> PlannerState:
@@ -444,32 +462,37 @@ class Planner:
         size = len(problem.periods) * sum(len(g.placements) for g in problem.gpus) * problem.n_tasks
         return limit > 0 and len(problem.gpus) > 1 and size > limit
 
-    def _solve_split(self, problem: Problem) -> RawSolution:
+    def _solve_split(self, problem: Problem, deadline: Deadline) -> RawSolution:
         """Each GPU on its own with the share of demand the starting plan gives it, the parts
         and the whole problem's bound solved side by side (``PlannerConfig.workers``) within
-        the time limit; the merged plan, or the starting one where it is worth more."""
-        began = time.perf_counter()
-        start_worth, start = self._scored_start(problem)
+        what the ``deadline`` leaves; the merged plan, or the starting one where it is worth
+        more. Parts the deadline does not reach keep the starting plan's share."""
+        start_worth, start = self._scored_start(problem, deadline)
+        if not deadline.reaches("split parts", needs_s=MIN_SPLIT_S):
+            # Splitting costs a pass over every GPU; with no time to solve a part it buys nothing.
+            return RawSolution(start, start_worth, float("inf"), "starting plan kept", float("inf"), 0.0, 0.0,
+                               kept_gpus=(), scored=True)
         parts, subs = split_by_plan(problem, start, fill_empty=self.fills_empty_gpus(problem))
         lanes = self.workers(len(subs))
-        # The parts run in `lanes` queues: each gets its queue's share of the time limit.
-        budget = self.config.time_limit_s * lanes / len(subs)
+        # The parts run in `lanes` queues: each gets its queue's share of the time left.
+        budget = deadline.left() * lanes / len(subs)
 
         def solve(sub: Problem) -> Callable[[], RawSolution]:
             def run() -> RawSolution:
-                # A part the time limit does not reach keeps the starting plan's share
-                # (below): solving it anyway would overrun the decision's deadline.
-                if time.perf_counter() - began >= self.config.time_limit_s:
+                # Solving a part the deadline does not reach would overrun it.
+                if not deadline.reaches("split parts", needs_s=0.01):
                     return RawSolution(keep_current(sub), float("nan"), float("inf"), NOT_REACHED, float("inf"),
                                        0.0, 0.0, kept_gpus=(0,))
-                return solve_problem(sub, time_limit_s=budget, mip_gap=self.config.mip_gap, warm_start=greedy_tasks(sub))
+                return solve_problem(sub, time_limit_s=min(budget, deadline.left()), mip_gap=self.config.mip_gap,
+                                     warm_start=greedy_tasks(sub))
             return run
 
         def bound() -> tuple[float, LpBasis | None, float]:
-            # What is left of the time limit when it starts (none: no bound, inf).
             started = time.perf_counter()
-            left = self.config.time_limit_s - (started - began)
-            value, basis = whole_bound(problem, time_limit_s=left, start=self._bound_start) if left > 0.01 else (float("inf"), None)
+            value, basis = (whole_bound(problem, time_limit_s=deadline.left(), start=self._bound_start, deadline=deadline)
+                            if deadline.reaches("bound", needs_s=0.01) else (float("inf"), None))
+            if not np.isfinite(value):
+                deadline.skipped.append("bound")
             return value, basis, time.perf_counter() - started
 
         jobs: list[Callable[[], Any]] = [solve(sub) for sub in subs]
@@ -490,7 +513,9 @@ class Planner:
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
         # parts' bounds do not bound it; the relaxation of migrator.planning.split_bound does.
-        worth = {"merged": self._worth(problem, merged.tasks), "start": start_worth}
+        # Where every part kept its share, the merged plan is the start.
+        merged_worth = start_worth if len(skipped) == len(solutions) else self._worth(problem, merged.tasks)
+        worth = {"merged": merged_worth, "start": start_worth}
         best = max(worth, key=worth.get)
         return dataclasses.replace(
             merged,
@@ -501,6 +526,7 @@ class Planner:
             mip_gap=relative_gap(worth[best], the_bound),
             solve_s=merged.solve_s + bound_s,
             status=merged.status + ("" if best == "merged" else "; starting plan kept (better)"),
+            scored=True,
         )
 
     def fills_empty_gpus(self, problem: Problem) -> bool:
@@ -517,30 +543,43 @@ class Planner:
         wanted = self.config.workers or os.cpu_count() or 1
         return max(1, min(wanted, parts))
 
-    def split_start(self, problem: Problem) -> tuple[np.ndarray, ...]:
+    def split_start(self, problem: Problem, deadline: Deadline | None = None) -> tuple[np.ndarray, ...]:
         """The plan whose shares of demand the split gives each GPU: the greedy plan, the
         last plan moved on, the layouts and tasks as they are, or, where
         :meth:`fills_empty_gpus`, the packed plan, whichever is worth most (set-up and
         penalty included). Left to the greedy plan alone, the split re-deals tenants among
         alike GPUs from one decision to the next and reconfigures for nothing, and from a
-        cold start deals them out in slices (docs/model.md)."""
-        return self._scored_start(problem)[1]
+        cold start deals them out in slices (docs/model.md). Under a ``deadline``, the
+        candidates it does not reach are left out (the current layouts always stay in)."""
+        return self._scored_start(problem, deadline)[1]
 
-    def _scored_start(self, problem: Problem) -> tuple[float, tuple[np.ndarray, ...]]:
-        candidates = [greedy_tasks(problem), keep_current(problem)]
-        previous = self._shifted_previous(problem)
-        if previous is not None:
-            candidates.append(previous)
+    def _scored_start(self, problem: Problem, deadline: Deadline | None = None) -> tuple[float, tuple[np.ndarray, ...]]:
+        # Cheapest first: the current layouts always, the others while the deadline allows.
+        makers: list[tuple[str, Callable[[], tuple[np.ndarray, ...] | None]]] = [
+            ("current layouts", lambda: keep_current(problem)),
+            ("last plan", lambda: self._shifted_previous(problem)),
+            ("greedy start", lambda: greedy_tasks(problem, deadline)),
+        ]
         if self.fills_empty_gpus(problem):
-            candidates.append(packed_tasks(problem))
-        scored = [(self._worth(problem, tasks), tasks) for tasks in candidates]
+            makers.append(("packed start", lambda: packed_tasks(problem)))
+        scored: list[tuple[float, tuple[np.ndarray, ...]]] = []
+        for stage, make in makers:
+            if scored and deadline is not None and not deadline.reaches(stage):
+                continue
+            tasks = make()
+            if tasks is None:
+                continue
+            began = self.clock()
+            scored.append((self._worth(problem, tasks), tasks))
+            if deadline is not None and len(scored) == 1:
+                deadline.hold(self._reserve.estimate(self.clock() - began))
         return max(scored, key=lambda pair: pair[0])
 
     def _rescored(self, problem: Problem, raw: RawSolution) -> RawSolution:
         """``raw`` with the objective the Goodput estimator gives its plan, where the two
         differ: a plan is never returned with a value it does not have. The program's
         terminal credit (``terminal_value``) is not the estimator's to check."""
-        if not np.isfinite(raw.objective) or problem.terminal_gain is not None:
+        if raw.scored or not np.isfinite(raw.objective) or problem.terminal_gain is not None:
             return raw
         worth = self._worth(problem, raw.tasks)
         if abs(worth - raw.objective) <= 1e-5 * max(1.0, abs(worth)):
@@ -605,21 +644,12 @@ def _attainment(result: Any) -> dict[str, float]:
 def expected_score(problem: Problem, tasks: Sequence[np.ndarray]) -> Any:
     """The Goodput estimator's score of a plan on the problem's forecast, from the problem's
     decision slot and retraining progress (``migrator.workload.goodput.ScoreResult``)."""
-    from ..workload.tenant import Tenant
-
-    tenants = [
-        Tenant(
-            name=name, model="-", slo_ms=1.0,
-            window_s=float(problem.window_slots[i] * problem.slot_s) if problem.window_slots[i] else None,
-            work_gpu_s=float(problem.work_full[i]),
-            accuracy_before=float(problem.acc_before[i]), accuracy_after=float(problem.acc_after[i]),
-        )
-        for i, name in enumerate(problem.tenants)
-    ]
     capacity, retrain = _rates(problem, tasks)
-    return score(
-        problem.arrivals, capacity, retrain, tenants, slot_s=problem.slot_s,
-        start_slot=problem.slot,
+    return score_arrays(
+        problem.arrivals, capacity, retrain, problem.tenants,
+        np.asarray(problem.acc_before, dtype=np.float64), np.asarray(problem.acc_after, dtype=np.float64),
+        np.asarray(problem.work_full, dtype=np.float64), np.asarray(problem.window_slots, dtype=np.int64),
+        slot_s=problem.slot_s, start_slot=problem.slot,
         progress_gpu_s=problem.work_full - problem.work_left, done=problem.done0,
     )
 
@@ -627,12 +657,23 @@ def expected_score(problem: Problem, tasks: Sequence[np.ndarray]) -> Any:
 def _rates(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per tenant and slot the inference capacity (req/s) and retraining speed the plan's
     instances give, set-up downtime taken off: ``allocation_rates``'s figures from the
-    problem's own arrays, over all GPUs at once (tests hold the two to each other)."""
+    problem's own arrays, GPUs with the same placements and figures at once (tests hold the
+    two to each other)."""
     capacity = np.zeros((len(problem.tenants), problem.horizon))
     speed = np.zeros_like(capacity)
-    for gpu, timeline in zip(problem.gpus, tasks):
-        supply = gpu_supply(problem, gpu, timeline)
+    for members in _alike(problem):
+        first = problem.gpus[members[0]]
+        supply = fleet_supply(problem, np.stack([problem.gpus[g].current for g in members]),
+                              np.stack([tasks[g] for g in members]), first.capacity_rps, first.retrain_speed)
         capacity += supply.capacity
         speed += supply.progress
     return capacity / problem.slot_s, speed / problem.slot_s
 
+
+def _alike(problem: Problem) -> list[list[int]]:
+    """GPUs whose placements and figures are the same arrays (built from one template)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for g, gpu in enumerate(problem.gpus):
+        key = (id(gpu.capacity_rps), id(gpu.retrain_speed), len(gpu.placements))
+        groups.setdefault(key, []).append(g)
+    return list(groups.values())

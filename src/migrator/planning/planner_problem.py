@@ -8,6 +8,7 @@ of tenant ``i``; :func:`task_name` and :func:`parse_task` convert to the text fo
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -27,12 +28,14 @@ __all__ = [
     "GpuProblem",
     "PlannerState",
     "Problem",
+    "ProfileFigures",
     "RawSolution",
     "Supply",
     "TenantState",
     "build_problem",
     "core_gpu",
     "default_periods",
+    "fleet_supply",
     "gpu_supply",
     "parse_task",
     "planning_placements",
@@ -233,25 +236,34 @@ def gpu_supply(problem: Problem, gpu: GpuProblem, tasks: np.ndarray) -> Supply:
     """What ``gpu`` supplies following ``tasks`` (J, Q), by the program's rules: an instance
     is new where its placement held nothing or another task the period before (the current
     instances before period 0), and serves ``1 - downtime(d)`` of a slot ``d`` slots after
-    its latest start (docs/model.md, rows 6-7). Whole arrays at once: the planner scores
-    every candidate plan with it, on up to thousands of GPUs."""
+    its latest start (docs/model.md, rows 6-7)."""
+    return fleet_supply(problem, np.asarray(gpu.current)[None, :], np.asarray(tasks)[None, :, :],
+                        gpu.capacity_rps, gpu.retrain_speed)
+
+
+def fleet_supply(problem: Problem, current: np.ndarray, tasks: np.ndarray,
+                 capacity_rps: np.ndarray, retrain_speed: np.ndarray) -> Supply:
+    """What G GPUs with the same placements and figures (``capacity_rps``, ``retrain_speed``,
+    (N, Q)) supply together, their current tasks ``current`` (G, Q) and timelines ``tasks``
+    (G, J, Q): :func:`gpu_supply`'s figures summed over the GPUs, in whole arrays (the planner
+    scores every candidate plan on up to thousands of GPUs)."""
     tasks = np.asarray(tasks, dtype=np.int64)
     n, horizon, periods = len(problem.tenants), problem.horizon, np.asarray(problem.periods)
-    before = np.vstack([np.asarray(gpu.current, dtype=np.int64)[None, :], tasks[:-1]])
+    before = np.concatenate([np.asarray(current, dtype=np.int64)[:, None, :], tasks[:, :-1]], axis=1)
     new = (tasks >= 0) & (tasks != before)
     # The period of each instance's latest start; -1 for one running since before the plan.
-    started = np.maximum.accumulate(np.where(new, np.arange(len(periods))[:, None], -1), axis=0)
+    started = np.maximum.accumulate(np.where(new, np.arange(len(periods))[None, :, None], -1), axis=1)
     period = np.repeat(np.arange(len(periods)), periods)  # (T,) period of each slot
-    slot_tasks = tasks[period]
+    slot_tasks = tasks[:, period]
     start_slot = np.where(started >= 0, problem.period_starts()[np.maximum(started, 0)], -np.inf)
-    since = np.arange(horizon)[:, None] - start_slot[period]
+    since = np.arange(horizon)[None, :, None] - start_slot[:, period]
     serving = 1.0 - np.clip(problem.setup_s / problem.slot_s - since, 0.0, 1.0)
     busy = slot_tasks > IDLE
     tenant = np.where(busy, (slot_tasks - 1) // 2, 0)
     retrains = busy & ((slot_tasks - 1) % 2 == 1)
     infers = busy & ~retrains
-    cells = tenant * horizon + np.arange(horizon)[:, None]
-    columns = np.broadcast_to(np.arange(tasks.shape[1]), slot_tasks.shape)
+    cells = tenant * horizon + np.arange(horizon)[None, :, None]
+    columns = np.broadcast_to(np.arange(tasks.shape[2]), slot_tasks.shape)
 
     def spread(mask: np.ndarray, figure: np.ndarray) -> np.ndarray:
         weights = problem.slot_s * figure[tenant[mask], columns[mask]] * serving[mask]
@@ -259,9 +271,9 @@ def gpu_supply(problem: Problem, gpu: GpuProblem, tasks: np.ndarray) -> Supply:
 
     period_busy = tasks > IDLE
     period_retrains = period_busy & ((tasks - 1) % 2 == 1)
-    who = np.where(period_retrains, (tasks - 1) // 2, 0) * len(periods) + np.arange(len(periods))[:, None]
+    who = np.where(period_retrains, (tasks - 1) // 2, 0) * len(periods) + np.arange(len(periods))[None, :, None]
     retraining = np.bincount(who[period_retrains], minlength=n * len(periods)).reshape(n, len(periods))
-    return Supply(spread(infers, gpu.capacity_rps), spread(retrains, gpu.retrain_speed), retraining.astype(np.int64),
+    return Supply(spread(infers, capacity_rps), spread(retrains, retrain_speed), retraining.astype(np.int64),
                   int(new.sum()))
 
 
@@ -297,7 +309,7 @@ def planning_placements(geometry: Geometry, models_fit: Any = None, keep: Sequen
     return [pl for pl in geometry.placements() if (pl.profile, pl.start) in chosen]
 
 
-class _ProfileFigures:
+class ProfileFigures:
     """What each tenant gets from one profile of one GPU model (SLO capacity, retraining
     speed, whether every tenant's model fits), computed once per decision however many GPUs
     and placements share the profile: the problem's build stays linear in GPUs."""
@@ -307,6 +319,14 @@ class _ProfileFigures:
         self._model_names = sorted({t.model for t in tenants})
         self._rates: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._fits: dict[tuple[str, str], bool] = {}
+        self._templates: dict[tuple[str, str], GpuProblem] = {}
+
+    def template(self, geometry: Geometry, layout: str) -> GpuProblem:
+        """A GPU of ``geometry`` holding ``layout``, every instance idle (``_gpu_template``)."""
+        key = (geometry.name, layout)
+        if key not in self._templates:
+            self._templates[key] = _gpu_template(geometry, layout, self)
+        return self._templates[key]
 
     def fits_all(self, gpu_model: str, profile: str) -> bool:
         key = (gpu_model, profile)
@@ -315,42 +335,38 @@ class _ProfileFigures:
         return self._fits[key]
 
     def rates(self, gpu_model: str, profile: str) -> tuple[np.ndarray, np.ndarray]:
-        """Every tenant's SLO capacity and retraining speed, shape (N,) each."""
+        """Every tenant's SLO capacity and retraining speed, shape (N,) each: worked out once
+        per kind of tenant (model, SLO, percentile, batch cap, retraining), since fleets of
+        thousands of tenants run a handful of kinds."""
         key = (gpu_model, profile)
         if key not in self._rates:
+            kinds: dict[tuple[Any, ...], tuple[float, float]] = {}
             capacity, speed = np.zeros(len(self.tenants)), np.zeros(len(self.tenants))
             for i, t in enumerate(self.tenants):
-                model = self.models[t.model]
-                if not model.fits(gpu_model, profile):
-                    continue
-                capacity[i] = slo_capacity(
-                    t.model, profile, t.slo_ms, gpu=gpu_model, percentile=t.percentile,
-                    max_batch=t.max_batch, models=self.models,
-                )
-                if t.retrains:
-                    speed[i] = model.retrain_speed(gpu_model, profile)
+                kind = (t.model, t.slo_ms, t.percentile, t.max_batch, t.retrains)
+                if kind not in kinds:
+                    kinds[kind] = self._tenant_rates(t, gpu_model, profile)
+                capacity[i], speed[i] = kinds[kind]
             self._rates[key] = (capacity, speed)
         return self._rates[key]
+
+    def _tenant_rates(self, t: Tenant, gpu_model: str, profile: str) -> tuple[float, float]:
+        model = self.models[t.model]
+        if not model.fits(gpu_model, profile):
+            return 0.0, 0.0
+        capacity = slo_capacity(t.model, profile, t.slo_ms, gpu=gpu_model, percentile=t.percentile,
+                                max_batch=t.max_batch, models=self.models)
+        return float(capacity), float(model.retrain_speed(gpu_model, profile)) if t.retrains else 0.0
 
 
 def _gpu_problem(
     index: int, geometry: Geometry, layout: str, assignment: Mapping[str, str],
-    tenants: Sequence[Tenant], figures: _ProfileFigures,
+    tenants: Sequence[Tenant], figures: ProfileFigures,
 ) -> GpuProblem:
     names = [t.name for t in tenants]
-    current_layout = geometry.validate(layout)
-    keep = [str(p) for p in current_layout]
-    placements = planning_placements(geometry, lambda profile: figures.fits_all(geometry.name, profile), keep)
-    profiles = sorted({p.profile for p in placements})
-    by_name = {p.name: p for p in geometry.profiles}
-    capacity = np.zeros((len(tenants), len(placements)))
-    speed = np.zeros_like(capacity)
-    for q, pl in enumerate(placements):
-        capacity[:, q], speed[:, q] = figures.rates(geometry.name, pl.profile)
-    current = np.full(len(placements), -1, dtype=np.int64)
-    index_of = {str(pl): q for q, pl in enumerate(placements)}
-    for placement in keep:
-        current[index_of[placement]] = IDLE
+    template = figures.template(geometry, layout)
+    current = np.where(template.current >= 0, IDLE, -1)
+    index_of = {str(pl): q for q, pl in enumerate(template.placements)}
     for placement, task in assignment.items():
         try:
             canonical = str(geometry.normalize(placement))
@@ -362,8 +378,27 @@ def _gpu_problem(
                 field="state.assignments",
             )
         current[index_of[canonical]] = parse_task(task, names)
+    return dataclasses.replace(template, name=f"gpu{index}", current=current)
+
+
+def _gpu_template(geometry: Geometry, layout: str, figures: ProfileFigures) -> GpuProblem:
+    """What a GPU of ``geometry`` holding ``layout`` is in the program, every instance idle:
+    the same for all such GPUs, so :class:`ProfileFigures` builds it once per decision."""
+    current_layout = geometry.validate(layout)
+    keep = [str(p) for p in current_layout]
+    placements = planning_placements(geometry, lambda profile: figures.fits_all(geometry.name, profile), keep)
+    profiles = sorted({p.profile for p in placements})
+    by_name = {p.name: p for p in geometry.profiles}
+    capacity = np.zeros((len(figures.tenants), len(placements)))
+    speed = np.zeros_like(capacity)
+    for q, pl in enumerate(placements):
+        capacity[:, q], speed[:, q] = figures.rates(geometry.name, pl.profile)
+    kept = set(keep)
+    # Shared by every GPU built from the template: read-only, so that no one changes them all.
+    for figure in (capacity, speed):
+        figure.setflags(write=False)
     return GpuProblem(
-        name=f"gpu{index}",
+        name="",
         model=geometry.name,
         placements=tuple(placements),
         memory_mask=np.array([_mask(geometry, pl) for pl in placements], dtype=np.uint64),
@@ -375,7 +410,7 @@ def _gpu_problem(
         engine_totals=np.array(geometry.engines.as_tuple(), dtype=np.int64),
         capacity_rps=capacity,
         retrain_speed=speed,
-        current=current,
+        current=np.array([IDLE if str(pl) in kept else -1 for pl in placements], dtype=np.int64),
     )
 
 
@@ -394,8 +429,11 @@ def build_problem(
     slot_s: float,
     models: Mapping[str, Any],
     periods: Sequence[int] | None = None,
+    figures: ProfileFigures | None = None,
 ) -> Problem:
-    """Assemble a :class:`Problem` from scenario objects (see :class:`migrator.Planner`)."""
+    """Assemble a :class:`Problem` from scenario objects (see :class:`migrator.Planner`);
+    ``figures``, the tenants' figures per GPU model and profile, where a caller keeps them
+    from one decision to the next (they depend on the tenants and model tables only)."""
     names = tuple(t.name for t in tenants)
     arrivals = np.asarray(arrivals, dtype=np.float64)
     setup_slots = int(np.ceil(config.setup_s / slot_s - 1e-9)) if config.setup_s > 0 else 1
@@ -427,7 +465,7 @@ def build_problem(
         config.terminal_weight * _terminal_gain(arrivals, acc_after - acc_before, window, offset, done, sum(lengths))
         if config.terminal_value else None
     )
-    figures = _ProfileFigures(tenants, models)
+    figures = figures if figures is not None else ProfileFigures(tenants, models)
     gpus = tuple(
         _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, figures)
         for g, geometry in enumerate(geometries)
@@ -503,3 +541,4 @@ class RawSolution:
     n_rows: int = 0
     n_integers: int = 0
     kept_gpus: tuple[int, ...] = ()
+    scored: bool = False  # ``objective`` is the Goodput estimator's own value of ``tasks``

@@ -25,7 +25,7 @@ another tenant. No tenant gets more retraining instances than the planner allows
 
 from __future__ import annotations
 
-from typing import Any, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -102,10 +102,13 @@ def marginal_service(problem: Problem, first: Sequence[np.ndarray]) -> list[np.n
     return out
 
 
-def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Collection[int] = ()) -> tuple[np.ndarray, ...]:
+def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Collection[int] = (),
+                        stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, ...]:
     """The plan with its first period's instances moved to retraining where that pays over
     the retraining's window (see the module docstring); the GPUs in ``keep`` are left as
-    they are (the cluster's late parts, which keep their current layout and tasks)."""
+    they are (the cluster's late parts, which keep their current layout and tasks). Tenants
+    are taken in turn until ``stop()`` says the decision's time is up; those not reached
+    keep the plan's tasks (each move stands on its own, so the plan stays valid)."""
     n = len(problem.tenants)
     out = [t.copy() for t in tasks]
     if n == 0 or not problem.gpus:
@@ -194,6 +197,8 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     for i in np.argsort(-gain / np.maximum(problem.work_left, 1e-9), kind="stable"):
         if not eligible[i]:
             continue
+        if stop is not None and stop():
+            break
         flat = value[:, i, :].ravel()
         at = int(np.argmax(flat[::-1]))  # the most valuable; among equals the last, as it always was
         at = len(flat) - 1 - at

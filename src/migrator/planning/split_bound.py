@@ -20,6 +20,7 @@ import highspy
 import numpy as np
 
 from .. import _core
+from .deadline import Deadline
 from .highs import new_highs
 from .planner_problem import GpuProblem, Problem, core_gpu
 
@@ -251,16 +252,31 @@ def split_bound(problem: Problem, time_limit_s: float = 1.0) -> float:
     return whole_bound(problem, time_limit_s)[0]
 
 
-def whole_bound(problem: Problem, time_limit_s: float = 1.0, start: LpBasis | None = None) -> tuple[float, LpBasis | None]:
+def whole_bound(
+    problem: Problem, time_limit_s: float = 1.0, start: LpBasis | None = None, deadline: Deadline | None = None,
+) -> tuple[float, LpBasis | None]:
     """:func:`split_bound`, started from ``start`` (the basis an earlier decision's bound
-    returned), and the basis to start the next one from (None when not solved)."""
+    returned), and the basis to start the next one from (None when not solved). With a
+    ``deadline``, the relaxation is given up (inf) where building it outlasts the deadline
+    (its build grows with tenants x slots and takes seconds from a few hundred tenants) and
+    solved within what the deadline leaves of ``time_limit_s``."""
     lp = _Lp()
     supply = _Supply(len(problem.tenants), problem.horizon)
     for members in _classes(problem):
+        if _late(deadline):
+            return float("inf"), None
         _add_class(lp, problem, members, supply)
     for i in range(len(problem.tenants)):
+        if _late(deadline):
+            return float("inf"), None
         _add_tenant(lp, problem, i, supply)
     if problem.retrain_instances > 0:  # (16)
         for columns in supply.retraining.values():
             lp.row(-np.inf, float(problem.retrain_instances), {c: 1.0 for c in columns})
+    if deadline is not None:
+        time_limit_s = min(time_limit_s, deadline.left())
     return lp.solve(time_limit_s, start)
+
+
+def _late(deadline: Deadline | None) -> bool:
+    return deadline is not None and deadline.left() <= 0

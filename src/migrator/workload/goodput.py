@@ -28,6 +28,7 @@ __all__ = [
     "ScoreResult",
     "allocation_rates",
     "score",
+    "score_arrays",
     "slo_capacity",
     "slo_capacity_from_service",
 ]
@@ -333,13 +334,37 @@ def score(
         Retraining progress and completion in the window holding ``start_slot``
         (a window that starts at ``start_slot`` starts afresh regardless).
     """
-    arrived = _matrix(arrivals, "arrivals", len(tenants))
-    cap = _matrix(capacity_rps, "capacity_rps", len(tenants), arrived.shape) * slot_s
-    work_done = _matrix(retrain_speed, "retrain_speed", len(tenants), arrived.shape) * slot_s
+    return score_arrays(
+        arrivals, capacity_rps, retrain_speed, tuple(t.name for t in tenants), *tenant_arrays(tenants, slot_s),
+        slot_s=slot_s, max_wait_slots=max_wait_slots, start_slot=start_slot, progress_gpu_s=progress_gpu_s, done=done,
+    )
+
+
+def score_arrays(
+    arrivals: np.ndarray,
+    capacity_rps: np.ndarray,
+    retrain_speed: np.ndarray,
+    names: Sequence[str],
+    before: np.ndarray,
+    after: np.ndarray,
+    work: np.ndarray,
+    window: np.ndarray,
+    *,
+    slot_s: float = 1.0,
+    max_wait_slots: int = 1,
+    start_slot: int = 0,
+    progress_gpu_s: Sequence[float] | None = None,
+    done: Sequence[bool] | None = None,
+) -> ScoreResult:
+    """:func:`score` with the tenants given as :func:`tenant_arrays` (``before``, ``after``,
+    ``work``, ``window``) and ``names``: for callers that hold those arrays already, as the
+    planner does for thousands of tenants on every candidate plan."""
+    n = len(names)
+    arrived = _matrix(arrivals, "arrivals", n)
+    cap = _matrix(capacity_rps, "capacity_rps", n, arrived.shape) * slot_s
+    work_done = _matrix(retrain_speed, "retrain_speed", n, arrived.shape) * slot_s
     if not isinstance(max_wait_slots, int) or max_wait_slots < 0:
         raise ConfigError("max_wait_slots must be an integer >= 0", field="max_wait_slots")
-    before, after, work, window = tenant_arrays(tenants, slot_s)
-    n = len(tenants)
     queue = np.zeros((n, max_wait_slots))
     progress = np.zeros(n) if progress_gpu_s is None else np.array(progress_gpu_s, dtype=np.float64)
     finished = np.zeros(n, dtype=np.bool_) if done is None else np.array(done, dtype=np.bool_)
@@ -351,7 +376,7 @@ def score(
     )
     if arrived.shape[1]:
         dropped[:, -1] += queue.sum(axis=1)
-    return ScoreResult(tuple(t.name for t in tenants), arrived, within, late, dropped, accuracy, completed)
+    return ScoreResult(tuple(names), arrived, within, late, dropped, accuracy, completed)
 
 
 def _matrix(value: Any, name: str, rows: int, shape: tuple[int, ...] | None = None) -> np.ndarray:

@@ -1,0 +1,94 @@
+"""A decision's deadline: what is left of ``time_limit_s`` for each stage of a decision.
+
+:meth:`Planner.plan <migrator.planning.planner.Planner.plan>` must return within its time
+limit whatever the size (issue 16, item 3). Every stage after the problem's build (the
+starting plans, the solver, the split's parts and bound) asks the deadline how long it may
+take; the time that finishing the plan needs (the retraining pass, re-scoring, decoding) is
+held back as a **reserve**, measured on the last decision, so that the stages before it do
+not spend it. A stage the deadline does not reach is skipped, and the plan says so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+__all__ = ["Deadline", "FinishReserve"]
+
+
+class Deadline:
+    """``limit_s`` seconds from now (``clock``'s), of which ``reserve_s`` is kept for finishing.
+
+    Parameters
+    ----------
+    limit_s : float
+        The decision's time limit (``PlannerConfig.time_limit_s``).
+    reserve_s : float
+        Seconds held back for the stages after the solve; :meth:`left` never hands them out.
+    clock : callable, optional
+        Seconds as a float, ``time.perf_counter`` by default (tests pass a fake one).
+    """
+
+    def __init__(self, limit_s: float, reserve_s: float = 0.0, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.started = clock()
+        self.limit_s = float(limit_s)
+        self.hold(reserve_s)
+        self.skipped: list[str] = []  # the stages it did not reach, in order
+
+    def hold(self, reserve_s: float) -> None:
+        """Keep ``reserve_s`` for finishing from now on (once it can be estimated)."""
+        self.reserve_s = min(max(float(reserve_s), 0.0), self.limit_s)
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def left(self) -> float:
+        """Seconds the stages before finishing may still take (0 when none)."""
+        return max(0.0, self.limit_s - self.reserve_s - self.elapsed())
+
+    def reaches(self, stage: str, needs_s: float = 0.0) -> bool:
+        """Whether ``stage`` may start (more than ``needs_s`` left); if not, it is recorded
+        as skipped so that the plan's status can say what the time limit cut."""
+        if self.left() > needs_s:
+            return True
+        self.skipped.append(stage)
+        return False
+
+    def finishing_late(self) -> bool:
+        """Whether finishing must stop now to return within the limit: a quarter of the
+        reserve (decoding the plan) is all that is left of it."""
+        late = self.limit_s - self.elapsed() <= 0.25 * self.reserve_s
+        if late:
+            self.skipped.append("retraining pass on some tenants")
+        return late
+
+    def note(self) -> str:
+        """The status note for the stages skipped ("" where none was)."""
+        if not self.skipped:
+            return ""
+        return f"; time limit: {', '.join(dict.fromkeys(self.skipped))} skipped, the best plan found kept"
+
+
+class FinishReserve:
+    """How long finishing a plan takes, learnt from the decisions so far.
+
+    Before any decision has finished, finishing is estimated as ``per_score`` times the time
+    one Goodput estimate of a plan took in this decision (finishing scores the plan about
+    that many times over); afterwards, the slowest of the last few finishes, with a margin.
+    """
+
+    per_score = 5.0
+    margin = 1.25
+    remembered = 5
+
+    def __init__(self) -> None:
+        self._finishes: list[float] = []
+
+    def estimate(self, score_s: float | None) -> float:
+        if self._finishes:
+            return self.margin * max(self._finishes)
+        return self.per_score * score_s if score_s is not None else 0.0
+
+    def record(self, seconds: float) -> None:
+        self._finishes = [*self._finishes, float(seconds)][-self.remembered :]

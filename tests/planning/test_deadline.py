@@ -1,0 +1,118 @@
+"""A decision's deadline (issue 16, item 3): stages skipped by it, the reserve kept for
+finishing, and the pieces that make a decision's cost linear in GPUs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from migrator.planning import planner
+from migrator.planning.deadline import Deadline, FinishReserve
+from migrator.planning.greedy import greedy_tasks
+from migrator.planning.planner_problem import fleet_supply, gpu_supply
+from migrator.planning.split_bound import whole_bound
+from scenarios import inference_only, sized
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_deadline_hands_out_the_limit_less_the_reserve_and_names_what_it_cut() -> None:
+    clock = ManualClock()
+    deadline = Deadline(1.0, reserve_s=0.25, clock=clock)
+    assert deadline.left() == pytest.approx(0.75)
+    assert deadline.reaches("solve", needs_s=0.5)
+    clock.now = 0.5
+    assert not deadline.reaches("solve", needs_s=0.5)  # 0.25 left, 0.5 needed
+    assert deadline.reaches("bound")  # 0.25 > 0 left
+    clock.now = 0.8
+    assert deadline.left() == 0.0 and not deadline.reaches("bound") and not deadline.reaches("solve")
+    assert deadline.note() == "; time limit: solve, bound skipped, the best plan found kept"
+    deadline.hold(5.0)  # a reserve is never more than the limit
+    assert deadline.reserve_s == 1.0
+    assert Deadline(1.0, clock=clock).note() == ""
+
+
+def test_finish_reserve_estimates_from_one_score_then_learns_the_slowest_recent_finish() -> None:
+    reserve = FinishReserve()
+    assert reserve.estimate(None) == 0.0
+    assert reserve.estimate(0.02) == pytest.approx(FinishReserve.per_score * 0.02)
+    for seconds in (0.3, 0.1, 0.2):
+        reserve.record(seconds)
+    assert reserve.estimate(0.02) == pytest.approx(FinishReserve.margin * 0.3)
+    for _ in range(FinishReserve.remembered):
+        reserve.record(0.1)  # the slow one is forgotten
+    assert reserve.estimate(None) == pytest.approx(FinishReserve.margin * 0.1)
+
+
+def test_greedy_start_past_its_deadline_keeps_the_other_gpus_as_they_are() -> None:
+    scenario = inference_only(sized(4, 8, horizon=4))
+    problem = planner.Planner(scenario).problem()
+    full = greedy_tasks(problem)
+    clock = ManualClock()
+    deadline = Deadline(1.0, clock=clock)
+    calls = []
+
+    def tick() -> float:
+        calls.append(clock.now)
+        if len(calls) > 2:  # two GPUs reached, then the time is up
+            clock.now = 2.0
+        return clock.now
+
+    deadline.clock = tick
+    cut = greedy_tasks(problem, deadline)
+    for g in range(2):
+        np.testing.assert_array_equal(cut[g], full[g])
+    for g in range(2, 4):
+        np.testing.assert_array_equal(cut[g], planner.keep_current(problem)[g])
+    assert any((full[g] != cut[g]).any() for g in range(2, 4))  # the cut made a difference
+    assert deadline.skipped and deadline.skipped[0].startswith("greedy start")
+
+
+def test_bound_given_up_when_its_build_outlasts_the_deadline() -> None:
+    problem = planner.Planner(sized(2, 4, horizon=8)).problem()
+    value, basis = whole_bound(problem, 10.0, deadline=Deadline(1.0, clock=ManualClock()))
+    assert np.isfinite(value) and basis is not None
+    readings = iter([0.0, 0.5])  # the deadline set at 0, half-way at the first class, then past it
+
+    def clock() -> float:
+        return next(readings, 2.0)
+
+    assert whole_bound(problem, 10.0, deadline=Deadline(1.0, clock=clock)) == (float("inf"), None)
+
+
+def test_fleet_supply_is_the_sum_of_each_gpus_supply() -> None:
+    problem = planner.Planner(sized(3, 6, horizon=8)).problem()
+    rng = np.random.default_rng(7)
+    gpu = problem.gpus[0]
+    shape = (len(problem.periods), len(gpu.placements))
+    timelines = rng.integers(-1, problem.n_tasks, size=(5, *shape))
+    current = rng.integers(-1, problem.n_tasks, size=(5, shape[1]))
+    fleet = fleet_supply(problem, current, timelines, gpu.capacity_rps, gpu.retrain_speed)
+
+    each = [gpu_supply(problem, dataclasses.replace(gpu, current=c), t) for c, t in zip(current, timelines)]
+    np.testing.assert_allclose(fleet.capacity, sum(s.capacity for s in each))
+    np.testing.assert_allclose(fleet.progress, sum(s.progress for s in each))
+    np.testing.assert_array_equal(fleet.retraining, sum(s.retraining for s in each))
+    assert fleet.new == sum(s.new for s in each) and fleet.new > 0
+
+
+def test_gpus_alike_share_one_read_only_template_but_not_their_tasks() -> None:
+    scenario = sized(3, 6, horizon=8)
+    p = planner.Planner(scenario)
+    state = p.initial_state()
+    names = [t.name for t in scenario.tenants]
+    first = scenario.gpus[0].layout.split(",")[0]
+    state = planner.PlannerState(layouts=state.layouts, assignments=({first: f"{names[0]}:infer"}, {}, {}))
+    problem = p.problem(state=state)
+    a, b = problem.gpus[0], problem.gpus[1]
+    assert a.capacity_rps is b.capacity_rps and not a.capacity_rps.flags.writeable
+    assert (a.current != b.current).any()
+    assert p.problem(state=state).gpus[0].capacity_rps is a.capacity_rps  # kept from one decision to the next
