@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    make_wsgi_app,
+)
 
 from .._files import write_atomically
 
@@ -180,7 +187,7 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("metrics %s: " + format, self.address_string(), *args)
 
 
@@ -197,8 +204,9 @@ def _only_metrics(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable
 def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> WSGIServer:
     """Serve ``GET /metrics`` on a daemon thread; ``server.shutdown()`` then
     ``server.server_close()`` stop it. Port 0 picks a free port (``server.server_address``)."""
-    server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
-    server = make_server(host, port, _only_metrics(make_wsgi_app(metrics.registry)), server_class,
+    server_class: type[_Server] = (type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+                                   if ":" in host else _Server)
+    server: WSGIServer = make_server(host, port, _only_metrics(make_wsgi_app(metrics.registry)), server_class,
                          handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="migrator-metrics", daemon=True).start()
     return server
