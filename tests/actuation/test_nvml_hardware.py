@@ -88,3 +88,29 @@ def test_backend_lists_mig_mode_and_instances_read_only(nvml):
             listed += 1
     if not listed:
         pytest.skip("no MIG-capable GPU here")
+
+
+def test_pci_device_ids_and_uuids_of_real_gpus(nvml):
+    """The PCI id a real GPU reports names its built-in table (what mig-parted's device-filter
+    matches), and the UUID the metrics label with is NVML's own."""
+    from migrator.actuation.migparted import format_device_id, gpu_for_device_id
+    from migrator.actuation.nvml import NvmlBackend
+    from migrator.geometry.catalog import resolve_gpu
+
+    checked = 0
+    with NvmlBackend(ReadOnly(nvml)) as backend:
+        for index, handle in enumerate(_devices(nvml)):
+            device_id = backend.pci_device_id(index)
+            assert device_id & 0xFFFF == 0x10DE  # NVIDIA's vendor id in the low 16 bits
+            uuid = nvml.nvmlDeviceGetUUID(handle)
+            assert backend.uuid(index) == (uuid.decode() if isinstance(uuid, bytes) else uuid)
+            assert backend.uuid(index).startswith("GPU-")
+            known = gpu_for_device_id(device_id)
+            if known is None:
+                continue  # a product without a table
+            name = nvml.nvmlDeviceGetName(handle)
+            name = name.decode() if isinstance(name, bytes) else name
+            assert resolve_gpu(name) == known, (format_device_id(device_id), name)
+            checked += 1
+    if not checked:
+        pytest.skip("no GPU here has a PCI id in data/gpus/pci-device-ids.txt")
