@@ -14,7 +14,6 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -25,10 +24,6 @@ from migrator.cli import main
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 MANIFESTS = sorted(p for p in DEPLOY.iterdir() if p.suffix in (".yaml", ".yml"))
 METRICS_PORT = 9410
-# Options the manifests use that another change is adding to the CLI (issue 19, item 5: the
-# agent's /metrics). Each is checked like every other option once the CLI lists it; until
-# then test_pending_options_have_landed is an expected failure that names them.
-PENDING = {"agent": {"--metrics-port", "--metrics-host"}}
 
 
 def documents() -> list[tuple[str, dict[str, Any]]]:
@@ -170,7 +165,7 @@ def test_containers_run_real_commands_with_options_the_cli_lists() -> None:
     known = commands()
     for name, command, args in containers:
         assert command[1] in known, (name, command)
-        unknown = {o for o, _ in option_values(args)} - listed_options(command[1]) - PENDING.get(command[1], set())
+        unknown = {o for o, _ in option_values(args)} - listed_options(command[1])
         assert not unknown, f"{name}: `migrator {command[1]}` has no option {sorted(unknown)}"
 
 
@@ -181,12 +176,6 @@ def test_choice_values_in_the_manifests_are_among_the_cli_choices() -> None:
             choices = re.search(re.escape(option) + r" \[([a-z|-]+)\]", text)
             if choices and value is not None:
                 assert value in choices.group(1).split("|"), (name, option, value)
-
-
-def test_pending_options_have_landed() -> None:
-    missing = {(c, o) for c, options in PENDING.items() for o in options if o not in listed_options(c)}
-    if missing:
-        pytest.xfail(f"the manifests use options the CLI does not list yet: {sorted(missing)}")
 
 
 def dockerfile() -> tuple[str, list[list[str]]]:
@@ -301,7 +290,7 @@ def test_the_readme_s_commands_use_real_options() -> None:
         for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             words = shlex.split(line.split("#")[0]) if line.strip() else []
             if len(words) >= 2 and words[0] == "migrator":
-                unknown = {w for w in words if w.startswith("--")} - listed_options(words[1]) - PENDING.get(words[1], set())
+                unknown = {w for w in words if w.startswith("--")} - listed_options(words[1])
                 assert words[1] in commands() and not unknown, (line, unknown)
                 checked += 1
     assert checked >= 2
