@@ -23,10 +23,10 @@ import numpy as np
 from .. import _core
 from .deadline import Deadline
 from .decompose import sub_gpu, task_map
-from .planner_problem import IDLE, GpuProblem, Problem, core_gpu
+from .planner_problem import IDLE, GpuProblem, Problem, alike_gpus, core_gpu
 
 __all__ = ["fits_beside", "greedy_tasks", "layout_sets", "maximal_sets", "packed_tasks", "pattern_candidates",
-           "retraining_values", "window_value"]
+           "fleet_retraining_values", "retraining_values", "window_value"]
 
 
 def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
@@ -190,13 +190,24 @@ def retraining_values(
     the inference the instance gives up meanwhile; -inf where it cannot finish in time, the
     placement holds no instance, or its instance retrains already (taking it for another
     tenant would throw that retraining away, which the value does not count). Arrays (N, Q)."""
+    finish, value = fleet_retraining_values(problem, gpu, first[None, :], served[None, :], gain, end)
+    return finish, value[0]
+
+
+def fleet_retraining_values(
+    problem: Problem, gpu: GpuProblem, first: np.ndarray, served: np.ndarray, gain: np.ndarray, end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`retraining_values` for G GPUs alike to ``gpu`` (``alike_gpus``), their first
+    periods' tasks ``first`` and service ``served`` (G, Q) each: the finish (N, Q), the same
+    for all of them, and the values (G, N, Q), in whole arrays."""
     speed = gpu.retrain_speed
     # An instance that cannot retrain a tenant finishes never (inf), and inf x 0 is no value.
     with np.errstate(divide="ignore", invalid="ignore"):
         finish = np.where(speed > 0, (problem.setup_s + problem.work_left[:, None] / speed) / problem.slot_s, np.inf)
-        value = window_value(problem, gain[:, None], end[:, None], finish, served[None, :])
+        value = window_value(problem, gain[None, :, None], end[None, :, None], finish[None], served[:, None, :])
     retraining = (first > IDLE) & (first % 2 == 0)
-    value[~np.isfinite(finish) | (finish >= end[:, None]) | ((first < 0) | retraining)[None, :]] = -np.inf
+    unfit = ~np.isfinite(finish) | (finish >= end[:, None])
+    value[unfit[None] | ((first < 0) | retraining)[:, None, :]] = -np.inf
     return finish, value
 
 
@@ -220,9 +231,11 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
     width = max(len(g.placements) for g in problem.gpus)
     finish = np.full((len(problem.gpus), n, width), np.inf)
     value = np.full_like(finish, -np.inf)
-    for g, gpu in enumerate(problem.gpus):
-        q = len(gpu.placements)
-        finish[g, :, :q], value[g, :, :q] = retraining_values(problem, gpu, tasks[g][0], served[g], gain, end)
+    for members in alike_gpus(problem):
+        gpu, q = problem.gpus[members[0]], len(problem.gpus[members[0]].placements)
+        one, value[members, :, :q] = fleet_retraining_values(
+            problem, gpu, np.stack([tasks[g][0] for g in members]), np.stack([served[g] for g in members]), gain, end)
+        finish[members, :, :q] = one
     starts = problem.period_starts()
     for i in np.argsort(-gain):
         if not eligible[i]:

@@ -35,6 +35,7 @@ from .planner_problem import (
     ProfileFigures,
     RawSolution,
     TenantState,
+    alike_gpus,
     build_problem,
     core_gpu,
     fleet_supply,
@@ -365,6 +366,9 @@ class Planner:
         self._bound_start: LpBasis | None = None  # the last split bound's basis
         # The tenants' figures per GPU model and profile do not change between decisions.
         self._figures = ProfileFigures(scenario.tenants, self._models)
+        # Figures and compiled kernels are the planner's to set up, not a decision's to wait for.
+        self._figures.prepare(scenario.geometries())
+        _warm_estimator()
         self._reserve = FinishReserve()
         self.clock: Callable[[], float] = time.perf_counter  # decisions' deadlines run on it
 
@@ -410,6 +414,8 @@ class Planner:
         else:
             warm = self._shifted_previous(problem) or greedy_tasks(problem, deadline)
             raw = solve_problem(problem, time_limit_s=deadline.left(), mip_gap=self.config.mip_gap, warm_start=warm)
+            if raw.kept_gpus:
+                raw = self._warm_start_if_better(problem, raw, warm)
         return self.finish(problem, raw, deadline=deadline)
 
     def finish(self, problem: Problem, raw: RawSolution, keep: Collection[int] = (),
@@ -575,6 +581,16 @@ class Planner:
                 deadline.hold(self._reserve.estimate(self.clock() - began))
         return max(scored, key=lambda pair: pair[0])
 
+    def _warm_start_if_better(self, problem: Problem, raw: RawSolution, warm: Sequence[np.ndarray]) -> RawSolution:
+        """Where the solver found no plan in time, the start it was given (a valid plan) if
+        that is worth more than the current layouts the solver fell back on."""
+        kept, started = self._worth(problem, raw.tasks), self._worth(problem, warm)
+        if started <= kept:
+            return raw
+        return dataclasses.replace(raw, tasks=tuple(warm), objective=started, kept_gpus=(), scored=True,
+                                   mip_gap=relative_gap(started, raw.bound),
+                                   status=raw.status.replace("current layouts kept", "starting plan kept (worth more)"))
+
     def _rescored(self, problem: Problem, raw: RawSolution) -> RawSolution:
         """``raw`` with the objective the Goodput estimator gives its plan, where the two
         differ: a plan is never returned with a value it does not have. The program's
@@ -627,6 +643,13 @@ class Planner:
                     slot_s=problem.slot_s, tasks=raw.tasks, problem=problem)
 
 
+def _warm_estimator() -> None:
+    """Compile the Goodput estimator's kernel (a one-slot, one-tenant score): the first
+    decision of a process would otherwise spend its time limit compiling it."""
+    one = np.ones((1, 1))
+    score_arrays(one, one, one, ("warm-up",), np.ones(1), np.ones(1), np.ones(1), np.ones(1, dtype=np.int64))
+
+
 def plan_value(problem: Problem, tasks: Sequence[np.ndarray], result: Any) -> float:
     """What the program values a plan at, from its estimator ``result``: Goodput, less the
     penalty per new instance and the cost of requests short of the tenants' floors."""
@@ -661,19 +684,10 @@ def _rates(problem: Problem, tasks: Sequence[np.ndarray]) -> tuple[np.ndarray, n
     two to each other)."""
     capacity = np.zeros((len(problem.tenants), problem.horizon))
     speed = np.zeros_like(capacity)
-    for members in _alike(problem):
+    for members in alike_gpus(problem):
         first = problem.gpus[members[0]]
         supply = fleet_supply(problem, np.stack([problem.gpus[g].current for g in members]),
                               np.stack([tasks[g] for g in members]), first.capacity_rps, first.retrain_speed)
         capacity += supply.capacity
         speed += supply.progress
     return capacity / problem.slot_s, speed / problem.slot_s
-
-
-def _alike(problem: Problem) -> list[list[int]]:
-    """GPUs whose placements and figures are the same arrays (built from one template)."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for g, gpu in enumerate(problem.gpus):
-        key = (id(gpu.capacity_rps), id(gpu.retrain_speed), len(gpu.placements))
-        groups.setdefault(key, []).append(g)
-    return list(groups.values())

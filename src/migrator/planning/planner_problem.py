@@ -32,6 +32,7 @@ __all__ = [
     "RawSolution",
     "Supply",
     "TenantState",
+    "alike_gpus",
     "build_problem",
     "core_gpu",
     "default_periods",
@@ -232,6 +233,16 @@ class Supply:
     new: int
 
 
+def alike_gpus(problem: Problem) -> list[list[int]]:
+    """GPUs whose placements and figures are the same arrays (built from one template, see
+    :class:`ProfileFigures`): what is worked out for one holds for all, in whole arrays."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for g, gpu in enumerate(problem.gpus):
+        key = (id(gpu.capacity_rps), id(gpu.retrain_speed), len(gpu.placements))
+        groups.setdefault(key, []).append(g)
+    return list(groups.values())
+
+
 def gpu_supply(problem: Problem, gpu: GpuProblem, tasks: np.ndarray) -> Supply:
     """What ``gpu`` supplies following ``tasks`` (J, Q), by the program's rules: an instance
     is new where its placement held nothing or another task the period before (the current
@@ -320,6 +331,15 @@ class ProfileFigures:
         self._rates: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._fits: dict[tuple[str, str], bool] = {}
         self._templates: dict[tuple[str, str], GpuProblem] = {}
+
+    def prepare(self, geometries: Sequence[Geometry]) -> None:
+        """Work out every tenant kind's figures on every profile of ``geometries`` now (and
+        compile the estimator's kernels on the way), so that no decision's deadline pays
+        for it."""
+        for geometry in {g.name: g for g in geometries}.values():
+            for profile in geometry.profiles:
+                self.fits_all(geometry.name, profile.name)
+                self.rates(geometry.name, profile.name)
 
     def template(self, geometry: Geometry, layout: str) -> GpuProblem:
         """A GPU of ``geometry`` holding ``layout``, every instance idle (``_gpu_template``)."""

@@ -29,8 +29,8 @@ from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
-from .greedy import fits_beside, layout_sets, retraining_values, window_value
-from .planner_problem import FLOOR_WEIGHT, IDLE, Problem
+from .greedy import fits_beside, fleet_retraining_values, layout_sets, window_value
+from .planner_problem import FLOOR_WEIGHT, IDLE, Problem, alike_gpus
 
 __all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
 
@@ -127,14 +127,17 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     width = max(len(g.placements) for g in problem.gpus)
     value = np.full((len(problem.gpus), n, width), -np.inf)
     finish = np.full_like(value, np.inf)
-    for g, gpu in enumerate(problem.gpus):
-        if g in keep:
+    for alike in alike_gpus(problem):
+        members = [g for g in alike if g not in keep]
+        if not members:
             continue
+        gpu, width_g = problem.gpus[members[0]], len(problem.gpus[members[0]].placements)
         # Free placements are valued as idle instances (no inference to give up); whether
         # one still fits is checked when it is picked.
-        room = np.where(first[g] >= 0, first[g], IDLE)
-        finish[g, :, : len(gpu.placements)], value[g, :, : len(gpu.placements)] = retraining_values(
-            problem, gpu, room, served[g], gain, end)
+        room = np.stack([np.where(first[g] >= 0, first[g], IDLE) for g in members])
+        one, value[members, :, :width_g] = fleet_retraining_values(
+            problem, gpu, room, np.stack([served[g] for g in members]), gain, end)
+        finish[members, :, :width_g] = one
 
     def reprice(i: int) -> None:
         """Tenant i gave up an instance: each one it keeps is now worth more to it."""
