@@ -46,3 +46,57 @@ def test_a_failed_write_keeps_the_old_file_and_cleans_up(tmp_path, monkeypatch):
 def test_a_missing_folder_is_an_os_error_before_anything_is_written(tmp_path):
     with pytest.raises(OSError):
         write_atomically(tmp_path / "no" / "such" / "file", "x")
+
+
+@pytest.mark.parametrize("name", ["f" * 255, "é" * 127 + "x", "m.prom"], ids=["255-ascii", "255-utf8", "short"])
+def test_any_name_the_folder_takes_is_written(tmp_path, name):
+    # The temporary name must fit wherever the target's does: a 255-byte target (NAME_MAX
+    # on Linux) used to fail with "File name too long" because the temporary repeated it.
+    assert len(os.fsencode(name)) <= 255
+    path = tmp_path / name
+    write_atomically(path, "x 1\n")
+    assert path.read_text() == "x 1\n"
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_name_too_long_for_the_folder_is_still_refused(tmp_path):
+    with pytest.raises(OSError):
+        write_atomically(tmp_path / ("f" * 256), "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_to_a_folder_is_replaced_not_written_into(tmp_path):
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    link = tmp_path / ("s" * 255)
+    link.symlink_to(folder)
+    write_atomically(link, "a 1\n")
+    assert list(folder.iterdir()) == []
+    assert not link.is_symlink() and link.read_text() == "a 1\n"
+
+
+def test_the_temporary_file_is_created_exclusively_beside_the_target(tmp_path, monkeypatch):
+    opened = []
+    real_open = os.open
+
+    def recording_open(file, flags, *args, **kwargs):
+        opened.append((os.fspath(file), flags))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    write_atomically(tmp_path / ("t" * 255), "x")
+    temporaries = [(f, flags) for f, flags in opened if f.endswith(".tmp")]
+    assert len(temporaries) == 1
+    file, flags = temporaries[0]
+    assert os.path.dirname(file) == str(tmp_path)
+    assert flags & os.O_CREAT and flags & os.O_EXCL  # never opens what is already there
+    assert len(os.fsencode(os.path.basename(file))) <= 255
+
+
+def test_a_write_that_fails_midway_removes_the_temporary(tmp_path):
+    path = tmp_path / ("w" * 255)
+    write_atomically(path, "old")
+    with pytest.raises(UnicodeEncodeError):
+        write_atomically(path, "half \udc80 written")  # a lone surrogate cannot be UTF-8
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
