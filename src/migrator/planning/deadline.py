@@ -80,7 +80,7 @@ class FinishReserve:
     """
 
     per_score = 10.0
-    margin = 1.25
+    margin = 1.5
     remembered = 5
 
     def __init__(self) -> None:

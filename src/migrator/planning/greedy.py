@@ -179,7 +179,7 @@ def greedy_tasks(problem: Problem, deadline: Deadline | None = None) -> tuple[np
         _, tasks, remaining, served = best
         out.append(np.tile(tasks, (len(problem.periods), 1)))
         served_by.append(served)
-    return _add_retraining(problem, out, served_by)
+    return _add_retraining(problem, out, served_by, deadline)
 
 
 def retraining_values(
@@ -218,10 +218,12 @@ def window_value(problem: Problem, gain: np.ndarray, end: np.ndarray, finish: np
     return gain * (end - finish) - served * problem.slot_s * finish
 
 
-def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.ndarray],
+                    deadline: Deadline | None = None) -> tuple[np.ndarray, ...]:
     """Move, tenant by tenant (largest gain first), the instance where retraining is worth
     most to retraining from now, where the accuracy gain until the window's (or horizon's)
-    end outweighs the inference it gives up until the retraining is done."""
+    end outweighs the inference it gives up until the retraining is done; the tenants a
+    ``deadline`` does not reach are left as they are."""
     n = len(problem.tenants)
     if n == 0 or not problem.gpus:
         return tuple(tasks)
@@ -238,6 +240,8 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
         finish[members, :, :q] = one
     starts = problem.period_starts()
     for i in np.argsort(-gain):
+        if deadline is not None and not deadline.reaches("greedy start's retraining"):
+            break
         if not eligible[i]:
             continue
         g, q = np.unravel_index(int(np.argmax(value[:, i, :])), (len(problem.gpus), width))
