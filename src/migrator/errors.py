@@ -180,3 +180,59 @@ class JournalError(MigratorError, ValueError):
     def __init__(self, message: str, line: int = 0) -> None:
         super().__init__(message)
         self.line = line
+
+
+# -- the mig-manager backend (actuation/migmanager.py) --------------------------------------------
+
+from typing import Mapping  # noqa: E402 - appended section
+
+__all__ += [
+    "KubernetesForbidden",
+    "MigManagerError",
+    "MigManagerFailed",
+    "MigManagerTimeout",
+]
+
+
+class MigManagerError(MigratorError, RuntimeError):
+    """The GPU Operator's mig-manager did not bring the node to the asked configuration, or
+    the Kubernetes API refused a call. ``node`` is the node, ``config`` the configuration
+    name set in the ``nvidia.com/mig.config`` label (empty before it was set), ``state`` the
+    last ``nvidia.com/mig.config.state`` seen (None when none was)."""
+
+    def __init__(self, message: str, *, node: str, config: str = "", state: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+        self.config = config
+        self.state = state
+
+
+class MigManagerFailed(MigManagerError):
+    """mig-manager wrote ``failed``: it could not apply the configuration (its pod's log says
+    why). What the GPUs hold afterwards is in ``layouts`` (device index -> layout)."""
+
+    def __init__(self, message: str, *, layouts: Mapping[int, str], **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.layouts = dict(layouts)
+
+
+class MigManagerTimeout(MigManagerError):
+    """No ``success`` or ``failed`` within ``timeout_s`` (``state`` is what was seen last:
+    None when mig-manager never answered, as when it does not run on the node)."""
+
+    def __init__(self, message: str, *, timeout_s: float, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.timeout_s = timeout_s
+
+
+class KubernetesForbidden(MigManagerError):
+    """The API server answered 403: the service account lacks ``verb`` on ``resource``
+    (``name``, in ``namespace`` where namespaced). deploy/mig-manager-rbac.yaml grants it."""
+
+    def __init__(self, message: str, *, verb: str, resource: str, name: str, namespace: str | None,
+                 **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.verb = verb
+        self.resource = resource
+        self.name = name
+        self.namespace = namespace

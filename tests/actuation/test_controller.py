@@ -23,13 +23,16 @@ from migrator.actuation.controller import (
     PushArrivals,
     SimulatedClock,
     TraceArrivals,
+    placed_assignment,
     serve_metrics,
 )
 from migrator.actuation.emulator import MUTATING_CALLS, NvmlEmulator
-from migrator.errors import ConfigError
 from migrator.actuation.journal import Journal, read_journal
-from migrator.geometry.layout import Placement
 from migrator.actuation.nvml import NvmlBackend
+from migrator.actuation.reconfig import apply
+from migrator.errors import ConfigError, InstanceBusy, MigManagerFailed
+from migrator.geometry.layout import Placement
+from migrator.planning.planner import SlotPlan
 
 CONFIG = migrator.PlannerConfig(horizon=3, time_limit_s=0.3)
 SUMMARY_KEYS = {"decisions", "reconfigurations", "failures", "decision_ms_p50", "gpus"}
@@ -332,3 +335,95 @@ def test_trace_arrivals_see_each_slot_once_it_has_ended(scenario):
     first, second = source.poll(), source.poll()
     np.testing.assert_array_equal(first[0], trace.counts[::-1, 0])
     np.testing.assert_array_equal(second[0], trace.counts[::-1, 1])
+
+
+# -- a backend that changes the node's GPUs together (the mig-manager backend's shape) ------------
+
+
+class NodeWide:
+    """NVML on the emulator behind ``apply_layouts`` (the mig-manager backend's call): each
+    call recorded; a GPU in ``busy`` refused before anything changes, as the mig-manager
+    backend refuses a GPU with running processes; ``error`` raised instead of any change."""
+
+    def __init__(self, emu: NvmlEmulator, busy: tuple[int, ...] = (), error: Exception | None = None) -> None:
+        self.reader = NvmlBackend(emu).open()
+        self.busy, self.error = busy, error
+        self.calls: list[dict[int, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.reader, name)
+
+    def apply_layouts(self, targets: dict[int, str], *, expected: dict[int, str], force: bool, dry_run: bool,
+                      journal: Any) -> Any:
+        self.calls.append(dict(targets))
+        refused = [d for d in targets if d in self.busy]
+        if refused:
+            raise InstanceBusy(f"gpu{refused[0]}: busy", placement="3g.20gb@0", pids=(1,), gpu=refused[0])
+        if self.error is not None:
+            raise self.error
+        return dataclasses.make_dataclass("Result", ["per_gpu"])(
+            {d: apply(self.reader, d, t, expected=expected[d], dry_run=dry_run, journal=journal)
+             for d, t in targets.items()})
+
+
+@pytest.fixture(scope="module")
+def two_gpus(scenario: migrator.Scenario) -> migrator.Scenario:
+    table = scenario.to_dict()
+    table["gpus"] = [{"model": "A100-40GB", "count": 2, "layout": ""}]
+    return migrator.Scenario.from_dict(table)
+
+
+def node_controller(scenario: Any, backend: NodeWide) -> Controller:
+    return Controller(scenario, backend, config=CONFIG, clock=SimulatedClock(),  # type: ignore[arg-type]
+                      arrivals=TraceArrivals(scenario.arrivals(), [t.name for t in scenario.tenants]))
+
+
+def test_a_node_wide_backend_gets_the_whole_step_in_one_call(two_gpus):
+    emu = NvmlEmulator(["A100-40GB"] * 2, layouts=["", ""])
+    backend = NodeWide(emu)
+    decision = node_controller(two_gpus, backend).step()
+    assert not decision.failures and len(backend.calls) == 1
+    assert backend.calls[0] == {0: decision.layouts[0], 1: decision.layouts[1]}
+    assert [emu.layout(0), emu.layout(1)] == list(decision.layouts) and decision.reconfigured == (0, 1)
+
+
+def test_a_gpu_refused_by_the_node_wide_backend_does_not_hold_back_the_others(two_gpus):
+    emu = NvmlEmulator(["A100-40GB"] * 2, layouts=["", ""])
+    backend = NodeWide(emu, busy=(0,))
+    c = node_controller(two_gpus, backend)
+    decision = c.step()
+    assert decision.failures == ("gpu0: busy",) and [set(call) for call in backend.calls] == [{0, 1}, {1}]
+    assert emu.layout(0) == "" and emu.layout(1) == decision.layouts[1] != "" and decision.reconfigured == (1,)
+    assert sample(c.metrics, "migrator_failures_total", stage="apply", gpu="0", gpu_uuid=emulated_uuid(0)) == 1
+
+
+def test_a_node_wide_failure_is_one_failure_of_the_step(two_gpus):
+    emu = NvmlEmulator(["A100-40GB"] * 2, layouts=["", ""])
+    failed = MigManagerFailed("node n: mig-manager could not apply migrator-x", node="n", config="migrator-x",
+                              state="failed", layouts={0: "", 1: ""})
+    c = node_controller(two_gpus, NodeWide(emu, error=failed))
+    decision = c.step()
+    assert decision.failures == (str(failed),) and decision.reconfigured == () and decision.layouts == ("", "")
+    assert c.summary()["failures"] == 1 and mutations(emu) == 0
+
+
+def test_a_node_wide_backend_is_not_asked_to_repair(scenario):
+    # mig-parted rebuilds a half-made GPU itself; NVML calls of migrator's own would race it.
+    emu = NvmlEmulator(["A100-40GB"], layouts=["3g.20gb@0"])
+    with NvmlBackend(emu) as backend:
+        backend.create_gpu_instance(0, Placement("3g.20gb", 4))  # a crash left it half-made
+    before = mutations(emu)
+    decision = node_controller(scenario, NodeWide(emu, busy=(0,))).step()
+    assert decision.failures == ("gpu0: busy",) and mutations(emu) == before
+    with NvmlBackend(emu) as backend:
+        assert backend.state(0).incomplete
+
+
+def test_placed_assignment_follows_the_driver_s_placements():
+    planned = SlotPlan("1g.5gb@0,1g.5gb@1,2g.10gb@2,3g.20gb@4",
+                       {"1g.5gb@0": "a:infer", "1g.5gb@1": "b:infer", "3g.20gb@4": "c:retrain"})
+    assert placed_assignment(planned, planned.layout) == dict(planned.assignment)
+    # Same counts, the driver's placements: each profile's instances matched in order of start.
+    assert placed_assignment(planned, "3g.20gb@0,2g.10gb@4,1g.5gb@6,1g.5gb@5") == {
+        "1g.5gb@5": "a:infer", "1g.5gb@6": "b:infer", "3g.20gb@0": "c:retrain"}
+

@@ -1,30 +1,19 @@
-"""The mig-manager backend against a fake Kubernetes API server and a simulated mig-manager.
-
-The server (an http.server thread on 127.0.0.1) answers the four REST calls the backend makes
-through the official client (read/patch a ConfigMap, read/patch a Node) with Kubernetes'
-semantics that matter here: JSON merge of the patch, ``null`` deleting a label, the
-``resourceVersion`` precondition (409), 403 and 404 as ``Status`` objects. Its simulated
-mig-manager does what NVIDIA's does (NVIDIA/mig-parted pkg/mig/reconfigure/reconfigure.go):
-on a new ``nvidia.com/mig.config`` it writes ``pending``, then reads the named configuration
-from the ConfigMap *with migrator's own importer* and recreates each named GPU's instances in
-the emulator (as mig-parted clears and recreates), then writes ``success``. So a passing test
-means the configuration the backend wrote, read back independently, gives each GPU its
-target's counts.
+"""The mig-manager backend against a fake Kubernetes API server and a simulated mig-manager
+(tests/fake_kubernetes.py: the server's semantics, and why a passing test means the
+configuration written, read back independently, gives each GPU its target's counts).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import yaml
+from fake_kubernetes import CONFIG_MAP, NAMESPACE, NODE, FakeClock, FakeCluster, counts
 
 from migrator.actuation.emulator import NvmlEmulator
+from migrator.actuation.journal import Journal, Transaction, read_journal
 from migrator.actuation.migmanager import (
     CONFIG_KEY,
     CONFIG_LABEL,
@@ -46,192 +35,8 @@ from migrator.geometry.geometry import Geometry
 
 kubernetes = pytest.importorskip("kubernetes")
 
-NODE = "gpu-node-7"
-NAMESPACE = "gpu-operator"
-CONFIG_MAP = "migrator-mig-parted-config"
 A100 = "A100-40GB"
-# What the operator's default ConfigMap starts with; the backend must keep it.
-INITIAL = "version: v1\nmig-configs:\n  all-disabled:\n    - devices: all\n      mig-enabled: false\n"
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # Kubernetes' label-value rule
-
-
-def counts(layout: str) -> dict[str, int]:
-    return dict(Counter(p.split("@")[0] for p in layout.split(",") if p))
-
-
-# -- the fake cluster ---------------------------------------------------------------------------
-
-
-class FakeCluster:
-    """One Node and one ConfigMap behind the API server's REST paths, and the node's
-    simulated mig-manager (``behaviour``: ``success``, ``failed``, or ``silent``: never
-    answers, as on a node where mig-manager does not run)."""
-
-    def __init__(self, emulator: NvmlEmulator, behaviour: str = "success") -> None:
-        self.emulator = emulator
-        self.behaviour = behaviour
-        self.lock = threading.Lock()
-        self.node: dict[str, Any] = {"metadata": {"name": NODE, "resourceVersion": "1", "labels": {
-            "nvidia.com/mig.capable": "true", CONFIG_LABEL: "all-disabled", STATE_LABEL: "success"}}}
-        self.config_map: dict[str, Any] = {"metadata": {"name": CONFIG_MAP, "namespace": NAMESPACE,
-                                                        "resourceVersion": "1"}, "data": {CONFIG_KEY: INITIAL}}
-        self.requests: list[tuple[str, str, Any]] = []
-        self.forbidden: set[tuple[str, str]] = set()  # (method, "nodes" | "configmaps")
-        self.missing_config_map = False
-        self.races = 0  # ConfigMap writes another agent slips in before ours
-        self.handled: str | None = "all-disabled"  # what the node was labelled with at the start
-        self.step = 0
-
-    # -- REST --------------------------------------------------------------------------------
-
-    def handle(self, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
-        with self.lock:
-            self.requests.append((method, path, body))
-            node = re.fullmatch(r"/api/v1/nodes/([^/?]+)", path)
-            cm = re.fullmatch(r"/api/v1/namespaces/([^/]+)/configmaps/([^/?]+)", path)
-            kind = "nodes" if node else "configmaps" if cm else None
-            if kind is None:
-                return 404, status(404, "NotFound", f"no route {path}")
-            if (method, kind) in self.forbidden:
-                return 403, status(403, "Forbidden", f'{kind} is forbidden: User "system:serviceaccount:migrator:'
-                                   f'migrator-mig-manager" cannot {method.lower()} resource "{kind}"')
-            if node:
-                if node.group(1) != NODE:
-                    return 404, status(404, "NotFound", f'nodes "{node.group(1)}" not found')
-                if method == "GET":
-                    self.mig_manager()
-                    return 200, {"apiVersion": "v1", "kind": "Node", **json.loads(json.dumps(self.node))}
-                return self.patch(self.node, body, "Node")
-            if self.missing_config_map or cm.group(2) != CONFIG_MAP or cm.group(1) != NAMESPACE:
-                return 404, status(404, "NotFound", f'configmaps "{cm.group(2)}" not found')
-            if method == "GET":
-                return 200, {"apiVersion": "v1", "kind": "ConfigMap", **json.loads(json.dumps(self.config_map))}
-            if self.races:
-                self.races -= 1
-                self.other_agent_writes()
-            return self.patch(self.config_map, body, "ConfigMap")
-
-    def patch(self, obj: dict[str, Any], body: Any, kind: str) -> tuple[int, dict[str, Any]]:
-        wanted = (body.get("metadata") or {}).get("resourceVersion")
-        if wanted is not None and wanted != obj["metadata"]["resourceVersion"]:
-            return 409, status(409, "Conflict", "the object has been modified; please apply your changes to the "
-                                                "latest version and try again")
-        body = json.loads(json.dumps(body))
-        body.get("metadata", {}).pop("resourceVersion", None)
-        merge(obj, body)
-        obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
-        return 200, {"apiVersion": "v1", "kind": kind, **obj}
-
-    def other_agent_writes(self) -> None:
-        document = yaml.safe_load(self.config_map["data"][CONFIG_KEY])
-        document["mig-configs"]["migrator-othernode-1"] = [
-            {"devices": [0], "mig-enabled": True, "mig-devices": {"7g.40gb": 1}}]
-        self.config_map["data"][CONFIG_KEY] = yaml.safe_dump(document)
-        self.config_map["metadata"]["resourceVersion"] = str(int(self.config_map["metadata"]["resourceVersion"]) + 1)
-
-    # -- the simulated mig-manager -----------------------------------------------------------
-
-    def mig_manager(self) -> None:
-        """One step per read of the node: a new label -> pending -> applied."""
-        labels = self.node["metadata"]["labels"]
-        wanted = labels.get(CONFIG_LABEL)
-        if wanted == self.handled or self.behaviour == "silent":
-            return
-        if labels.get(STATE_LABEL) != "pending":
-            labels[STATE_LABEL] = "pending"
-            return
-        self.handled = wanted
-        if self.behaviour == "failed":
-            labels[STATE_LABEL] = "failed"
-            return
-        document = yaml.safe_load(self.config_map["data"][CONFIG_KEY])
-        geometries = [Geometry.for_gpu(A100)] * 3
-        for target in import_config(document, wanted, geometries):
-            self.emulator.set_layout(target.index, target.layout)  # cleared and recreated, as mig-parted does
-        labels[STATE_LABEL] = "success"
-
-    def writes(self) -> list[tuple[str, str, Any]]:
-        return [r for r in self.requests if r[0] != "GET"]
-
-    def config_document(self) -> dict[str, Any]:
-        return yaml.safe_load(self.config_map["data"][CONFIG_KEY])
-
-
-def status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Status", "status": "Failure", "message": message, "reason": reason,
-            "code": code}
-
-
-def merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    """JSON merge patch (RFC 7386), which a strategic merge patch is for maps of strings."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            merge(target[key], value)
-        else:
-            target[key] = value
-
-
-def serve(cluster: FakeCluster) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            self.answer("GET")
-
-        def do_PATCH(self) -> None:  # noqa: N802
-            self.answer("PATCH")
-
-        def answer(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            if method == "PATCH":
-                assert self.headers["Content-Type"] in ("application/strategic-merge-patch+json",
-                                                        "application/merge-patch+json"), self.headers["Content-Type"]
-            code, document = cluster.handle(method, self.path.split("?")[0], body)
-            data = json.dumps(document).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
-
-
-class FakeClock:
-    """Time that passes only when the backend sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def emulator() -> NvmlEmulator:
-    return NvmlEmulator([A100, A100, A100], layouts=["3g.20gb@0,3g.20gb@4", "7g.40gb@0", ""],
-                        mig_enabled=[True, True, False])
-
-
-@pytest.fixture
-def cluster(emulator: NvmlEmulator) -> Iterator[FakeCluster]:
-    fake = FakeCluster(emulator)
-    server = serve(fake)
-    fake.port = server.server_address[1]  # type: ignore[attr-defined]
-    yield fake
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
@@ -240,11 +45,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def backend(cluster: FakeCluster, emulator: NvmlEmulator, clock: FakeClock) -> Iterator[MigManagerBackend]:
+def backend(fake_cluster: FakeCluster, node_emulator: NvmlEmulator, clock: FakeClock) -> Iterator[MigManagerBackend]:
     configuration = kubernetes.client.Configuration()
-    configuration.host = f"http://127.0.0.1:{cluster.port}"  # type: ignore[attr-defined]
+    configuration.host = f"http://127.0.0.1:{fake_cluster.port}"
     api_client = kubernetes.client.ApiClient(configuration)
-    opened = MigManagerBackend(NODE, reader=NvmlBackend(emulator), namespace=NAMESPACE, config_map=CONFIG_MAP,
+    opened = MigManagerBackend(NODE, reader=NvmlBackend(node_emulator), namespace=NAMESPACE, config_map=CONFIG_MAP,
                                api=kubernetes.client.CoreV1Api(api_client), timeout_s=60, poll_s=2, settle_s=90,
                                clock=clock, sleep=clock.sleep)
     with opened:
@@ -256,155 +61,207 @@ def backend(cluster: FakeCluster, emulator: NvmlEmulator, clock: FakeClock) -> I
 
 
 def test_success_writes_the_config_sets_the_label_and_the_gpus_get_the_counts(
-        backend: MigManagerBackend, cluster: FakeCluster, emulator: NvmlEmulator, clock: FakeClock) -> None:
+        backend: MigManagerBackend, fake_cluster: FakeCluster, node_emulator: NvmlEmulator, clock: FakeClock) -> None:
     targets = {0: "4g.20gb@0,1g.5gb@4,1g.5gb@5,1g.5gb@6", 1: "7g.40gb@0"}
     result = backend.apply_layouts({**targets, 2: ""}, expected={0: "3g.20gb@0,3g.20gb@4", 1: "7g.40gb@0", 2: ""})
 
     assert result.applied and result.states == ("pending", "success")
     assert result.changed == (0,) and result.previous == "all-disabled"
-    assert cluster.node["metadata"]["labels"][CONFIG_LABEL] == result.config
-    assert cluster.node["metadata"]["labels"][STATE_LABEL] == "success"
+    assert fake_cluster.node["metadata"]["labels"][CONFIG_LABEL] == result.config
+    assert fake_cluster.node["metadata"]["labels"][STATE_LABEL] == "success"
     # The GPUs, read back through NVML, hold the targets' counts; GPU 1 kept its instance.
-    assert counts(emulator.layout(0)) == counts(targets[0])
-    assert emulator.layout(1) == "7g.40gb@0" and emulator.layout(2) == ""
-    assert result.per_gpu[0].after == emulator.layout(0) and result.per_gpu[0].changed
+    assert counts(node_emulator.layout(0)) == counts(targets[0])
+    assert node_emulator.layout(1) == "7g.40gb@0" and node_emulator.layout(2) == ""
+    assert result.per_gpu[0].after == node_emulator.layout(0) and result.per_gpu[0].changed
     assert not result.per_gpu[1].changed and not result.per_gpu[2].changed and set(result.per_gpu) == {0, 1, 2}
     # The configuration, read with the importer: the named devices only (GPU 2 has MIG off).
-    document = cluster.config_document()
+    document = fake_cluster.config_document()
     assert document["mig-configs"]["all-disabled"] == [{"devices": "all", "mig-enabled": False}]  # kept
     assert [e["devices"] for e in document["mig-configs"][result.config]] == [[0], [1]]
     # One patch sets the label and removes the old state (an old "success" is no answer).
-    node_patches = [body for method, path, body in cluster.writes() if "/nodes/" in path]
+    node_patches = [body for method, path, body in fake_cluster.writes() if "/nodes/" in path]
     assert node_patches == [{"metadata": {"labels": {CONFIG_LABEL: result.config, STATE_LABEL: None}}}]
     # A new configuration waits for the kubelet to update mig-manager's copy of the ConfigMap.
     assert clock.sleeps[0] == 90
 
 
 def test_the_config_written_is_what_migrator_mig_parted_export_writes(backend: MigManagerBackend,
-                                                                       cluster: FakeCluster) -> None:
+                                                                       fake_cluster: FakeCluster) -> None:
     from migrator.actuation.migparted import export_layouts
 
     targets = {0: "2g.10gb@0,2g.10gb@2,3g.20gb@4", 1: "3g.20gb@0,3g.20gb@4"}
     result = backend.apply_layouts(targets)
-    assert cluster.config_document()["mig-configs"][result.config] == export_layouts([targets[0], targets[1]])
+    assert fake_cluster.config_document()["mig-configs"][result.config] == export_layouts([targets[0], targets[1]])
 
 
-def test_nothing_to_change_writes_nothing(backend: MigManagerBackend, cluster: FakeCluster) -> None:
+def test_nothing_to_change_writes_nothing(backend: MigManagerBackend, fake_cluster: FakeCluster) -> None:
     # Same counts, other placements: mig-parted cannot move instances, so nothing to do.
     result = backend.apply_layouts({0: "3g.20gb@4,3g.20gb@0", 1: "7g.40gb@0"})
-    assert not result.applied and result.changed == () and cluster.writes() == []
+    assert not result.applied and result.changed == () and fake_cluster.writes() == []
 
 
-def test_dry_run_describes_mig_parted_clearing_the_gpu(backend: MigManagerBackend, cluster: FakeCluster,
-                                                        emulator: NvmlEmulator) -> None:
+def test_dry_run_describes_mig_parted_clearing_the_gpu(backend: MigManagerBackend, fake_cluster: FakeCluster,
+                                                        node_emulator: NvmlEmulator) -> None:
     result = backend.apply_layouts({0: "7g.40gb@0"}, dry_run=True)
-    assert not result.applied and cluster.writes() == [] and emulator.layout(0) == "3g.20gb@0,3g.20gb@4"
+    assert not result.applied and fake_cluster.writes() == [] and node_emulator.layout(0) == "3g.20gb@0,3g.20gb@4"
     kinds = [a.kind for a in result.per_gpu[0].reconfiguration.actions]
     assert kinds == ["destroy_ci", "destroy_gi", "destroy_ci", "destroy_gi", "create_gi", "create_ci"]
     assert result.per_gpu[0].dry_run and result.per_gpu[0].executed == 0
 
 
-def test_the_previous_config_is_kept_and_older_ones_pruned(backend: MigManagerBackend, cluster: FakeCluster) -> None:
+def test_the_previous_config_is_kept_and_older_ones_pruned(backend: MigManagerBackend,
+                                                           fake_cluster: FakeCluster) -> None:
     first = backend.apply_layouts({0: "7g.40gb@0"}).config
     second = backend.apply_layouts({0: "4g.20gb@0,3g.20gb@4"}).config
-    assert {first, second} <= set(cluster.config_document()["mig-configs"])
+    assert {first, second} <= set(fake_cluster.config_document()["mig-configs"])
     third = backend.apply_layouts({0: "1g.5gb@0"}).config
-    names = set(cluster.config_document()["mig-configs"])
+    names = set(fake_cluster.config_document()["mig-configs"])
     assert names == {"all-disabled", second, third}
 
 
-def test_a_write_that_loses_a_race_is_merged_again(backend: MigManagerBackend, cluster: FakeCluster) -> None:
-    cluster.races = 2
+def test_a_write_that_loses_a_race_is_merged_again(backend: MigManagerBackend, fake_cluster: FakeCluster) -> None:
+    fake_cluster.races = 2
     result = backend.apply_layouts({0: "7g.40gb@0"})
-    names = set(cluster.config_document()["mig-configs"])
+    names = set(fake_cluster.config_document()["mig-configs"])
     assert {"all-disabled", "migrator-othernode-1", result.config} <= names
-    patches = [r for r in cluster.writes() if "/configmaps/" in r[1]]
+    patches = [r for r in fake_cluster.writes() if "/configmaps/" in r[1]]
     assert len(patches) == 3  # two refused with 409, the third merged over the other agent's write
 
 
 # -- failure, timeout, forbidden ----------------------------------------------------------------
 
 
-def test_failed_is_a_named_error(backend: MigManagerBackend, cluster: FakeCluster) -> None:
-    cluster.behaviour = "failed"
+def test_failed_is_a_named_error(backend: MigManagerBackend, fake_cluster: FakeCluster) -> None:
+    fake_cluster.behaviour = "failed"
     with pytest.raises(MigManagerFailed) as info:
         backend.apply_layouts({0: "7g.40gb@0"})
     assert info.value.state == "failed" and info.value.node == NODE
-    assert info.value.config == cluster.node["metadata"]["labels"][CONFIG_LABEL]
+    assert info.value.config == fake_cluster.node["metadata"]["labels"][CONFIG_LABEL]
     assert info.value.layouts == {0: "3g.20gb@0,3g.20gb@4"}
 
 
-def test_timeout_is_a_named_error_after_timeout_s(backend: MigManagerBackend, cluster: FakeCluster,
+def test_after_failed_the_same_layouts_are_asked_for_under_a_second_name(backend: MigManagerBackend,
+                                                                         fake_cluster: FakeCluster,
+                                                                         node_emulator: NvmlEmulator) -> None:
+    # Setting the label to the value it has is no change: mig-manager would never act again.
+    fake_cluster.behaviour = "failed"
+    with pytest.raises(MigManagerFailed) as info:
+        backend.apply_layouts({0: "7g.40gb@0"})
+    fake_cluster.behaviour = "success"
+    result = backend.apply_layouts({0: "7g.40gb@0"})
+    assert result.previous == info.value.config != result.config and result.states == ("pending", "success")
+    assert node_emulator.layout(0) == "7g.40gb@0"
+    assert set(fake_cluster.config_document()["mig-configs"]) == {"all-disabled", info.value.config, result.config}
+
+
+def test_timeout_is_a_named_error_after_timeout_s(backend: MigManagerBackend, fake_cluster: FakeCluster,
                                                   clock: FakeClock) -> None:
-    cluster.behaviour = "silent"
+    fake_cluster.behaviour = "silent"
     with pytest.raises(MigManagerTimeout) as info:
         backend.apply_layouts({0: "7g.40gb@0"})
     assert info.value.state is None and info.value.timeout_s == 60
     assert "is nvidia-mig-manager running" in str(info.value)
-    polls = [r for r in cluster.requests if r[0] == "GET" and "/nodes/" in r[1]]
+    polls = [r for r in fake_cluster.requests if r[0] == "GET" and "/nodes/" in r[1]]
     assert len(polls) == 1 + 60 // 2 + 1  # the label read before, then one per poll_s until the deadline
     assert clock.now == 90 + 60
 
 
 @pytest.mark.parametrize("method, kind", [("PATCH", "configmaps"), ("GET", "configmaps"), ("PATCH", "nodes"),
                                           ("GET", "nodes")])
-def test_forbidden_names_the_missing_rule(backend: MigManagerBackend, cluster: FakeCluster, method: str,
+def test_forbidden_names_the_missing_rule(backend: MigManagerBackend, fake_cluster: FakeCluster, method: str,
                                           kind: str) -> None:
-    cluster.forbidden.add((method, kind))
+    fake_cluster.forbidden.add((method, kind))
     with pytest.raises(KubernetesForbidden) as info:
         backend.apply_layouts({0: "7g.40gb@0"})
     assert info.value.verb == {"PATCH": "patch", "GET": "get"}[method] and info.value.resource == kind
     assert info.value.namespace == (NAMESPACE if kind == "configmaps" else None)
     assert "deploy/mig-manager-rbac.yaml" in str(info.value)
-    assert cluster.node["metadata"]["labels"][CONFIG_LABEL] == "all-disabled"  # the node was not relabelled
+    assert fake_cluster.node["metadata"]["labels"][CONFIG_LABEL] == "all-disabled"  # the node was not relabelled
 
 
-def test_missing_config_map_says_how_to_create_it(backend: MigManagerBackend, cluster: FakeCluster) -> None:
-    cluster.missing_config_map = True
+def test_missing_config_map_says_how_to_create_it(backend: MigManagerBackend, fake_cluster: FakeCluster) -> None:
+    fake_cluster.missing_config_map = True
     with pytest.raises(MigManagerError, match="migManager.config.name"):
         backend.apply_layouts({0: "7g.40gb@0"})
 
 
 def test_someone_else_changing_the_label_while_waiting_is_an_error(backend: MigManagerBackend,
-                                                                   cluster: FakeCluster) -> None:
-    cluster.behaviour = "silent"
-    original = cluster.mig_manager
+                                                                   fake_cluster: FakeCluster) -> None:
+    fake_cluster.behaviour = "silent"
+    original = fake_cluster.mig_manager
 
     def relabel() -> None:
-        cluster.node["metadata"]["labels"][CONFIG_LABEL] = "all-1g.5gb"
+        fake_cluster.node["metadata"]["labels"][CONFIG_LABEL] = "all-1g.5gb"
 
-    cluster.mig_manager = relabel  # type: ignore[method-assign]
+    fake_cluster.mig_manager = relabel  # type: ignore[method-assign]
     with pytest.raises(MigManagerError, match="someone else manages"):
         backend.apply_layouts({0: "7g.40gb@0"})
-    cluster.mig_manager = original  # type: ignore[method-assign]
+    fake_cluster.mig_manager = original  # type: ignore[method-assign]
+
+
+# -- the journal --------------------------------------------------------------------------------
+
+
+def journaled(path: Path) -> dict[int, Transaction]:
+    transactions = read_journal(path)
+    assert all(not t.problems() for t in transactions)
+    return {t.gpu: t for t in transactions}
+
+
+def test_each_changing_gpu_is_one_committed_transaction(backend: MigManagerBackend, node_emulator: NvmlEmulator,
+                                                        tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.jsonl") as journal:
+        backend.apply_layouts({0: "7g.40gb@0", 1: "7g.40gb@0"}, journal=journal)
+    (txn,) = journaled(tmp_path / "j.jsonl").values()  # GPU 1 did not change: no transaction
+    assert (txn.gpu, txn.status, txn.current, txn.target) == (0, "committed", "3g.20gb@0,3g.20gb@4", "7g.40gb@0")
+    assert txn.layout == node_emulator.layout(0) and txn.records[-1]["via"] == "mig-manager"
+    assert [a["kind"] for a in txn.actions] == ["destroy_ci", "destroy_gi", "destroy_ci", "destroy_gi", "create_gi",
+                                                "create_ci"]
+
+
+@pytest.mark.parametrize("behaviour, status", [("failed", "aborted"), ("silent", "open"), ("forbidden", "aborted")])
+def test_a_transaction_ends_as_what_the_gpu_is_known_to_hold(backend: MigManagerBackend, fake_cluster: FakeCluster,
+                                                             tmp_path: Path, behaviour: str, status: str) -> None:
+    # failed: the GPUs were read after it; forbidden: the label was never set, so nothing
+    # changed; a timeout: mig-manager may still be changing the GPU, so it stays open.
+    if behaviour == "forbidden":
+        fake_cluster.forbidden.add(("PATCH", "nodes"))
+    else:
+        fake_cluster.behaviour = behaviour
+    with Journal(tmp_path / "j.jsonl") as journal, pytest.raises(MigManagerError) as info:
+        backend.apply_layouts({0: "7g.40gb@0"}, journal=journal)
+    txn = journaled(tmp_path / "j.jsonl")[0]
+    assert txn.status == status
+    if status == "aborted":
+        assert txn.layout == "3g.20gb@0,3g.20gb@4" and txn.records[-1]["error"] == str(info.value)
 
 
 # -- refused before anything is written ---------------------------------------------------------
 
 
 def test_busy_instances_on_a_gpu_that_changes_are_refused_unless_force(
-        backend: MigManagerBackend, cluster: FakeCluster, emulator: NvmlEmulator) -> None:
+        backend: MigManagerBackend, fake_cluster: FakeCluster, node_emulator: NvmlEmulator) -> None:
     # The 3g.20gb@0 instance stays in the target, but mig-parted recreates the whole GPU.
-    emulator.set_processes(0, emulator.gi_id(0, "3g.20gb@0"), [4242])
+    node_emulator.set_processes(0, node_emulator.gi_id(0, "3g.20gb@0"), [4242])
     with pytest.raises(InstanceBusy) as info:
         backend.apply_layouts({0: "3g.20gb@0,2g.10gb@4"})
-    assert info.value.pids == (4242,) and cluster.writes() == []
-    emulator.set_processes(0, emulator.gi_id(0, "3g.20gb@0"), [])
+    assert info.value.pids == (4242,) and fake_cluster.writes() == []
+    node_emulator.set_processes(0, node_emulator.gi_id(0, "3g.20gb@0"), [])
     assert backend.apply_layouts({0: "3g.20gb@0,2g.10gb@4"}, force=True).applied
 
 
-def test_an_external_change_is_refused(backend: MigManagerBackend, cluster: FakeCluster) -> None:
+def test_an_external_change_is_refused(backend: MigManagerBackend, fake_cluster: FakeCluster) -> None:
     with pytest.raises(ExternalChange):
         backend.apply_layouts({0: "7g.40gb@0"}, expected={0: "7g.40gb@0"})
-    assert cluster.writes() == []
+    assert fake_cluster.writes() == []
 
 
-def test_mig_mode_is_never_switched(backend: MigManagerBackend, cluster: FakeCluster) -> None:
+def test_mig_mode_is_never_switched(backend: MigManagerBackend, fake_cluster: FakeCluster) -> None:
     with pytest.raises(MigModeDisabled):
         backend.apply_layouts({2: "7g.40gb@0"})
     result = backend.apply_layouts({2: ""})  # left out of the configuration: it would switch MIG on
     assert not result.applied and result.per_gpu[2].after == "" and not result.per_gpu[2].changed
-    assert cluster.writes() == []
+    assert fake_cluster.writes() == []
 
 
 @pytest.mark.parametrize("targets", [{}, {3: ""}, {-1: ""}, {True: ""}])
@@ -414,10 +271,11 @@ def test_bad_targets_name_the_field(backend: MigManagerBackend, targets: dict[An
     assert info.value.field == "targets"
 
 
-def test_per_gpu_nvml_apply_is_refused_before_any_action(backend: MigManagerBackend, emulator: NvmlEmulator) -> None:
+def test_per_gpu_nvml_apply_is_refused_before_any_action(backend: MigManagerBackend,
+                                                         node_emulator: NvmlEmulator) -> None:
     with pytest.raises(ConfigError, match="apply_layouts"):
         apply(backend, 0, "7g.40gb@0")  # type: ignore[arg-type]
-    assert emulator.layout(0) == "3g.20gb@0,3g.20gb@4"
+    assert node_emulator.layout(0) == "3g.20gb@0,3g.20gb@4"
 
 
 # -- the pure parts -----------------------------------------------------------------------------
@@ -451,8 +309,8 @@ def test_a_config_map_that_is_no_mig_parted_document_is_a_config_error(text: str
 
 @pytest.mark.parametrize("field, value", [("node", ""), ("namespace", None), ("timeout_s", -1), ("poll_s", True),
                                           ("settle_s", float("nan"))])
-def test_bad_settings_name_the_field(emulator: NvmlEmulator, field: str, value: Any) -> None:
-    settings: dict[str, Any] = {"node": NODE, "reader": NvmlBackend(emulator), "api": object(), field: value}
+def test_bad_settings_name_the_field(node_emulator: NvmlEmulator, field: str, value: Any) -> None:
+    settings: dict[str, Any] = {"node": NODE, "reader": NvmlBackend(node_emulator), "api": object(), field: value}
     node = settings.pop("node")
     with pytest.raises(ConfigError) as info:
         MigManagerBackend(node, **settings)

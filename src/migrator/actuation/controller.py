@@ -9,7 +9,10 @@ One control step (:meth:`Controller.step`):
 3. re-plan the horizon from the observed layouts (receding horizon:
    ``Planner.plan(forecast=..., state=PlannerState(...))``);
 4. apply the plan's first slot to each GPU through :func:`migrator.actuation.reconfig.apply` (journaled,
-   make-before-break, rolled back on failure), or only log the actions with ``dry_run``.
+   make-before-break, rolled back on failure), or only log the actions with ``dry_run``. A
+   backend that changes a node's GPUs together (one with ``apply_layouts``:
+   :class:`~migrator.actuation.migmanager.MigManagerBackend`) gets the whole slot in one call
+   instead: one mig-manager change per GPU would stop the node's GPU clients once per GPU.
 
 :meth:`Controller.run` repeats it every ``slot_s`` seconds of its clock (a
 :class:`SimulatedClock` runs as fast as the planner) until a step count, :meth:`stop`, or
@@ -39,7 +42,8 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 import numpy as np
 
 from ..errors import ConfigError, MigratorError, ReconfigError
-from ..planning.planner import Plan, Planner
+from ..geometry.layout import Layout
+from ..planning.planner import Plan, Planner, SlotPlan
 from ..planning.planner_problem import PlannerState, TenantState
 from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
@@ -47,7 +51,7 @@ from ..workload.traces import TIME_COLUMNS, Trace
 from .journal import Journal
 from .metrics import Metrics, serve_metrics
 from .nvml import GpuState, NvmlBackend
-from .reconfig import DrainHook, apply
+from .reconfig import ApplyResult, DrainHook, apply
 
 __all__ = [
     "ArrivalSource",
@@ -237,6 +241,31 @@ class SimulatedClock:
 # -- the controller -----------------------------------------------------------------------------
 
 
+def placed_assignment(wanted: SlotPlan, layout: str) -> dict[str, str]:
+    """The plan's tasks (``wanted.assignment``, placement text -> task) on the instances the
+    GPU holds (``layout``). Where the actuator placed them (NVML) that is the plan itself;
+    where the driver chose the placements (mig-manager keeps counts, not placements), each
+    profile's planned instances are matched to the held ones of that profile in order of
+    start."""
+    if layout == wanted.layout:
+        return dict(wanted.assignment)
+    held = _by_profile(layout)
+    placed = {}
+    for profile, planned in _by_profile(wanted.layout).items():
+        for plan_text, held_text in zip(planned, held.get(profile, ())):
+            if plan_text in wanted.assignment:
+                placed[held_text] = wanted.assignment[plan_text]
+    return placed
+
+
+def _by_profile(layout: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for placement in sorted(Layout.parse(layout), key=lambda p: p.start):
+        out.setdefault(placement.profile, []).append(str(placement))
+    return out
+
+
+
 def run_paced(
     step: Callable[[], Any], clock: Any, stop: threading.Event, slot_s: float,
     steps: int | None = None, on_step: Callable[[Any], None] | None = None,
@@ -283,8 +312,10 @@ class Controller:
     ----------
     scenario : Scenario
         Tenants, planner settings, slot length, GPUs.
-    backend : NvmlBackend
-        Open backend.
+    backend : NvmlBackend or MigManagerBackend
+        Open backend. One with ``apply_layouts`` (the mig-manager backend) is given each
+        step's layouts for all its GPUs in one call, and is not asked to repair GPU
+        instances left without a compute instance (mig-parted rebuilds such a GPU itself).
     arrivals : ArrivalSource, optional
         Where observed counts come from; by default a :class:`PushArrivals` (see
         :meth:`observe`).
@@ -426,7 +457,7 @@ class Controller:
         states = []
         for g, device in zip(self._gpus, self.devices):
             state = self.backend.state(device)
-            if state.incomplete and not self.dry_run:
+            if state.incomplete and not self.dry_run and not self._node_wide:
                 state = self._repair(state)
             layout = str(state.layout)
             if self._expected[g] is not None and layout != self._expected[g]:
@@ -464,18 +495,25 @@ class Controller:
             log.info("slot %d: no arrivals observed yet: planning on the scenario's own arrivals", self.slot)
         return self.planner.plan(forecast=forecast, state=state)
 
+    @property
+    def _node_wide(self) -> bool:
+        """Whether the backend changes the node's GPUs together (``apply_layouts``)."""
+        return callable(getattr(self.backend, "apply_layouts", None))
+
+    def _layout_of(self, g: int, state: GpuState) -> str:
+        """What GPU ``g`` holds after a step: what the apply left, else what was observed."""
+        expected = self._expected[g]
+        return expected if expected is not None else str(state.layout)
+
     def _apply(self, plan: Plan, states: Sequence[GpuState], decision_s: float) -> Decision:
         started = time.perf_counter()
-        reconfigured, failures, actions = [], [], []
+        apply_all = self._apply_node if self._node_wide else self._apply_each
+        results, failures = apply_all(plan, states)
+        reconfigured: list[int] = []
+        actions: list[tuple[str, ...]] = []
         for g, state in zip(self._gpus, states):
-            wanted = plan.first(g)
-            try:
-                result = apply(self.backend, state.index, wanted.layout, expected=state.layout, tasks=self._assignments[g],
-                               drain=self.drain, force=self.force, journal=self.journal, dry_run=self.dry_run)
-            except MigratorError as exc:  # rolled back, or refused before any change
-                self.metrics.record_failure("apply", state.index)
-                failures.append(str(exc))
-                log.error("slot %d: %s", self.slot, exc)
+            result = results.get(g)
+            if result is None:  # failed, or refused before any change
                 self._expected[g] = None  # observed afresh next step, not flagged as a change
                 actions.append(())
                 continue
@@ -485,9 +523,8 @@ class Controller:
                 reconfigured.append(g)
             if not self.dry_run:
                 self._expected[g] = result.after
-                self._assignments[g] = dict(wanted.assignment)
-        layouts = tuple(self._expected[g] if self._expected[g] is not None else str(s.layout)
-                        for g, s in zip(self._gpus, states))
+                self._assignments[g] = placed_assignment(plan.first(g), result.after)
+        layouts = tuple(self._layout_of(g, s) for g, s in zip(self._gpus, states))
         self._last_layouts = list(layouts)
         return Decision(
             slot=self.slot, layouts=tuple(plan.first(g).layout for g in self._gpus) if self.dry_run else layouts,
@@ -495,6 +532,50 @@ class Controller:
             decision_ms=decision_s * 1e3, apply_ms=(time.perf_counter() - started) * 1e3,
             reconfigured=tuple(reconfigured), actions=tuple(actions), failures=tuple(failures), dry_run=self.dry_run,
         )
+
+    def _apply_each(self, plan: Plan, states: Sequence[GpuState]) -> tuple[dict[int, ApplyResult], list[str]]:
+        """Each GPU through :func:`~migrator.actuation.reconfig.apply`, on its own: one GPU's
+        failure (rolled back) does not stop the others."""
+        results, failures = {}, []
+        for g, state in zip(self._gpus, states):
+            wanted = plan.first(g)
+            try:
+                results[g] = apply(self.backend, state.index, wanted.layout, expected=state.layout,
+                                   tasks=self._assignments[g], drain=self.drain, force=self.force,
+                                   journal=self.journal, dry_run=self.dry_run)
+            except MigratorError as exc:  # rolled back, or refused before any change
+                failures.append(self._failed(exc, state.index))
+        return results, failures
+
+    def _apply_node(self, plan: Plan, states: Sequence[GpuState]) -> tuple[dict[int, ApplyResult], list[str]]:
+        """All GPUs in one ``apply_layouts`` call. A GPU it refuses before writing anything
+        (changed behind migrator's back, busy, MIG off) is left out and the call made again
+        for the others; any other error (mig-manager answered ``failed``, timed out, the API
+        refused) is the step's failure, one for the node."""
+        gpu_of = {state.index: g for g, state in zip(self._gpus, states)}
+        targets = {state.index: plan.first(g).layout for g, state in zip(self._gpus, states)}
+        expected = {state.index: str(state.layout) for state in states}
+        failures: list[str] = []
+        # Not an NvmlBackend method, so not one the type checker knows.
+        apply_layouts = getattr(self.backend, "apply_layouts")
+        while targets:
+            try:
+                result = apply_layouts(targets, expected=expected, force=self.force, dry_run=self.dry_run,
+                                       journal=self.journal)
+            except MigratorError as exc:
+                if isinstance(exc, ReconfigError) and exc.gpu in targets:
+                    failures.append(self._failed(exc, exc.gpu))
+                    del targets[exc.gpu], expected[exc.gpu]
+                    continue
+                failures.append(self._failed(exc, None))
+                return {}, failures
+            return {gpu_of[d]: r for d, r in result.per_gpu.items() if d in gpu_of}, failures
+        return {}, failures
+
+    def _failed(self, exc: MigratorError, device: int | None) -> str:
+        self.metrics.record_failure("apply", device)
+        log.error("slot %d: %s", self.slot, exc)
+        return str(exc)
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -19,8 +19,16 @@ drives it, so that the two never fight over a node (deploy/README.md):
    ``pending`` first, so an old ``success`` must not be read as the answer;
 4. it polls the node until the state says ``success`` or ``failed``, or the time runs out
    (:class:`MigManagerFailed`, :class:`MigManagerTimeout`; a 403 from the API server is
-   :class:`KubernetesForbidden`, naming the RBAC rule that is missing);
+   :class:`KubernetesForbidden`, naming the RBAC rule that is missing; the error classes
+   live in :mod:`migrator.errors` and are importable from here too);
 5. it reads the GPUs again (NVML, read-only) and checks that each holds the asked counts.
+
+With a journal, each GPU that changes gets a transaction: ``begin`` before anything is
+written (mig-parted's clear-and-create actions, which mig-manager runs, not migrator), then
+``commit`` at the layout the GPU holds after ``success``, or ``abort`` at the layout it holds
+after ``failed`` or after a refusal before the label was set (both with ``"via":
+"mig-manager"``). Anything else after the label was set (a timeout) leaves it open: the GPU
+may still be changing.
 
 What the GPUs hold is read through a read-only :class:`~migrator.actuation.nvml.NvmlBackend`
 (the ``reader``); nothing here creates or destroys an instance itself. mig-parted keeps
@@ -35,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,8 +51,18 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from ..errors import ConfigError, ExternalChange, InstanceBusy, MigratorError
+from ..errors import (
+    ConfigError,
+    ExternalChange,
+    InstanceBusy,
+    KubernetesForbidden,
+    MigManagerError,
+    MigManagerFailed,
+    MigManagerTimeout,
+    MigratorError,
+)
 from ..geometry.layout import Layout, LayoutLike
+from .journal import Journal
 from .migparted import VERSION, dump, export_layouts
 from .nvml import GpuState, NvmlBackend
 from .reconfig import Action, ApplyResult, Reconfiguration
@@ -86,53 +105,6 @@ PREFIX = "migrator-"
 _CONFLICT_RETRIES = 5
 
 
-# -- errors -------------------------------------------------------------------------------------
-
-
-class MigManagerError(MigratorError, RuntimeError):
-    """The mig-manager did not bring the node to the asked configuration, or the Kubernetes
-    API refused a call. ``node`` is the node, ``config`` the configuration name set in the
-    label (empty before it was set), ``state`` the last ``nvidia.com/mig.config.state``
-    seen (None when none was)."""
-
-    def __init__(self, message: str, *, node: str, config: str = "", state: str | None = None) -> None:
-        super().__init__(message)
-        self.node = node
-        self.config = config
-        self.state = state
-
-
-class MigManagerFailed(MigManagerError):
-    """mig-manager wrote ``failed``: it could not apply the configuration (its pod's log says
-    why). What the GPUs hold afterwards is in ``layouts`` (device index -> layout)."""
-
-    def __init__(self, message: str, *, layouts: Mapping[int, str], **fields: Any) -> None:
-        super().__init__(message, **fields)
-        self.layouts = dict(layouts)
-
-
-class MigManagerTimeout(MigManagerError):
-    """No ``success`` or ``failed`` within ``timeout_s`` (``state`` is what was seen last:
-    None when mig-manager never answered, as when it does not run on the node)."""
-
-    def __init__(self, message: str, *, timeout_s: float, **fields: Any) -> None:
-        super().__init__(message, **fields)
-        self.timeout_s = timeout_s
-
-
-class KubernetesForbidden(MigManagerError):
-    """The API server answered 403: the service account lacks ``verb`` on ``resource``
-    (``name``, in ``namespace`` where namespaced). deploy/mig-manager-rbac.yaml grants it."""
-
-    def __init__(self, message: str, *, verb: str, resource: str, name: str, namespace: str | None,
-                 **fields: Any) -> None:
-        super().__init__(message, **fields)
-        self.verb = verb
-        self.resource = resource
-        self.name = name
-        self.namespace = namespace
-
-
 # -- the configuration --------------------------------------------------------------------------
 
 
@@ -156,11 +128,14 @@ def node_config(targets: Mapping[int, LayoutLike]) -> list[dict[str, Any]]:
     return named
 
 
-def config_name(node: str, entries: Sequence[Mapping[str, Any]]) -> str:
+def config_name(node: str, entries: Sequence[Mapping[str, Any]], retry: bool = False) -> str:
     """``migrator-<node hash>-<content hash>``: a valid label value (at most 63 characters)
     whatever the node's name, and a new value whenever the configuration changes (mig-manager
-    acts on a change of the label, not of the ConfigMap)."""
-    content = json.dumps(list(entries), sort_keys=True)
+    acts on a change of the label, not of the ConfigMap). ``retry`` gives the same content a
+    second name, for when the label already names the first one (after ``failed``, or after
+    the GPUs were changed behind mig-manager's back): setting a label to its own value is no
+    change, and mig-manager would not act."""
+    content = json.dumps(list(entries), sort_keys=True) + ("\nretry" if retry else "")
     return f"{_node_prefix(node)}{_digest(content)[:12]}"
 
 
@@ -352,6 +327,7 @@ class MigManagerBackend:
         expected: Mapping[int, LayoutLike] | None = None,
         force: bool = False,
         dry_run: bool = False,
+        journal: Journal | None = None,
     ) -> MigManagerResult:
         """Bring each device in ``targets`` (NVML index -> layout) to its layout's counts.
 
@@ -367,6 +343,8 @@ class MigManagerBackend:
             Let mig-parted destroy instances that have running processes.
         dry_run : bool
             Check and describe only: nothing is written.
+        journal : Journal, optional
+            Where each changing GPU's transaction is written (module docstring).
 
         Raises
         ------
@@ -385,24 +363,40 @@ class MigManagerBackend:
             return MigManagerResult(self.node, "", None, (), changed, per_gpu, False, self._clock() - started)
         left_out = {d: before.pop(d) for d in list(before) if d not in goals}  # MIG off: not named
         entries = node_config(goals)
-        name = config_name(self.node, entries)
         previous = self._labels().get(CONFIG_LABEL)
-        if self._write_config(name, entries, keep=[previous] if previous else []):
-            log.info("%s: wrote configuration %s into %s/%s; waiting %.0f s for the kubelet to update "
-                     "mig-manager's copy", self.node, name, self.namespace, self.config_map, self.settle_s)
-            self._sleep(self.settle_s)
-        self._patch_node({CONFIG_LABEL: name, STATE_LABEL: None})
-        log.info("%s: %s=%s (was %s); waiting for %s", self.node, CONFIG_LABEL, name, previous, STATE_LABEL)
-        wait = _Wait(self.timeout_s, self.poll_s, self._clock, self._sleep)
-        outcome = self._wait(name, wait)
-        after = {d: self.reader.state(d) for d in goals}
-        if outcome == "failed":
-            raise MigManagerFailed(
-                f"node {self.node}: mig-manager could not apply {name} ({STATE_LABEL}=failed); the GPUs hold "
-                + "; ".join(f"gpu{d}: {after[d].layout or '(empty)'}" for d in sorted(after))
-                + " (the nvidia-mig-manager pod's log on the node says why)",
-                node=self.node, config=name, state="failed", layouts={d: str(s.layout) for d, s in after.items()})
-        self._check_counts(goals, after, name)
+        name = config_name(self.node, entries)
+        if name == previous:
+            name = config_name(self.node, entries, retry=True)
+        plans = {d: _clear_and_create(before[d], goals[d], self.reader.geometry(d).name) for d in changed}
+        txns = _begin(journal, plans, before)
+        labelled = False
+        try:
+            if self._write_config(name, entries, keep=[previous] if previous else []):
+                log.info("%s: wrote configuration %s into %s/%s; waiting %.0f s for the kubelet to update "
+                         "mig-manager's copy", self.node, name, self.namespace, self.config_map, self.settle_s)
+                self._sleep(self.settle_s)
+            self._patch_node({CONFIG_LABEL: name, STATE_LABEL: None})
+            labelled = True
+            log.info("%s: %s=%s (was %s); waiting for %s", self.node, CONFIG_LABEL, name, previous, STATE_LABEL)
+            wait = _Wait(self.timeout_s, self.poll_s, self._clock, self._sleep)
+            outcome = self._wait(name, wait)
+            after = {d: self.reader.state(d) for d in goals}
+            if outcome == "failed":
+                raise MigManagerFailed(
+                    f"node {self.node}: mig-manager could not apply {name} ({STATE_LABEL}=failed); the GPUs hold "
+                    + "; ".join(f"gpu{d}: {after[d].layout or '(empty)'}" for d in sorted(after))
+                    + " (the nvidia-mig-manager pod's log on the node says why)",
+                    node=self.node, config=name, state="failed",
+                    layouts={d: str(s.layout) for d, s in after.items()})
+            self._check_counts(goals, after, name)
+        except MigManagerFailed as exc:
+            _end(journal, txns, "abort", exc.layouts, str(exc))
+            raise
+        except MigratorError as exc:
+            if not labelled:  # refused before mig-manager was asked: the GPUs are as they were
+                _end(journal, txns, "abort", {d: str(before[d].layout) for d in txns}, str(exc))
+            raise
+        _end(journal, txns, "commit", {d: str(after[d].layout) for d in txns})
         per_gpu = {d: self._result(before[d], goals[d], after[d], d in changed, False, started) for d in goals}
         per_gpu.update({d: self._result(s, Layout(), s, False, False, started) for d, s in left_out.items()})
         return MigManagerResult(self.node, name, previous, tuple(wait.seen), changed, per_gpu, True,
@@ -545,18 +539,45 @@ class _Conflict(Exception):
 
 
 def _default_api() -> Any:
+    """A client of its own (not the module-wide default configuration): the pod's service
+    account in a cluster, else the kubeconfig ``KUBECONFIG`` names when called (the client
+    reads it when imported), else ``~/.kube/config``."""
     try:
         from kubernetes import client, config
     except ImportError as exc:
         raise MigratorError("the mig-manager backend needs the Kubernetes client: pip install 'migrator[k8s]'") from exc
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
         try:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None,  # type: ignore[no-untyped-call]
+                                    client_configuration=configuration)
         except (config.ConfigException, OSError) as exc:
             raise MigratorError(f"no Kubernetes credentials: not in a pod, and no usable kubeconfig ({exc})") from exc
-    return client.CoreV1Api()
+    return client.CoreV1Api(client.ApiClient(configuration))
+
+
+def _begin(journal: Journal | None, plans: Mapping[int, Reconfiguration],
+           before: Mapping[int, GpuState]) -> dict[int, str]:
+    """One open transaction per GPU that changes (device -> transaction id), before anything
+    is written; none without a journal."""
+    if journal is None:
+        return {}
+    return {d: journal.begin(gpu=d, model=recon.model, kind="apply", current=str(before[d].layout),
+                             target=recon.target, fallback=str(before[d].layout),
+                             actions=[a.to_dict() for a in recon.actions])
+            for d, recon in plans.items()}
+
+
+def _end(journal: Journal | None, txns: Mapping[int, str], event: str, layouts: Mapping[int, str],
+         error: str | None = None) -> None:
+    """Close each transaction at the layout its GPU was read at (``commit`` or ``abort``)."""
+    if journal is None:
+        return
+    extra = {"error": error} if error is not None else {}
+    for device, txn in txns.items():
+        journal.write(txn, event, device, layout=layouts[device], via="mig-manager", **extra)
 
 
 def _check_unchanged(state: GpuState, expected: Layout) -> None:

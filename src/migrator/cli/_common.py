@@ -121,26 +121,104 @@ def planner_settings(s: Any, horizon: int | None, time_limit_s: float | None) ->
 
 
 BACKENDS = ("emulator", "nvml")
+#: `migrator run` also applies plans through the GPU Operator's mig-manager.
+RUN_BACKENDS = (*BACKENDS, "mig-manager")
+_BACKEND_HELP = ("emulator: in-memory GPUs built from the scenario; nvml: this machine's GPUs "
+                 "(needs migrator[nvml] and a driver).")
+_MIG_MANAGER_ELSEWHERE = (
+    "the mig-manager backend only applies plans (`migrator run --backend mig-manager`); here use --backend nvml, "
+    "which reads the same GPUs (mig-manager keeps its own crash state: it re-applies the configuration the "
+    "node's nvidia.com/mig.config label names, so a journal has nothing for `migrator recover` to finish)")
+
+
+class BackendChoice(click.Choice):  # type: ignore[type-arg]  # generic only from click 8.2; we take 8.1
+    """click's Choice that says why a backend another command takes is not taken here."""
+
+    def __init__(self, choices: Any, refused: Any) -> None:
+        super().__init__(choices)
+        self.refused = dict(refused)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value in self.refused:
+            self.fail(f"{value!r}: {self.refused[value]}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _emulator_state_option(f: Any) -> Any:
+    return click.option("--emulator-state", "emulator_state", type=click.Path(dir_okay=False),
+                        help="With the emulator: load the emulated GPUs from this JSON file (when it exists) "
+                             "and save them back, so that commands share one emulated machine.")(f)
 
 
 def backend_option(f: Any) -> Any:
-    f = click.option("--emulator-state", "emulator_state", type=click.Path(dir_okay=False),
-                     help="With the emulator: load the emulated GPUs from this JSON file (when it exists) "
-                          "and save them back, so that commands share one emulated machine.")(f)
-    return click.option("--backend", type=click.Choice(BACKENDS), default="emulator", show_default=True,
-                        help="emulator: in-memory GPUs built from the scenario; nvml: this machine's GPUs "
-                             "(needs migrator[nvml] and a driver).")(f)
+    """``--backend`` (emulator or nvml) and ``--emulator-state``, for commands that read or
+    repair GPUs through NVML."""
+    f = _emulator_state_option(f)
+    return click.option("--backend", type=BackendChoice(BACKENDS, {"mig-manager": _MIG_MANAGER_ELSEWHERE}),
+                        default="emulator", show_default=True, help=_BACKEND_HELP)(f)
+
+
+def run_backend_options(f: Any) -> Any:
+    """``--backend`` with mig-manager too, ``--emulator-state``, and the mig-manager
+    backend's own options (``migrator run``)."""
+    mig_manager = [
+        click.option("--node", envvar="NODE_NAME",
+                     help="With --backend mig-manager (required): the Kubernetes node these GPUs are on "
+                          "(default: $NODE_NAME, the downward API's spec.nodeName)."),
+        click.option("--namespace", default="gpu-operator", show_default=True,
+                     help="With --backend mig-manager: the namespace of the ConfigMap mig-manager reads "
+                          "(the GPU Operator's)."),
+        click.option("--config-map", "config_map",
+                     help="With --backend mig-manager: the ConfigMap that the ClusterPolicy's "
+                          "migManager.config.name names (default: migrator-mig-parted-config, the one "
+                          "deploy/mig-manager.yaml creates)."),
+        click.option("--settle", "settle_s", type=FiniteFloat(min=0, max=3600), metavar="SECONDS",
+                     help="With --backend mig-manager: seconds between writing a new configuration into the "
+                          "ConfigMap and setting the node's label, for the kubelet to update mig-manager's "
+                          "copy (its sync period; default 90)."),
+        click.option("--mig-manager-timeout", "mig_manager_timeout_s", metavar="SECONDS",
+                     type=FiniteFloat(min=0, min_open=True, max=86400),
+                     help="With --backend mig-manager: seconds to wait for nvidia.com/mig.config.state to say "
+                          "success or failed (default 900)."),
+    ]
+    for option in reversed(mig_manager):
+        f = option(f)
+    f = _emulator_state_option(f)
+    return click.option(
+        "--backend", type=click.Choice(RUN_BACKENDS), default="emulator", show_default=True,
+        help=_BACKEND_HELP[:-1] + "; mig-manager: write each step's layouts as a mig-parted configuration and let "
+             "the GPU Operator's mig-manager apply them on --node (all the node's GPUs in one change, minutes "
+             "each, placements the driver's). Choose it on a GPU Operator cluster where mig-manager must stay "
+             "in charge and layouts change rarely; the direct NVML backend otherwise (deploy/README.md, "
+             "\"Which to choose\").")(f)
+
+
+def mig_manager_settings(backend: str, node: str | None, namespace: str, config_map: str | None,
+                         settle_s: float | None, timeout_s: float | None) -> dict[str, Any] | None:
+    """The MigManagerBackend keyword arguments the options give (None for other backends);
+    a missing ``--node`` is a usage error naming it."""
+    if backend != "mig-manager":
+        return None
+    if not node:
+        raise click.BadParameter("--backend mig-manager needs the Kubernetes node whose GPUs it manages: give "
+                                 "--node NAME or set NODE_NAME", param_hint="--node")
+    given = {"namespace": namespace, "config_map": config_map, "settle_s": settle_s, "timeout_s": timeout_s}
+    return {"node": node, **{k: v for k, v in given.items() if v is not None}}
 
 
 class Backend:
-    """An open NvmlBackend over the emulator or the real NVML. With a state file the
+    """An open NvmlBackend over the emulator or the real NVML, or a MigManagerBackend over
+    the real NVML (``mig_manager``: its keyword arguments). With a state file the
     emulated GPUs live in it, rewritten atomically after every NVML call that changes them,
     so that a process killed at any moment leaves the state the GPUs had then (what
-    ``migrator recover`` must find). NVML that cannot start is a one-line error, never a
-    traceback."""
+    ``migrator recover`` must find). NVML or Kubernetes that cannot start is a one-line
+    error, never a traceback."""
 
-    def __init__(self, kind: str, scenario: Any, state_path: str | None) -> None:
+    def __init__(self, kind: str, scenario: Any, state_path: str | None,
+                 mig_manager: dict[str, Any] | None = None) -> None:
         self.kind, self.scenario, self.state_path = kind, scenario, state_path
+        self.mig_manager = mig_manager
+        self.backend: Any = None
 
     def __enter__(self) -> Any:
         from pathlib import Path
@@ -149,7 +227,11 @@ class Backend:
         from ..actuation.nvml import NvmlBackend
 
         try:
-            if self.kind == "nvml":
+            if self.kind == "mig-manager":
+                from ..actuation.migmanager import MigManagerBackend
+
+                self.backend = MigManagerBackend(reader=NvmlBackend(), **(self.mig_manager or {}))
+            elif self.kind == "nvml":
                 self.backend = NvmlBackend()
             elif self.state_path is None:
                 self.backend = NvmlBackend(NvmlEmulator.from_scenario(self.scenario or load_scenario(None)))

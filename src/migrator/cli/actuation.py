@@ -17,8 +17,10 @@ from ._common import (
     echo_json,
     load_scenario,
     metrics_options,
+    mig_manager_settings,
     open_journal,
     planner_settings,
+    run_backend_options,
     start_metrics,
     stop_metrics,
     writable_file,
@@ -38,13 +40,14 @@ def _decision_lines(decision: Any) -> list[str]:
 
 @click.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
-@backend_option
+@run_backend_options
 @click.option("--dry-run", is_flag=True, help="Plan and print the ordered actions; change nothing.")
 @click.option("--steps", type=click.IntRange(min=1), help="Make N decisions and exit (default: until SIGTERM/SIGINT).")
 @click.option("--json", "as_json", is_flag=True,
               help="At the end print a JSON summary (decisions, reconfigurations, failures, decision_ms_p50, gpus).")
 @click.option("--journal", "journal_path", type=click.Path(dir_okay=False),
-              help="Append every NVML action to this journal before running it (for `migrator recover`).")
+              help="Append every NVML action to this journal before running it (for `migrator recover`); "
+                   "with mig-manager, each GPU's change as one transaction.")
 @click.option("--arrivals", "arrivals_csv", type=click.Path(dir_okay=False),
               help="Observe arrivals from this CSV as it is appended to (a time column, one count column per "
                    "tenant, one row per slot); default: replay the scenario's own arrivals.")
@@ -54,7 +57,7 @@ def _decision_lines(decision: Any) -> list[str]:
                    "else 0,1,...).")
 @click.option("--clock", type=click.Choice(["auto", "simulated", "wall"]), default="auto", show_default=True,
               help="simulated: slots pass as fast as decisions are made; wall: real time. "
-                   "auto: simulated with the emulator, wall with NVML.")
+                   "auto: simulated with the emulator, wall otherwise.")
 @metrics_options
 @click.option("--metrics-file", type=click.Path(dir_okay=False),
               help="Write the Prometheus metrics to this file after every step (textfile collector).")
@@ -63,7 +66,9 @@ def _decision_lines(decision: Any) -> list[str]:
               help="Solver time limit per decision in seconds (default: the scenario's).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level of the decision log (on stderr).")
-def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run: bool, steps: int | None,
+def run(scenario: str | None, backend: str, emulator_state: str | None, node: str | None, namespace: str,
+        config_map: str | None, settle_s: float | None, mig_manager_timeout_s: float | None,
+        dry_run: bool, steps: int | None,
         as_json: bool, journal_path: str | None, arrivals_csv: str | None, force: bool, devices_text: str | None,
         clock: str, metrics_port: int | None,
         metrics_host: str, metrics_file: str | None, horizon: int | None, time_limit_s: float | None,
@@ -76,6 +81,14 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
     time. SIGTERM or SIGINT stops after the step under way, leaving valid layouts.
     GPU i of the scenario is NVML device i unless --devices, or the scenario's own
     `devices` entries, say otherwise (the emulator emulates the scenario's GPUs in order).
+
+    With --backend mig-manager, on a GPU Operator cluster, each step's layouts for all of
+    --node's GPUs become one mig-parted configuration in the ConfigMap, and the node's
+    nvidia.com/mig.config label names it; the GPU Operator's mig-manager applies it and
+    migrator waits for nvidia.com/mig.config.state. A change takes minutes and recreates
+    every instance of a GPU whose counts change, so choose it only where mig-manager must
+    stay in charge and layouts change rarely (a slot_s of hours); the direct NVML backend
+    changes one instance without stopping the others (deploy/README.md).
     """
     from ..actuation.controller import (
         Controller,
@@ -86,6 +99,7 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
     )
 
     writable_file(metrics_file, "--metrics-file")
+    mig_manager = mig_manager_settings(backend, node, namespace, config_map, settle_s, mig_manager_timeout_s)
     s = load_scenario(scenario)
     devices = device_list(devices_text, len(s.gpus))
     if devices is None and backend == "emulator":
@@ -99,7 +113,7 @@ def run(scenario: str | None, backend: str, emulator_state: str | None, dry_run:
     journal = open_journal(journal_path)
     server = None
     try:
-        with StderrLog(log_level), Backend(backend, s, emulator_state) as opened:
+        with StderrLog(log_level), Backend(backend, s, emulator_state, mig_manager) as opened:
             try:
                 controller = Controller(s, opened, arrivals=arrivals, config=planner_settings(s, horizon, time_limit_s),
                                         clock=SimulatedClock() if simulated else WallClock(), journal=journal,
