@@ -93,8 +93,8 @@ def migrator_containers() -> list[tuple[str, list[str], list[str]]]:
 
 
 def test_there_are_manifests_and_each_reads_as_kubernetes_objects() -> None:
-    assert {"agent-daemonset.yaml", "metrics.yaml", "mig-manager.yaml", "mig-manager-rbac.yaml"} <= {
-        p.name for p in MANIFESTS}
+    assert {"agent-daemonset.yaml", "metrics.yaml", "mig-manager.yaml", "mig-manager-rbac.yaml",
+            "mig-manager-daemonset.yaml"} <= {p.name for p in MANIFESTS}
     for name, d in documents():
         assert {"apiVersion", "kind", "metadata"} <= set(d), name
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", d["metadata"]["name"]), (name, d["metadata"])
@@ -108,9 +108,22 @@ def test_every_pod_shares_the_host_pid_namespace_for_the_busy_check() -> None:
     assert specs
     for name, spec in specs:
         assert spec.get("hostPID") is True, name
-    text = (DEPLOY / "agent-daemonset.yaml").read_text()
-    comment = text[:text.index("hostPID: true")].rsplit("\n\n", 1)[-1]
-    assert "PID namespace" in comment and "process" in comment  # says why
+    for path in MANIFESTS:
+        text = path.read_text()
+        if "hostPID: true" in text:
+            why = comment_above(text, "hostPID: true")
+            assert "PID namespace" in why and "process" in why, path.name  # says why
+
+
+def comment_above(text: str, line: str) -> str:
+    """The comment lines right above the first ``line`` of a manifest, joined."""
+    rows = text[:text.index(line)].rstrip(" ").splitlines()  # the indentation of ``line`` dropped
+    comment: list[str] = []
+    for row in reversed(rows):
+        if not row.strip().startswith("#"):
+            break
+        comment.insert(0, row.strip().lstrip("#").strip())
+    return " ".join(comment)
 
 
 def test_every_container_has_probes_on_a_port_it_declares() -> None:
@@ -294,4 +307,81 @@ def test_the_readme_s_commands_use_real_options() -> None:
                 assert words[1] in commands() and not unknown, (line, unknown)
                 checked += 1
     assert checked >= 2
+
+
+# -- migrator in mig-manager mode -----------------------------------------------------------------
+
+
+def mig_manager_pod() -> dict[str, Any]:
+    return one("DaemonSet", "migrator-mig-manager")["spec"]["template"]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_the_mig_manager_mode_runs_the_backend_with_its_own_account_and_names() -> None:
+    daemonset = one("DaemonSet", "migrator-mig-manager")
+    spec = mig_manager_pod()["spec"]
+    (container,) = spec["containers"]
+    account = one("ServiceAccount", spec["serviceAccountName"])
+    assert spec["serviceAccountName"] == "migrator-mig-manager" and spec.get("automountServiceAccountToken", True)
+    assert account["metadata"]["namespace"] == daemonset["metadata"]["namespace"]
+    assert container["command"] == ["migrator", "run"]
+    options = dict(option_values(container["args"]))
+    assert options["--backend"] == "mig-manager" and "--node" not in options  # from NODE_NAME
+    assert env_of(container)["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    # The ConfigMap and namespace are the ones mig-manager.yaml creates and the Role covers.
+    config_map = one("ConfigMap", migmanager.CONFIG_MAP)
+    assert options["--config-map"] == migmanager.CONFIG_MAP
+    assert options["--namespace"] == config_map["metadata"]["namespace"] == one("Role", "migrator-mig-manager")[
+        "metadata"]["namespace"]
+
+
+def test_the_mig_manager_mode_reads_every_instance_without_root() -> None:
+    (container,) = mig_manager_pod()["spec"]["containers"]
+    assert env_of(container)["NVIDIA_MIG_MONITOR_DEVICES"] == "all"
+    assert "NVIDIA_MIG_CONFIG_DEVICES" not in env_of(container)  # changing MIG is mig-manager's
+    text = (DEPLOY / "mig-manager-daemonset.yaml").read_text()
+    assert "CAP_SYS_ADMIN" in comment_above(text, "- {name: NVIDIA_MIG_MONITOR_DEVICES")  # says why
+    security = container["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+    assert security["runAsNonRoot"] is True and security["runAsUser"] != 0 and security["privileged"] is False
+    assert security["allowPrivilegeEscalation"] is False
+
+
+def test_the_two_modes_never_share_a_node() -> None:
+    agent = one("DaemonSet", "migrator-agent")["spec"]["template"]["spec"]["nodeSelector"]
+    mode = mig_manager_pod()["spec"]["nodeSelector"]
+    key = "nvidia.com/gpu.deploy.mig-manager"
+    assert (agent[key], mode[key]) == ("false", "true")
+
+
+def test_the_mig_manager_mode_s_scenario_loads_and_its_slot_outlasts_a_change() -> None:
+    from migrator.actuation.emulator import NvmlEmulator
+    from migrator.workload.scenario import Scenario
+
+    (container,) = mig_manager_pod()["spec"]["containers"]
+    options = dict(option_values(container["args"]))
+    mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["scenario"]
+    path = Path(container["args"][0])
+    assert path.parent == Path(mount)
+    config_map = one("ConfigMap", "migrator-scenario")
+    volume = {v["name"]: v for v in mig_manager_pod()["spec"]["volumes"]}["scenario"]
+    assert volume["configMap"]["name"] == "migrator-scenario"
+    table = yaml.safe_load(config_map["data"][path.name])
+    scenario = Scenario.from_dict(table, nvml=NvmlEmulator(["A100-80GB"] * 2, layouts=["", ""]))
+    assert len(scenario.gpus) == 2  # discover: nvml found the node's GPUs
+    assert scenario.slot_s > float(options["--mig-manager-timeout"])
+
+
+def test_the_mig_manager_mode_s_metrics_are_scraped() -> None:
+    pod = mig_manager_pod()
+    (container,) = pod["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"] == METRICS_PORT
+    assert dict(option_values(container["args"]))["--metrics-port"] == str(METRICS_PORT)
+    service = one("Service", "migrator-mig-manager-metrics")
+    assert matches(service["spec"]["selector"], pod["metadata"]["labels"])
+    monitor = one("ServiceMonitor", "migrator-mig-manager")
+    assert matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
 
