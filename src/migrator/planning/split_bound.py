@@ -22,7 +22,7 @@ import numpy as np
 from .. import _core
 from .deadline import Deadline
 from .highs import new_highs
-from .planner_problem import GpuProblem, Problem, core_gpu
+from .planner_problem import GpuProblem, Problem, alike_gpus, core_gpu
 
 __all__ = ["LpBasis", "split_bound", "whole_bound"]
 
@@ -95,7 +95,10 @@ class _Lp:
             h.setBasis(start.highs())
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return float("inf"), None  # no proven bound in time
+            # No proven bound in time; the basis reached is where the next decision's solve
+            # goes on from, so that from one decision to the next the simplex gets there.
+            basis = h.getBasis()
+            return float("inf"), LpBasis.of(basis) if basis.valid else None
         # A relative slack guards the bound against the solver's feasibility tolerances.
         return float(h.getInfo().objective_function_value) * (1 + 1e-7) + 1e-6, LpBasis.of(h.getBasis())
 
@@ -146,6 +149,7 @@ def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply) -
     starts = problem.period_starts()
     previous: dict[tuple[int, int], int] = {}
     for j, length in enumerate(problem.periods):
+        lost = [problem.downtime(d) for d in range(length)]
         # Instances per (task, profile) within the hull of as many layouts as GPUs.
         mix = [lp.col() for _ in layouts]
         lp.row(-np.inf, len(members), {c: 1.0 for c in mix})
@@ -167,9 +171,8 @@ def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply) -
             figure = rate[k % 2][(k - 1) // 2, p] * problem.slot_s
             for t in range(starts[j], starts[j] + length):
                 supply.add(k, t, count[k, p], figure)
-                lost = problem.downtime(t - starts[j])
-                if lost > 0:
-                    supply.add(k, t, new, -figure * lost)
+                if lost[t - starts[j]] > 0:
+                    supply.add(k, t, new, -figure * lost[t - starts[j]])
         previous = count
 
 
@@ -178,26 +181,41 @@ def _window_start(problem: Problem, i: int, t: int) -> bool:
     return window > 0 and (int(problem.window_offset[i]) + t) % window == 0
 
 
-def _max_rate(problem: Problem, i: int) -> float:
-    """The most retraining tenant ``i`` could get per second (full-GPU seconds): every GPU
-    flat out, and at most ``retrain_instances`` of the fastest instances where that is set."""
-    rate = sum(gpu.compute_slices * float((gpu.retrain_speed[i] / np.maximum(gpu.compute, 1)).max(initial=0.0))
-               for gpu in problem.gpus)
+def _max_rates(problem: Problem) -> np.ndarray:
+    """The most retraining each tenant could get per second (full-GPU seconds), shape (N,):
+    every GPU flat out, and at most ``retrain_instances`` of the fastest instances where that
+    is set. Alike GPUs (one template) are counted at once."""
+    rate, fastest = np.zeros(len(problem.tenants)), np.zeros(len(problem.tenants))
+    for members in alike_gpus(problem):
+        gpu = problem.gpus[members[0]]
+        if not gpu.placements:
+            continue
+        per_slice = (gpu.retrain_speed / np.maximum(gpu.compute, 1)[None, :]).max(axis=1)
+        rate += len(members) * gpu.compute_slices * per_slice
+        fastest = np.maximum(fastest, gpu.retrain_speed.max(axis=1))
     if problem.retrain_instances > 0:
-        fastest = max(float(gpu.retrain_speed[i].max(initial=0.0)) for gpu in problem.gpus)
-        rate = min(rate, problem.retrain_instances * fastest)
+        rate = np.minimum(rate, problem.retrain_instances * fastest)
     return rate
 
 
-def _add_tenant(lp: _Lp, problem: Problem, i: int, supply: _Supply) -> None:
+def _retraining_now(problem: Problem) -> np.ndarray:
+    """Which tenants an instance retrains now (their next retraining needs no set-up)."""
+    now = np.zeros(len(problem.tenants), dtype=bool)
+    for gpu in problem.gpus:
+        tasks = gpu.current[(gpu.current > 0) & (gpu.current % 2 == 0)]
+        now[(tasks - 2) // 2] = True
+    return now
+
+
+def _add_tenant(lp: _Lp, problem: Problem, i: int, supply: _Supply, max_rate: float, retraining_now: bool) -> None:
     before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
     retrains = problem.window_slots[i] > 0 and after > before
     first_window = True  # t is in the window holding slot 0
     progress = completed = None
     # A completion is 0 before the window's work could be done at the most rate (one set-up
     # first, unless an instance retrains the tenant now): valid for every plan.
-    rate = _max_rate(problem, i) if retrains else 0.0
-    setup = 0.0 if any((gpu.current == 2 + 2 * i).any() for gpu in problem.gpus) else problem.setup_s
+    rate = max_rate if retrains else 0.0
+    setup = 0.0 if retraining_now else problem.setup_s
     window_first = 0
     period = np.repeat(np.arange(len(problem.periods)), problem.periods)
     for t in range(problem.horizon):
@@ -266,10 +284,11 @@ def whole_bound(
         if _late(deadline):
             return float("inf"), None
         _add_class(lp, problem, members, supply)
+    rates, now = _max_rates(problem), _retraining_now(problem)
     for i in range(len(problem.tenants)):
         if _late(deadline):
             return float("inf"), None
-        _add_tenant(lp, problem, i, supply)
+        _add_tenant(lp, problem, i, supply, float(rates[i]), bool(now[i]))
     if problem.retrain_instances > 0:  # (16)
         for columns in supply.retraining.values():
             lp.row(-np.inf, float(problem.retrain_instances), {c: 1.0 for c in columns})
