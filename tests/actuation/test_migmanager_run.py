@@ -135,3 +135,13 @@ def test_the_config_map_default_in_the_help_is_the_backend_s() -> None:
 
     result = CliRunner().invoke(main, ["run", "--help"])
     assert CONFIG_MAP in " ".join(result.output.split())
+
+
+def test_no_kubernetes_credentials_is_a_one_line_error(node_emulator: NvmlEmulator, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setattr("migrator.actuation.nvml.default_nvml", lambda: node_emulator)
+    result = run("--steps", "1", *MIG_MANAGER, *FAST)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: no Kubernetes credentials")

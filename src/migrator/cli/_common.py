@@ -245,6 +245,8 @@ class Backend:
         except MigratorError as exc:
             raise click.ClickException(str(exc)) from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
+            if self.kind != "emulator":
+                raise click.ClickException(f"cannot open the {self.kind} backend: {exc}") from exc
             raise click.ClickException(f"cannot load the emulator state {self.state_path}: {exc}") from exc
         except RecursionError:  # json's decoder recurses per bracket
             raise click.ClickException(f"cannot load the emulator state {self.state_path}: "
