@@ -16,6 +16,8 @@ from ._common import SECONDS, SEEDS, load_scenario, new_console, writable_folder
 GRADERS = ("request", "slot")
 # ``migrator.evaluation.latency.LATENCY_MODES``, for the same reason.
 LATENCY_MODES = ("model", "wall")
+# ``migrator.evaluation.suite.SUITE_DURATION_S`` (a test holds the two equal).
+SUITE_DURATION_S = 60.0
 LATENCY_WORDS = {"model": "decisions charged their measured cost", "wall": "decisions charged their wall clock"}
 GRADER_WORDS = {"request": "request by request", "slot": "by the planner's slot model"}
 
@@ -123,8 +125,13 @@ def _improvement_lines(comparison: Any) -> list[str]:
                    "few of its decisions, measured once per machine and kept (in $MIGRATOR_DECISION_COSTS, else "
                    "~/.cache/migrator/decision-costs.json; results.json records it), so that a seed repeats "
                    "exactly; 'wall': the wall-clock time each decision took, which moves with the machine's load.")
+@click.option("--suite", is_flag=True,
+              help="Run every scenario of the bundled suite (real traces, mixed GPUs; docs/scenarios.md) instead of "
+                   f"SCENARIO, each for --duration simulated seconds (default {SUITE_DURATION_S:g}); --out gets one "
+                   "folder per scenario and summary.md / results.json over them all.")
 def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: float | None,
-             out_dir: str | None, as_json: bool, grader: str, warmup_s: float | None, latency: str) -> None:
+             out_dir: str | None, as_json: bool, grader: str, warmup_s: float | None, latency: str,
+             suite: bool) -> None:
     """Replay SCENARIO (the built-in default when omitted) under several policies and
     compare their Goodput.
 
@@ -137,18 +144,25 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
     latency p50/p99, the worst tenant's SLO attainment), a table per tenant (Goodput, SLO
     attainment, accuracy), the other grading's Goodput and SLO attainment, and migrator's
     Goodput gain over each other policy; with several seeds, every mean carries its 95 %
-    Student-t confidence interval.
+    Student-t confidence interval. With --suite, every bundled suite scenario (real
+    request-rate traces, A100/H100 fleets of 4-32 GPUs) is run in turn and a summary table
+    gives migrator's gain over each policy per scenario beside the MIGRator paper's figures.
     """
     from rich.progress import Progress
 
     from ..evaluation.comparison import compare, parse_policies
 
     writable_folder(out_dir, "--out")
-    s = load_scenario(scenario)
     try:
         names = parse_policies(policies)
     except MigratorError as exc:
         raise click.BadParameter(str(exc), param_hint="--policies") from exc
+    if suite:
+        _check_suite_options(scenario, warmup_s)
+        _simulate_suite(names, n_seeds, SUITE_DURATION_S if duration_s is None else duration_s, out_dir, as_json,
+                        grader, latency)
+        return
+    s = load_scenario(scenario)
     if duration_s is not None and duration_s > s.duration_s:
         raise click.BadParameter(f"at most the scenario's duration_s ({s.duration_s:g})", param_hint="--duration")
     if warmup_s is not None and warmup_s > s.duration_s:
@@ -181,6 +195,50 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
         click.echo(line)
     if out_dir is not None:
         click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _check_suite_options(scenario: str | None, warmup_s: float | None) -> None:
+    if scenario is not None:
+        raise click.UsageError("--suite runs the bundled scenarios: give no SCENARIO with it")
+    if warmup_s is not None:
+        raise click.BadParameter("not with --suite (each scenario's warm-up is the slots before its window)",
+                                 param_hint="--warmup")
+
+
+def _simulate_suite(names: list[str], n_seeds: int, duration_s: float, out_dir: str | None, as_json: bool,
+                    grader: str, latency: str) -> None:
+    """``--suite``: every bundled suite scenario in turn under one progress bar, then the
+    summary (migrator's gain over each policy, the worst tenants) and, with --out, the files."""
+    from rich.progress import Progress
+
+    from ..evaluation.suite import load_suite, run_suite, suite_slots
+
+    try:
+        scenarios = load_suite()
+    except MigratorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    total = len(names) * n_seeds * sum(suite_slots(scenarios, duration_s))
+    with Progress(console=Console(stderr=True), transient=True, disable=as_json) as progress:
+        task = progress.add_task("suite", total=total)
+
+        def advance(name: str, policy: str, seed: int, slot: int) -> None:
+            progress.update(task, advance=1, description=f"{name}: {policy}, seed {seed}")
+
+        try:
+            result = run_suite(scenarios, names, n_seeds, duration_s=duration_s, grader=grader, latency=latency,
+                               on_slot=advance)
+        except MigratorError as exc:
+            raise click.ClickException(str(exc)) from exc
+    written = result.write(out_dir, plot=lambda c, folder: _plots(c, str(folder))) if out_dir is not None else []
+    if as_json:
+        click.echo(result.to_json())
+        return
+    console = new_console()
+    for comparison in result.comparisons.values():
+        console.print(_results_table(comparison))
+    click.echo(result.to_markdown())
+    if written:
+        click.echo(f"wrote {len(written)} files under {out_dir} (summary.md, results.json, one folder per scenario)")
 
 
 def _plots(result: Any, out_dir: str) -> list[Any]:
