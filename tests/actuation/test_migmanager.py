@@ -219,13 +219,17 @@ def test_each_changing_gpu_is_one_committed_transaction(backend: MigManagerBacke
                                                 "create_ci"]
 
 
-@pytest.mark.parametrize("behaviour, status", [("failed", "aborted"), ("silent", "open"), ("forbidden", "aborted")])
+@pytest.mark.parametrize("behaviour, status", [("failed", "aborted"), ("silent", "open"), ("forbidden", "aborted"),
+                                              ("success, GPUs unchanged", "aborted")])
 def test_a_transaction_ends_as_what_the_gpu_is_known_to_hold(backend: MigManagerBackend, fake_cluster: FakeCluster,
                                                              tmp_path: Path, behaviour: str, status: str) -> None:
-    # failed: the GPUs were read after it; forbidden: the label was never set, so nothing
-    # changed; a timeout: mig-manager may still be changing the GPU, so it stays open.
+    # failed, or success with other counts: the GPUs were read after it; forbidden: the label
+    # was never set, so nothing changed; a timeout: mig-manager may still be changing the GPU.
     if behaviour == "forbidden":
         fake_cluster.forbidden.add(("PATCH", "nodes"))
+    elif behaviour == "success, GPUs unchanged":
+        labels = fake_cluster.node["metadata"]["labels"]
+        fake_cluster.mig_manager = lambda: labels.update({STATE_LABEL: "success"})  # type: ignore[method-assign]
     else:
         fake_cluster.behaviour = behaviour
     with Journal(tmp_path / "j.jsonl") as journal, pytest.raises(MigManagerError) as info:

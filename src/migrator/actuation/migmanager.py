@@ -369,6 +369,7 @@ class MigManagerBackend:
             name = config_name(self.node, entries, retry=True)
         plans = {d: _clear_and_create(before[d], goals[d], self.reader.geometry(d).name) for d in changed}
         txns = _begin(journal, plans, before)
+        read: dict[int, GpuState] | None = None  # the GPUs, once read after mig-manager's answer
         labelled = False
         try:
             if self._write_config(name, entries, keep=[previous] if previous else []):
@@ -380,7 +381,7 @@ class MigManagerBackend:
             log.info("%s: %s=%s (was %s); waiting for %s", self.node, CONFIG_LABEL, name, previous, STATE_LABEL)
             wait = _Wait(self.timeout_s, self.poll_s, self._clock, self._sleep)
             outcome = self._wait(name, wait)
-            after = {d: self.reader.state(d) for d in goals}
+            read = after = {d: self.reader.state(d) for d in goals}
             if outcome == "failed":
                 raise MigManagerFailed(
                     f"node {self.node}: mig-manager could not apply {name} ({STATE_LABEL}=failed); the GPUs hold "
@@ -389,12 +390,12 @@ class MigManagerBackend:
                     node=self.node, config=name, state="failed",
                     layouts={d: str(s.layout) for d, s in after.items()})
             self._check_counts(goals, after, name)
-        except MigManagerFailed as exc:
-            _end(journal, txns, "abort", exc.layouts, str(exc))
-            raise
         except MigratorError as exc:
-            if not labelled:  # refused before mig-manager was asked: the GPUs are as they were
-                _end(journal, txns, "abort", {d: str(before[d].layout) for d in txns}, str(exc))
+            # Closed where what the GPUs hold is known: read after mig-manager answered, or
+            # untouched because it was never asked. After a timeout it may still be at work.
+            known = read if read is not None else (before if not labelled else None)
+            if known is not None:
+                _end(journal, txns, "abort", {d: str(known[d].layout) for d in txns}, str(exc))
             raise
         _end(journal, txns, "commit", {d: str(after[d].layout) for d in txns})
         per_gpu = {d: self._result(before[d], goals[d], after[d], d in changed, False, started) for d in goals}
