@@ -26,9 +26,9 @@ drives it, so that the two never fight over a node (deploy/README.md):
 With a journal, each GPU that changes gets a transaction: ``begin`` before anything is
 written (mig-parted's clear-and-create actions, which mig-manager runs, not migrator), then
 ``commit`` at the layout the GPU holds after ``success``, or ``abort`` at the layout it holds
-after ``failed`` or after a refusal before the label was set (both with ``"via":
-"mig-manager"``). Anything else after the label was set (a timeout) leaves it open: the GPU
-may still be changing.
+after ``failed`` (or a ``success`` that left other counts), or after a refusal before the
+label was set (both with ``"via": "mig-manager"``). Anything else after the label was set (a
+timeout, the label changed by someone else) leaves it open: the GPU may still be changing.
 
 What the GPUs hold is read through a read-only :class:`~migrator.actuation.nvml.NvmlBackend`
 (the ``reader``); nothing here creates or destroys an instance itself. mig-parted keeps
