@@ -216,6 +216,25 @@ void bind_ilp(py::module_& m) {
         py::arg("penalty") = 0.0,
         "The most Goodput one GPU earns over the slots, less `penalty` per instance not already\n"
         "serving its tenant, and each placement's inference task (-1: none).");
+
+    m.def(
+        "best_timeline",
+        [](const std::vector<std::vector<int>>& layouts, int periods, int placements, int tasks,
+           const Array<double>& value, const Array<int>& current, double penalty) {
+            const auto v = to_vector(value);
+            const auto now = to_vector(current);
+            Timeline best;
+            {
+                py::gil_scoped_release release;
+                best = best_timeline(layouts, periods, placements, tasks, v, now, penalty);
+            }
+            return py::make_tuple(best.value, to_numpy(std::move(best.task)));
+        },
+        py::arg("layouts"), py::arg("periods"), py::arg("placements"), py::arg("tasks"), py::arg("value"),
+        py::arg("current"), py::arg("penalty"),
+        "One GPU's best timeline: its value and the task per period and placement (-1: none),\n"
+        "flat (periods x placements). `value` is (periods + 1) x periods x placements x tasks:\n"
+        "what an instance earns in a period by the period its run started (-1 first).");
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -197,6 +199,141 @@ Pattern PatternSearch::best(const std::vector<double>& accuracy, const std::vect
                 }
             }
         }
+    return out;
+}
+
+namespace {
+
+constexpr double kNone = -std::numeric_limits<double>::infinity();
+
+// A placement's best tasks over the periods in `allowed` (bit j: period j may hold an
+// instance there). States per period: the task k and its run's start s (index (s + 1) *
+// tasks + k), or no instance (the last index); each keeps its value and where it came from.
+class Chain {
+  public:
+    Chain(int periods, int tasks, const std::vector<double>& value, int placements, int q, int now, double penalty)
+        : periods_(periods), tasks_(tasks), placements_(placements), q_(q), now_(now), penalty_(penalty),
+          value_(value), none_((periods + 1) * tasks) {}
+
+    // The best value with `allowed`, and (where `tasks_out` is given) its tasks per period.
+    double best(unsigned allowed, std::vector<int>* tasks_out) const {
+        const int states = none_ + 1;
+        std::vector<double> score(static_cast<std::size_t>(periods_ + 1) * states, kNone);
+        std::vector<int> from(score.size(), -1);
+        double* before = &score[0];
+        if (now_ >= 0) before[now_] = 0.0;  // s = -1: running since before the plan
+        else before[none_] = 0.0;
+        for (int j = 0; j < periods_; ++j) {
+            const double* prev = &score[static_cast<std::size_t>(j) * states];
+            double* next = &score[static_cast<std::size_t>(j + 1) * states];
+            int* came = &from[static_cast<std::size_t>(j + 1) * states];
+            // The two best states of the period before with different tasks, for new instances.
+            int first = -1, second = -1;
+            for (int st = 0; st < states; ++st) {
+                if (prev[st] == kNone) continue;
+                if (first < 0 || prev[st] > prev[first]) {
+                    if (first >= 0 && task_of(first) != task_of(st)) second = first;
+                    first = st;
+                } else if (task_of(st) != task_of(first) && (second < 0 || prev[st] > prev[second])) {
+                    second = st;
+                }
+            }
+            next[none_] = prev[first];
+            came[none_] = first;
+            if (!((allowed >> j) & 1U)) continue;
+            for (int st = 0; st < none_; ++st) {  // the same instance goes on
+                if (prev[st] == kNone) continue;
+                const int s = st / tasks_ - 1, k = st % tasks_;
+                next[st] = prev[st] + earns(s, j, k);
+                came[st] = st;
+            }
+            for (int k = 0; k < tasks_; ++k) {  // a new instance (another task, or none before)
+                const int by = task_of(first) != k ? first : second;
+                if (by < 0) continue;
+                const int st = (j + 1) * tasks_ + k;
+                const double v = prev[by] + earns(j, j, k) - penalty_;
+                if (v > next[st]) {
+                    next[st] = v;
+                    came[st] = by;
+                }
+            }
+        }
+        const double* last = &score[static_cast<std::size_t>(periods_) * states];
+        int at = static_cast<int>(std::max_element(last, last + states) - last);
+        const double best = last[at];
+        if (tasks_out != nullptr) {
+            for (int j = periods_; j >= 1; --j) {
+                (*tasks_out)[static_cast<std::size_t>(j - 1) * placements_ + q_] = task_of(at);
+                at = from[static_cast<std::size_t>(j) * states + at];
+            }
+        }
+        return best;
+    }
+
+  private:
+    int task_of(int st) const { return st == none_ ? -1 : st % tasks_; }
+
+    double earns(int s, int j, int k) const {
+        const std::size_t at = ((static_cast<std::size_t>(s + 1) * periods_ + j) * placements_ + q_) * tasks_ + k;
+        return value_[at];
+    }
+
+    int periods_, tasks_, placements_, q_, now_;
+    double penalty_;
+    const std::vector<double>& value_;
+    int none_;
+};
+
+}  // namespace
+
+Timeline best_timeline(const std::vector<std::vector<int>>& layouts, int periods, int placements, int tasks,
+                       const std::vector<double>& value, const std::vector<int>& current, double penalty) {
+    if (periods < 1 || periods > 16) throw std::invalid_argument("best_timeline: periods must be 1 to 16");
+    if (tasks < 1 || placements < 0 || static_cast<int>(current.size()) != placements)
+        throw std::invalid_argument("best_timeline: current must give a task (or -1) per placement");
+    if (value.size() != static_cast<std::size_t>(periods + 1) * periods * placements * tasks)
+        throw std::invalid_argument("best_timeline: value must be (periods + 1) x periods x placements x tasks");
+    for (int k : current)
+        if (k >= tasks) throw std::invalid_argument("best_timeline: a current task is out of range");
+    const unsigned masks = 1U << periods;
+    // chain[q * masks + m]: placement q's best with the periods in m allowed.
+    std::vector<Chain> chains;
+    std::vector<double> chain(static_cast<std::size_t>(placements) * masks);
+    for (int q = 0; q < placements; ++q) {
+        chains.emplace_back(periods, tasks, value, placements, q, current[q], penalty);
+        for (unsigned m = 0; m < masks; ++m) chain[static_cast<std::size_t>(q) * masks + m] = chains[q].best(m, nullptr);
+    }
+    std::vector<std::vector<char>> member(layouts.size(), std::vector<char>(placements, 0));
+    for (std::size_t l = 0; l < layouts.size(); ++l)
+        for (int q : layouts[l]) member[l][q] = 1;
+    const unsigned all = masks - 1;
+    std::vector<unsigned> mask(placements, 0);
+    std::vector<unsigned> best_mask(placements, 0);
+    double best = kNone;
+    // Depth first over the periods' layouts; `mask` holds each placement's allowed periods so far.
+    auto search = [&](auto&& self, int j) -> void {
+        const unsigned later = all & ~((1U << j) - 1U);
+        double bound = 0.0;
+        for (int q = 0; q < placements; ++q) bound += chain[static_cast<std::size_t>(q) * masks + (mask[q] | later)];
+        if (bound <= best) return;
+        if (j == periods) {
+            best = bound;
+            best_mask = mask;
+            return;
+        }
+        for (std::size_t l = 0; l < layouts.size(); ++l) {
+            for (int q = 0; q < placements; ++q)
+                if (member[l][q]) mask[q] |= 1U << j;
+            self(self, j + 1);
+            for (int q = 0; q < placements; ++q) mask[q] &= ~(1U << j);
+        }
+    };
+    search(search, 0);
+    Timeline out;
+    out.task.assign(static_cast<std::size_t>(periods) * placements, -1);
+    if (best == kNone) return out;  // no layout at all: nothing can be placed
+    out.value = best;
+    for (int q = 0; q < placements; ++q) chains[q].best(best_mask[q], &out.task);
     return out;
 }
 

@@ -177,3 +177,12 @@ def best_pattern(
     slot_s: float,
     penalty: float = 0.0,
 ) -> tuple[float, npt.NDArray[np.int32]]: ...
+def best_timeline(
+    layouts: list[list[int]],
+    periods: int,
+    placements: int,
+    tasks: int,
+    value: npt.ArrayLike,
+    current: npt.ArrayLike,
+    penalty: float,
+) -> tuple[float, npt.NDArray[np.int32]]: ...

@@ -49,10 +49,14 @@ def test_a_plan_as_columns_is_worth_what_the_estimator_says(seed):
 
 
 def _timelines(case, problem):
-    """Every timeline of the problem's one GPU: a slot option per period."""
+    """Every timeline of the problem's one GPU: a slot option per period. Row 16 (one
+    retraining instance per tenant) is the master's, across GPUs: a GPU's timeline may break
+    it on its own (the master's LP takes such a column at most fractionally), so pricing
+    searches those timelines too."""
     index = {str(pl): q for q, pl in enumerate(problem.gpus[0].placements)}
     options = []
-    for option in slot_options(case, dataclasses.replace(problem, periods=(1,))):
+    every = dataclasses.replace(case, retrain_instances=0)
+    for option in slot_options(every, dataclasses.replace(problem, periods=(1,))):
         row = np.full(len(index), -1, dtype=np.int64)
         for _, placement, k in option:
             row[index[placement]] = k
@@ -74,13 +78,13 @@ def _random_duals(problem, master, rng):
 SMALL_SEARCH = [case for case in TINY if len(case.gpus) == 1 and _exact._options_count(case) ** len(case.problem().periods) <= 20_000]
 
 
-@pytest.mark.parametrize("case", SMALL_SEARCH[:6], ids=str)
+@pytest.mark.parametrize("case", SMALL_SEARCH, ids=str)
 def test_pricing_finds_the_timeline_enumeration_finds(case):
     problem = case.problem()
     master = M._Master(problem, M.gpu_classes(problem))
     pricing = M._Pricing(problem, problem.gpus[0], 0)
     rng = np.random.default_rng(7)
-    for _ in range(3):
+    for _ in range(5):
         duals = _random_duals(problem, master, rng)
         best = max(master.reduced_cost(0, M.column_of(problem, problem.gpus[0], t), duals)
                    for t in _timelines(case, problem))
@@ -88,6 +92,30 @@ def test_pricing_finds_the_timeline_enumeration_finds(case):
         found = master.reduced_cost(0, M.column_of(problem, problem.gpus[0], tasks), duals)
         assert _close(found, best, 1e-6), (found, best)
         assert ceiling - duals.convexity[0] >= best - 1e-6 * max(1.0, abs(best))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pricing_finds_the_timeline_the_single_gpu_mip_finds(seed):
+    # Whole A100s, four periods (with set-up spanning a period boundary on some seeds), every
+    # kind of dual: the dynamic programme against the per-GPU block solved as a MIP by HiGHS.
+    from mip_pricing import MipPricing
+
+    rng = np.random.default_rng(seed)
+    scenario = sized(1, int(rng.integers(2, 5)), horizon=int(rng.choice([8, 15]))).with_planner(
+        setup_s=float(rng.choice([1.0, 2.0, 3.0])), reconfig_penalty=float(rng.choice([0.0, 5.0, 50.0])))
+    names = [t.name for t in scenario.tenants]
+    layout = scenario.gpus[0].layout.split(",")
+    state = Planner(scenario).initial_state()
+    state = dataclasses.replace(state, assignments=({layout[0]: f"{names[0]}:infer", layout[-1]: f"{names[-1]}:retrain"},))
+    problem = Planner(scenario).problem(state=state)
+    master = M._Master(problem, M.gpu_classes(problem))
+    duals = _random_duals(problem, master, rng)
+    tasks, worth = M._Pricing(problem, problem.gpus[0], 0).best(duals)
+    _, mip = MipPricing(problem, problem.gpus[0]).best(duals.capacity, duals.progress, duals.limit)
+    assert _close(worth, mip, 1e-6), (worth, mip)
+    # and the timeline found is worth what the DP says, by the column's own figures
+    found = master.reduced_cost(0, M.column_of(problem, problem.gpus[0], tasks), duals) + duals.convexity[0]
+    assert _close(found, worth, 1e-6), (found, worth)
 
 
 def test_alike_gpus_form_one_class():

@@ -58,4 +58,25 @@ class PatternSearch {
     std::vector<int> kept_;                   // n_tenants x profiles, instances now serving
 };
 
+// One GPU's best timeline over a plan's periods: which task each placement holds in each
+// period (the configuration master's pricing, docs/model.md). `value` gives, for each
+// (start, period, placement, task), what an instance earns in the period: value[((s + 1) *
+// periods + j) * placements + q) * tasks + k] for an instance of task k at placement q
+// whose run started in period s (-1: it runs since before the plan, see `current`), so that
+// set-up downtime, however many periods it spans, is the caller's to price. An instance is
+// new where its placement held nothing or another task the period before (the current
+// instances before period 0) and pays `penalty`. Exact: every valid layout lies within a
+// maximal one, so each period's layout is taken among `layouts` (maximal placement sets)
+// with any of its placements left empty; given which periods a placement may be used in, its
+// best tasks are a chain over periods (a dynamic programme on the task and its run's start),
+// and the layouts' sequence is searched depth first, pruned by the chains' values with every
+// later period allowed (a chain is never worth less with more periods allowed).
+struct Timeline {
+    double value = 0.0;
+    std::vector<int> task;  // periods x placements: the task, -1 for no instance
+};
+
+Timeline best_timeline(const std::vector<std::vector<int>>& layouts, int periods, int placements, int tasks,
+                       const std::vector<double>& value, const std::vector<int>& current, double penalty);
+
 }  // namespace migrator

@@ -32,28 +32,21 @@ from typing import Any, Sequence
 import highspy
 import numpy as np
 
+from .. import _core
 from ._ilp_reference import (
     _capacity,
     _completion,
-    _compute,
-    _downtime,
-    _engines,
     _floors,
-    _gpu_variables,
-    _memory,
     _Model,
     _monotone,
     _objective,
-    _one_task_per_placement,
-    _profile_counts,
     _progress,
     _retrained_share,
     _tenant_variables,
     _terminal,
-    _transitions,
 )
 from .highs import HighsRun, checked_run, new_highs, relative_gap
-from .planner_problem import IDLE, GpuProblem, Problem, RawSolution, gpu_supply
+from .planner_problem import GpuProblem, Problem, RawSolution, core_gpu, gpu_supply
 
 __all__ = ["Column", "MasterResult", "column_of", "gpu_classes", "solve_master"]
 
@@ -113,50 +106,53 @@ class MasterResult:
 
 
 class _Pricing:
-    """One class's pricing programme: the per-GPU block of the program (rows 1-7) whose
-    objective the master's duals set at each iteration."""
+    """One class's pricing: the GPU's timeline of most reduced cost under the master's duals,
+    found exactly by the C++ dynamic programme over periods (``_core.best_timeline``, the
+    per-GPU block of the program, rows 1-7, with the duals as its objective)."""
 
     def __init__(self, problem: Problem, gpu: GpuProblem, cls: int) -> None:
         self.problem, self.gpu, self.cls = problem, gpu, cls
-        self.h = new_highs()
-        self.m = _Model(dataclasses.replace(problem, gpus=(gpu,)), self.h)
-        _gpu_variables(self.m)
-        for rows in (_one_task_per_placement, _memory, _compute, _profile_counts, _engines, _transitions, _downtime):
-            rows(self.m)
-        self.n_columns = self.h.getNumCol()
+        self.layouts = [list(layout) for layout in _core.maximal_layouts(core_gpu(gpu))]
+        self.shares = start_shares(problem)
 
-    def best(self, duals: _Duals, time_limit_s: float) -> tuple[np.ndarray, float]:
-        """The timeline of most reduced cost before the class's convexity dual, and an upper
-        bound on that reduced cost (the MIP's dual bound)."""
-        cost = np.zeros(self.n_columns)
-        p, gpu, m = self.problem, self.gpu, self.m
-        for (j, q, k), z in m.z[0].items():
-            if k > IDLE and (k - 1) % 2:
-                cost[z.index] -= duals.limit[(k - 1) // 2, j]
-        for (j, q, k), n in m.n[0].items():
-            cost[n.index] -= p.reconfig_penalty
+    def best(self, duals: _Duals, time_limit_s: float = 0.0) -> tuple[np.ndarray, float]:
+        """The timeline of most reduced cost before the class's convexity dual, and that
+        reduced cost (exact: the bound on it is the value itself). ``time_limit_s`` is not
+        needed (milliseconds) and kept for callers that give one."""
+        p, gpu = self.problem, self.gpu
+        value = timeline_values(p, gpu, duals.capacity, duals.progress, duals.limit, self.shares)
         for branch, dual in duals.branches:
-            if branch.cls == self.cls and (branch.j, branch.q, branch.k) in m.z[0]:
-                cost[m.z[0][(branch.j, branch.q, branch.k)].index] -= dual
-        for t in range(p.horizon):
-            for q in range(len(gpu.placements)):
-                for i in range(len(p.tenants)):
-                    for k, value in ((1 + 2 * i, duals.capacity[i, t] * gpu.capacity_rps[i, q]),
-                                     (2 + 2 * i, duals.progress[i, t] * gpu.retrain_speed[i, q])):
-                        share = m.E(0, t, q, k)
-                        if share is not None and value:
-                            cost[share.index] += p.slot_s * value
-        self.h.changeColsCost(self.n_columns, np.arange(self.n_columns, dtype=np.int32), cost)
-        self.h.changeObjectiveSense(highspy.ObjSense.kMaximize)
-        self.h.setOptionValue("time_limit", max(time_limit_s, 0.01))
-        self.h.run()
-        values = np.asarray(self.h.getSolution().col_value)
-        tasks = np.full((len(p.periods), len(gpu.placements)), -1, dtype=np.int64)
-        if values.size:
-            for (j, q, k), z in m.z[0].items():
-                if values[z.index] > 0.5:
-                    tasks[j, q] = k
-        return tasks, float(self.h.getInfo().mip_dual_bound)
+            if branch.cls == self.cls:
+                value[:, branch.j, branch.q, branch.k] -= dual
+        worth, flat = _core.best_timeline(self.layouts, len(p.periods), len(gpu.placements), p.n_tasks,
+                                          value.reshape(-1), np.asarray(gpu.current, dtype=np.int32), p.reconfig_penalty)
+        return np.asarray(flat, dtype=np.int64).reshape(len(p.periods), len(gpu.placements)), float(worth)
+
+
+def start_shares(problem: Problem) -> np.ndarray:
+    """(J + 1, T): the share of each slot an instance serves by the period its run started
+    (row 0: running since before the plan), set-up downtime taken off as in ``gpu_supply``."""
+    starts = problem.period_starts()
+    since = np.arange(problem.horizon)[None, :] - starts[:, None]
+    shares = 1.0 - np.clip(problem.setup_s / problem.slot_s - since, 0.0, 1.0)
+    return np.vstack([np.ones((1, problem.horizon)), shares])
+
+
+def timeline_values(problem: Problem, gpu: GpuProblem, capacity: np.ndarray, progress: np.ndarray,
+                    limit: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """(J + 1, J, Q, K): what an instance of task k at placement q earns in period j under
+    the duals of the served-requests rows (``capacity``, (N, T)), the progress rows
+    (``progress``, (N, T)) and the one-job-at-a-time rows (``limit``, (N, J)), by the period
+    its run started (``start_shares``): ``_core.best_timeline``'s ``value``."""
+    periods = len(problem.periods)
+    in_period = np.repeat(np.eye(periods), problem.periods, axis=1)  # (J, T)
+    weight = problem.slot_s * in_period[None, :, :] * shares[:, None, :]  # (J + 1, J, T)
+    serve = np.einsum("sjt,it,iq->sjqi", weight, capacity, gpu.capacity_rps)
+    train = np.einsum("sjt,it,iq->sjqi", weight, progress, gpu.retrain_speed)
+    value = np.zeros((periods + 1, periods, len(gpu.placements), problem.n_tasks))
+    value[..., 1::2] = serve
+    value[..., 2::2] = train - limit.T[None, :, None, :]
+    return value
 
 
 @dataclass(frozen=True)
