@@ -203,6 +203,10 @@ class _Master:
         self._completions_set: set[int] = set()  # completion variables the dive has bounded
         self.first_x = self.h.getNumCol()
         self._seen: set[tuple[int, bytes]] = set()
+        # Rows (8) and (10) by tenant and slot (-1 where the tenant has none), for adding columns in whole arrays.
+        self.row_of = {kind: np.full((n, problem.horizon), -1, dtype=np.int64) for kind in ("capacity", "progress")}
+        for (kind, i, t), row in self.m.rows.items():
+            self.row_of[kind][i, t] = row.index
 
     def _empty_row(self, lower: float, upper: float) -> int:
         self.h.addRow(float(lower), float(upper), 0, np.zeros(0, dtype=np.int32), np.zeros(0))
@@ -214,14 +218,14 @@ class _Master:
             return False
         self._seen.add((cls, column.key))
         index, value = [self.convexity_rows[cls]], [1.0]
-        for (kind, i, t), row in self.m.rows.items():
-            figure = (column.capacity if kind == "capacity" else column.progress)[i, t]
-            if figure:
-                index.append(row.index)
-                value.append(-figure)
-        for i, j in zip(*np.nonzero((column.retraining > 0) & (self.limit_rows >= 0))):
-            index.append(int(self.limit_rows[i, j]))
-            value.append(float(column.retraining[i, j]))
+        for kind, figure in (("capacity", column.capacity), ("progress", column.progress)):
+            rows = self.row_of[kind]
+            used = (figure != 0) & (rows >= 0)
+            index.extend(rows[used].tolist())
+            value.extend((-figure[used]).tolist())
+        used = (column.retraining > 0) & (self.limit_rows >= 0)
+        index.extend(self.limit_rows[used].tolist())
+        value.extend(column.retraining[used].astype(np.float64).tolist())
         for branch in self.branches:
             if branch.cls == cls and branch.holds(column):
                 index.append(branch.row)
