@@ -35,6 +35,7 @@ class Deadline:
         self.limit_s = float(limit_s)
         self.hold(reserve_s)
         self.skipped: list[str] = []  # the stages it did not reach, in order
+        self.solved_at: float | None = None  # when the solve stage ended (what follows is finishing)
 
     def hold(self, reserve_s: float) -> None:
         """Keep ``reserve_s`` for finishing from now on (once it can be estimated)."""
@@ -54,6 +55,11 @@ class Deadline:
             return True
         self.skipped.append(stage)
         return False
+
+    def solved(self) -> None:
+        """The solve stage is over: what follows (merging, scoring, finishing) is what the
+        reserve is for."""
+        self.solved_at = self.clock()
 
     def finishing_late(self) -> bool:
         """Whether finishing must stop now to return within the limit: a quarter of the

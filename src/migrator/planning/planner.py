@@ -414,6 +414,7 @@ class Planner:
         else:
             warm = self._shifted_previous(problem) or greedy_tasks(problem, deadline)
             raw = solve_problem(problem, time_limit_s=deadline.left(), mip_gap=self.config.mip_gap, warm_start=warm)
+            deadline.solved()
             if raw.kept_gpus:
                 raw = self._warm_start_if_better(problem, raw, warm)
         return self.finish(problem, raw, deadline=deadline)
@@ -426,7 +427,8 @@ class Planner:
         cluster controller does. How long it takes is what the next decision's deadline
         keeps back for it (:class:`~migrator.planning.deadline.FinishReserve`); under a
         ``deadline`` the retraining pass stops where the time limit would be passed."""
-        started = self.clock()
+        # Finishing, for the reserve, runs from the solve's end (merging and scoring included).
+        started = deadline.solved_at if deadline is not None and deadline.solved_at is not None else self.clock()
         keep = set(keep) | set(raw.kept_gpus)
         raw = self._rescored(problem, raw)
         if self.config.retrain_over_window:
@@ -476,6 +478,7 @@ class Planner:
         start_worth, start = self._scored_start(problem, deadline)
         if not deadline.reaches("split parts", needs_s=MIN_SPLIT_S):
             # Splitting costs a pass over every GPU; with no time to solve a part it buys nothing.
+            deadline.solved()
             return RawSolution(start, start_worth, float("inf"), "starting plan kept", float("inf"), 0.0, 0.0,
                                kept_gpus=(), scored=True)
         parts, subs = split_by_plan(problem, start, fill_empty=self.fills_empty_gpus(problem))
@@ -506,6 +509,7 @@ class Planner:
         # one after another it takes what the parts leave.
         jobs = [bound, *jobs] if lanes > 1 else [*jobs, bound]
         results = side_by_side(jobs, lanes)
+        deadline.solved()
         (the_bound, basis, bound_s), solutions = (results[0], results[1:]) if lanes > 1 else (results[-1], results[:-1])
         if basis is not None:
             self._bound_start = basis
