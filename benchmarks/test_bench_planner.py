@@ -216,3 +216,52 @@ def test_decision_keeps_its_deadline(benchmark, n_gpus: int, n_tenants: int) -> 
         reference = _DEADLINE_MEANS.get(DEADLINE_SIZES[0][0])
         if reference:
             benchmark.extra_info["ratio_vs_reference"] = mean / reference
+
+
+@pytest.fixture(scope="module")
+def pricing_case():
+    """The master's pricing on one A100 / 4 tenants / 30 slots (4 periods), a GPU serving two
+    tenants now, under random duals of every kind (as test_master draws them)."""
+    import dataclasses
+
+    from migrator.planning import master as M
+
+    scenario = sized(1, 4)
+    p = planner.Planner(scenario)
+    names = [t.name for t in scenario.tenants]
+    layout = scenario.gpus[0].layout.split(",")
+    state = dataclasses.replace(p.initial_state(), assignments=({layout[0]: f"{names[0]}:infer",
+                                                                   layout[-1]: f"{names[1]}:retrain"},))
+    problem = p.problem(state=state)
+    rng = np.random.default_rng(3)
+    n, horizon, periods = len(problem.tenants), problem.horizon, len(problem.periods)
+    duals = M._Duals(capacity=rng.uniform(0, 1, (n, horizon)), progress=rng.uniform(0, 300, (n, horizon)),
+                     limit=rng.uniform(0, 50, (n, periods)), convexity=np.zeros(1))
+    return problem, duals
+
+
+@pytest.mark.benchmark(group="pricing")
+def test_pricing_mip_reference(benchmark, timings, pricing_case) -> None:
+    """The per-GPU block as a single-GPU MIP (HiGHS), what the master priced with before."""
+    from mip_pricing import MipPricing
+
+    problem, duals = pricing_case
+    pricing = MipPricing(problem, problem.gpus[0])
+    _, value = benchmark.pedantic(pricing.best, args=(duals.capacity, duals.progress, duals.limit), rounds=3, iterations=1)
+    benchmark.extra_info["value"] = value
+    timings.record("master pricing 1gpu-4tenants", "reference", benchmark)
+
+
+@pytest.mark.benchmark(group="pricing")
+def test_pricing_dynamic_programme(benchmark, timings, pricing_case) -> None:
+    """The C++ dynamic programme over periods (_core.best_timeline), the master's pricing;
+    the same value as the MIP's."""
+    from migrator.planning import master as M
+    from mip_pricing import MipPricing
+
+    problem, duals = pricing_case
+    pricing = M._Pricing(problem, problem.gpus[0], 0)
+    _, value = benchmark(pricing.best, duals)
+    _, reference = MipPricing(problem, problem.gpus[0]).best(duals.capacity, duals.progress, duals.limit)
+    assert abs(value - reference) <= 1e-6 * max(1.0, abs(reference)), (value, reference)
+    timings.record("master pricing 1gpu-4tenants", "fast", benchmark)
