@@ -1,9 +1,12 @@
 """Numba kernels shared by the Goodput estimator (goodput.py) and the simulator.
 
 Arrays and scalars in, arrays out; no Python objects. Each kernel has a plain
-Python/numpy twin in ``_reference.py`` and the tests hold one against the other.
+Python/numpy twin, in ``_reference.py`` or, for the greedy batching server that sets
+``slo_capacity`` (its section below), in tests/workload/test_greedy_capacity.py, and the
+tests hold one against the other.
 
-Queueing model of one MIG instance serving one model (see docs/goodput.md):
+The former fixed-batch model of one MIG instance, kept for its closed-form checks and
+``goodput.operating_batch`` (see docs/goodput.md, section 1):
 requests arrive as a Poisson stream of rate ``lam``; the server runs batches of ``b``
 requests, each taking the profiled service time ``d`` seconds. A request's latency is
 the time its batch takes to fill (formation), the wait of the batch for the server,
