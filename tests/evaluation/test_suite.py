@@ -151,10 +151,12 @@ def _run_suite(tmp_path, *options):
 
 
 def test_suite_runs_end_to_end_on_a_tiny_duration(tmp_path):
-    result, out = _run_suite(tmp_path, "--duration", "2", "--policies", "migrator,static")
+    # --latency wall: no decision costs to measure first (the slow test below runs the default).
+    result, out = _run_suite(tmp_path, "--duration", "2", "--policies", "migrator,static", "--latency", "wall")
     names = [s.name for s in SCENARIOS]
     document = json.loads((out / "results.json").read_text())
-    assert document["suite"] == names and document["duration_s"] == 2 and document["grader"] == "request"
+    assert document["suite"] == names and document["duration_s"] == 2
+    assert document["grader"] == "request" and document["latency"] == "wall"
     summary = (out / "summary.md").read_text()
     for name in names:
         assert f"| {name} |" in summary
