@@ -258,8 +258,10 @@ def test_a_slow_part_keeps_its_layout_and_does_not_block_the_others(local_cluste
     slow = 1
     _set_layout(local_cluster, slow, "")  # a solved plan would create instances here
     monkeypatch.setattr(cluster_module, "_wait_each", _deadline_after_all_but_one(cluster_module._wait_each))
-    controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=2.0)
-    controller.inject_delay(slow, 600.0)  # answers long after the others: the one left out
+    # A deadline no part reaches by itself: each part also stops solving at it, and a part
+    # that did under load came back without a plan (status late) even though it answered.
+    controller = cluster_module.ClusterController(local_cluster.scenario, local_cluster.agents, deadline_s=DEADLINE_S)
+    controller.inject_delay(slow, 600.0)  # answers long after the others (and the deadline): the one left out
     decision = controller.step()  # returns: the slow part was not waited for
     statuses = {p.gpu: p.status for p in decision.parts}
     assert statuses.pop(slow) == "late"
