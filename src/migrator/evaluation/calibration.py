@@ -103,12 +103,13 @@ def request_capacity(
 def calibration_table(
     gpu: str = "A100-40GB", slos_ms: Sequence[float] = (25, 50, 100, 200), *,
     models: Mapping[str, Any] | None = None, percentile: float = 99.0, n_requests: int = 1_000_000,
-    best_requests: int = 100_000,
+    best_requests: int | None = None,
 ) -> list[CalibrationRow]:
     """Analytic and request-level capacity of every model of the table on every (base)
     profile of ``gpu`` it fits, at each SLO: ``n_requests`` requests per rate with the
-    grader's cap, ``best_requests`` per rate and cap for the best cap. Profiles with the same
-    service times (1g.5gb and 1g.10gb) are simulated once."""
+    grader's cap, ``best_requests`` (default ``n_requests``) per rate for each other cap, the
+    best cap being the best of them all. Profiles with the same service times (1g.5gb and
+    1g.10gb) are simulated once."""
     tables = builtin_models() if models is None else models
     geometry = Geometry.for_gpu(gpu)
     profiles = sorted({p.name for p in geometry.profiles if "+" not in p.name and "-" not in p.name},
@@ -133,10 +134,11 @@ def calibration_table(
                 analytic = slo_capacity(name, profile, slo, gpu=gpu, percentile=percentile, models=tables)
                 sizes = table.batch_sizes
                 cap = batch_cap(np.asarray(sizes), np.asarray(service) / 1000.0, slo / 1000.0)
-                by_cap = {b: measure(sizes, service, slo, b, best_requests) for b in sizes}
+                others = n_requests if best_requests is None else best_requests
+                by_cap = {b: measure(sizes, service, slo, b, n_requests if b == cap else others) for b in {*sizes, cap}}
                 best = max(by_cap, key=lambda b: (by_cap[b], -b))
                 rows.append(CalibrationRow(name, gpu, profile, float(slo), float(service[0]), analytic,
-                                           measure(sizes, service, slo, cap, n_requests), cap, by_cap[best], best))
+                                           by_cap[cap], cap, by_cap[best], best))
     return rows
 
 
