@@ -63,6 +63,24 @@ def _wait_for_first_record(run: subprocess.Popen, journal: Path) -> None:
         time.sleep(0.05)
 
 
+def _stop_in_a_transaction(run: subprocess.Popen, journal: Path) -> None:
+    """Leave the run stopped (SIGSTOP) at a moment its journal's last complete record belongs
+    to an open transaction, so that the kill that follows interrupts it: the run is stopped
+    before the journal is read, so the transaction cannot end in between. Random moments
+    mostly fall between transactions, which last tens of milliseconds."""
+    began = time.monotonic()
+    while True:
+        run.send_signal(signal.SIGSTOP)
+        text = journal.read_bytes()
+        complete = text.splitlines() if text.endswith(b"\n") else text.splitlines()[:-1]
+        if complete and json.loads(complete[-1])["event"] not in ("commit", "abort"):
+            return
+        run.send_signal(signal.SIGCONT)
+        assert run.poll() is None, f"the run ended ({run.returncode}) with no transaction under way"
+        assert time.monotonic() - began < FIRST_RECORD_S, f"no transaction under way in {FIRST_RECORD_S} s"
+        time.sleep(0.002)
+
+
 def _recover(journal: Path, state: Path, cwd: Path) -> dict[int, dict]:
     recovered = _migrator("recover", str(journal), "--backend", "emulator", "--emulator-state", str(state),
                           "--json", cwd=cwd)
@@ -70,8 +88,9 @@ def _recover(journal: Path, state: Path, cwd: Path) -> dict[int, dict]:
     return {r["gpu"]: r for r in json.loads(recovered.stdout)}
 
 
-def _kill_and_recover(tmp_path: Path, scenario: Path, rng: random.Random) -> list[str]:
-    """Start a run, SIGKILL it at a random moment after its first journal record, recover,
+def _kill_and_recover(tmp_path: Path, scenario: Path, rng: random.Random, in_transaction: bool = False) -> list[str]:
+    """Start a run, SIGKILL it at a random moment after its first journal record (with
+    ``in_transaction``, at the next moment a transaction is under way after that), recover,
     and check the GPUs and the journal; the recovery outcome of each GPU (``clean``: the
     kill fell between transactions; ``target``/``fallback``: it interrupted one)."""
     state, journal = tmp_path / "state.json", tmp_path / "journal.jsonl"
@@ -89,6 +108,8 @@ def _kill_and_recover(tmp_path: Path, scenario: Path, rng: random.Random) -> lis
     try:
         _wait_for_first_record(run, journal)
         time.sleep(rng.uniform(0.0, 5.0))
+        if in_transaction:
+            _stop_in_a_transaction(run, journal)
     finally:
         run.send_signal(signal.SIGKILL)  # not if it has ended (its pid may be another's by now)
         run.wait(timeout=60)
@@ -122,12 +143,18 @@ def test_a_killed_run_recovers_to_the_old_or_new_layout(tmp_path, seed):
     assert set(outcomes) <= {"clean", "target", "fallback"}
 
 
+def test_a_run_killed_inside_a_transaction_recovers_it(tmp_path):
+    outcomes = _kill_and_recover(tmp_path, _scenario(tmp_path), random.Random(7), in_transaction=True)
+    assert set(outcomes) <= {"clean", "target", "fallback"}
+    assert set(outcomes) - {"clean"}, outcomes  # the interrupted transaction was recovered
+
+
 @pytest.mark.slow
 def test_fifty_killed_runs_recover(tmp_path):
     rng = random.Random(50)
     scenario = _scenario(tmp_path)
     outcomes: collections.Counter[str] = collections.Counter()
-    for _ in range(50):
-        outcomes.update(_kill_and_recover(tmp_path, scenario, rng))
+    for k in range(50):  # every other kill waits for a transaction under way
+        outcomes.update(_kill_and_recover(tmp_path, scenario, rng, in_transaction=k % 2 == 1))
     print(f"recovery outcomes of 50 kills: {dict(outcomes)}")
     assert set(outcomes) <= {"clean", "target", "fallback"}
