@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 TRACES = Path(__file__).resolve().parent.parent / "src" / "migrator" / "data" / "traces"
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from migrator.evaluation.comparison import compare
 from migrator.evaluation.suite import SUITE_DURATION_S, load_suite

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from migrator.cli import main
 from migrator.cli import evaluation as cli_evaluation
+from migrator.cli import main
 from migrator.errors import ConfigError
 from migrator.evaluation import suite
 from migrator.workload.traces import load_csv
@@ -173,6 +173,8 @@ def test_suite_runs_end_to_end_on_a_tiny_duration(tmp_path):
             assert gain is None
         assert document["summary"][name]["policies"]["static"]["worst_tenant"] in per_scenario["policies"]["static"]["tenants"]
     assert "migrator vs static" in result.output
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "suite.png").exists() and (out / names[0] / "goodput.png").exists()
 
 
 @pytest.mark.slow
@@ -183,3 +185,16 @@ def test_suite_runs_at_its_default_duration_with_every_policy(tmp_path):
     for name, entry in document["summary"].items():
         assert set(entry["migrator_gain"]) == {"ekya", "astraea", "paris", "static", "oracle"}
         assert (out / name / "results.csv").exists()
+
+
+def test_suite_plot_bars_are_goodput_over_paris(tmp_path):
+    pytest.importorskip("matplotlib")
+    from migrator.evaluation.plots import _ratio, plot_suite
+
+    summary = {"suite-x": {"policies": {"migrator": {"goodput": 90.0}, "paris": {"goodput": 100.0}}},
+               "suite-y": {"policies": {"migrator": {"goodput": 5.0}, "paris": {"goodput": 0.0}}}}
+    assert _ratio(summary["suite-x"]["policies"], "migrator", "paris") == pytest.approx(0.9)
+    assert _ratio(summary["suite-y"]["policies"], "migrator", "paris") != _ratio(summary["suite-y"]["policies"],
+                                                                                 "migrator", "paris")  # NaN
+    (path,) = plot_suite(summary, tmp_path)
+    assert path.name == "suite.png" and path.read_bytes().startswith(b"\x89PNG")

@@ -229,7 +229,10 @@ def _simulate_suite(names: list[str], n_seeds: int, duration_s: float, out_dir: 
                                on_slot=advance)
         except MigratorError as exc:
             raise click.ClickException(str(exc)) from exc
-    written = result.write(out_dir, plot=lambda c, folder: _plots(c, str(folder))) if out_dir is not None else []
+    written = []
+    if out_dir is not None:
+        written = result.write(out_dir, plot=lambda c, folder: _plots(c, str(folder)))
+        written += _suite_plot(result.summary(), out_dir)
     if as_json:
         click.echo(result.to_json())
         return
@@ -239,6 +242,15 @@ def _simulate_suite(names: list[str], n_seeds: int, duration_s: float, out_dir: 
     click.echo(result.to_markdown())
     if written:
         click.echo(f"wrote {len(written)} files under {out_dir} (summary.md, results.json, one folder per scenario)")
+
+
+def _suite_plot(summary: Any, out_dir: str) -> list[Any]:
+    try:
+        from ..evaluation.plots import plot_suite
+
+        return plot_suite(summary, out_dir)
+    except MigratorError:  # matplotlib missing: said once per scenario already
+        return []
 
 
 def _plots(result: Any, out_dir: str) -> list[Any]:

@@ -3,10 +3,13 @@
 * ``goodput.png``: Goodput per second over time for each policy (first seed, moving average).
 * ``layouts_<policy>.png``: per GPU, which memory slices each instance held over time
   (first seed), labelled with its profile, so reconfigurations show as breaks.
+* ``suite.png`` (``migrator simulate --suite``): per scenario, each policy's Goodput relative
+  to PARIS's (or the first policy's), from the suite's summary.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from ..geometry.layout import Layout
 from .comparison import Comparison
 from .simulate import SimResult
 
-__all__ = ["plot_comparison"]
+__all__ = ["plot_comparison", "plot_suite"]
 
 
 def _pyplot() -> Any:
@@ -97,3 +100,40 @@ def plot_comparison(comparison: Comparison, directory: str | Path) -> list[Path]
     for name, runs in comparison.runs.items():
         paths.append(_layout_figure(plt, runs[0], folder / f"layouts_{name}.png"))
     return paths
+
+
+def plot_suite(summary: Mapping[str, Mapping[str, Any]], directory: str | Path) -> list[Path]:
+    """Write ``suite.png``: per scenario of ``summary`` (``SuiteResult.summary()``, also
+    ``results.json``'s ``"summary"``), each policy's mean Goodput divided by the reference
+    policy's (PARIS where it ran, else the first), as grouped bars; returns the path."""
+    plt = _pyplot()
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    scenarios = list(summary)
+    policies: list[str] = []
+    for entry in summary.values():
+        policies += [p for p in entry["policies"] if p not in policies]
+    reference = "paris" if "paris" in policies else policies[0]
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(scenarios)), 4.5))
+    width = 0.8 / max(1, len(policies))
+    for k, policy in enumerate(policies):
+        ratios = [_ratio(summary[name]["policies"], policy, reference) for name in scenarios]
+        ax.bar(np.arange(len(scenarios)) + (k - (len(policies) - 1) / 2) * width, ratios, width, label=policy)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(scenarios)), [n.removeprefix("suite-") for n in scenarios], rotation=20,
+                  ha="right", fontsize="small")
+    ax.set_ylabel(f"Goodput / {reference}'s")
+    ax.set_title("scenario suite: Goodput relative to " + reference)
+    ax.legend(loc="best", fontsize="small", ncol=3)
+    fig.tight_layout()
+    path = folder / "suite.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def _ratio(policies: Mapping[str, Mapping[str, Any]], policy: str, reference: str) -> float:
+    """``policy``'s Goodput over ``reference``'s; NaN (no bar) where either is missing or 0."""
+    if policy not in policies or reference not in policies or not policies[reference]["goodput"]:
+        return float("nan")
+    return float(policies[policy]["goodput"]) / float(policies[reference]["goodput"])

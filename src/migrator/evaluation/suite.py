@@ -16,10 +16,12 @@ Nothing is downloaded: the traces ship with the package.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .._files import write_atomically
 from ..errors import ConfigError
@@ -119,8 +121,9 @@ class SuiteResult:
         others = [p for p in policies if p != "migrator"]
         first = next(iter(self.comparisons.values()), None)
         grader = first.grader if first else "request"
-        lines = [f"Scenario suite: {len(self.comparisons)} scenarios, {self.duration_s:g} simulated s each, "
-                 f"graded by {grader}; gains are seed by seed, then averaged (± 95 % Student-t over seeds).", ""]
+        title = (f"Scenario suite: {len(self.comparisons)} scenarios, {self.duration_s:g} simulated s each, "
+                 f"graded by {grader}; gains are seed by seed, then averaged (± 95 % Student-t over seeds).")
+        lines = [title, ""]
         if "migrator" in policies and others:
             header = [f"migrator vs {p}" + (f" (paper {PAPER_GAINS[p]:+.0%})" if p in PAPER_GAINS else "")
                       for p in others]
@@ -171,7 +174,7 @@ def _policies(comparisons: Sequence[Comparison] | Any) -> list[str]:
 
 def _finite(value: float) -> float | None:
     """None for NaN: a gain over a policy that earned nothing on every seed is undefined."""
-    return None if value != value else value
+    return None if math.isnan(value) else value
 
 
 def _gain_cell(gain: Mapping[str, float | None] | None) -> str:
