@@ -46,6 +46,10 @@ RETRAIN = "retrain"
 # than three of its standard deviations.
 CAPACITY_MARGIN = 0.98
 
+# The exact queue takes work that grows as the cube of the batch cap; larger caps (the
+# built-in tables stop at 64) are modelled as this one.
+MODELLED_CAP = 128
+
 
 def serving_batch_cap(
     batch_sizes: Sequence[int], service_ms: Sequence[float], slo_ms: float, max_batch: int | None = None
@@ -69,7 +73,8 @@ def slo_capacity_from_service(
     """Highest Poisson arrival rate (req/s) at which a greedy batching server (whenever free,
     it takes every waiting request up to ``serving_batch_cap`` as one batch, which runs for
     ``service_ms`` interpolated at its size) keeps ``percentile`` per cent of requests within
-    ``slo_ms``, times the planning margin ``CAPACITY_MARGIN``.
+    ``slo_ms``, times the planning margin ``CAPACITY_MARGIN`` (caps above ``MODELLED_CAP``
+    are modelled as that cap).
 
     The queue is solved exactly (``_kernels.greedy_capacity_kernel``); docs/goodput.md has
     the model and its calibration against the request-level grader.
@@ -86,7 +91,7 @@ def slo_capacity_from_service(
         raise ConfigError(f"slo_ms must be positive, got {slo_ms!r}", field="slo_ms")
     if not 50.0 < percentile < 100.0:
         raise ConfigError(f"percentile must be in (50, 100), got {percentile!r}", field="percentile")
-    cap = serving_batch_cap(sizes, service, slo_ms, max_batch)
+    cap = min(serving_batch_cap(sizes, service, slo_ms, max_batch), MODELLED_CAP)
     tail = 1.0 - percentile / 100.0
     exact = _kernels.greedy_capacity_kernel(sizes, service / 1000.0, cap, slo_ms / 1000.0, tail)
     return float(CAPACITY_MARGIN * exact)
