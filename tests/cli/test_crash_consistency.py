@@ -35,13 +35,14 @@ FIRST_RECORD_S = 300.0
 
 
 def _scenario(tmp_path: Path) -> Path:
-    # The two tenants' loads swap every 3 s for the whole run, so the planner reconfigures
-    # throughout and a kill often falls inside a transaction. The time limit is far above
-    # what a decision needs (tens of ms): at 0.2 s a loaded machine made the planner keep
-    # the current layout at every step, and the run wrote nothing to recover.
+    # The two tenants' loads swap every 10 s for the whole run, so the planner reconfigures
+    # throughout (every 3 s, the forecast smoothed the swaps away: all of a run's transactions
+    # came in its first 8 s). The time limit is far above what a decision needs (tens of
+    # ms): at 0.2 s a loaded machine made the planner keep the current layout at every step,
+    # and the run wrote nothing to recover.
     table = small(duration_s=400, shift_at=3).to_dict()
     for tenant, swapped in zip(table["tenants"], (1 / 3, 3.0)):
-        tenant["arrivals"]["steps"] = [[t, swapped if k % 2 == 0 else 1.0] for k, t in enumerate(range(3, 400, 3))]
+        tenant["arrivals"]["steps"] = [[t, swapped if k % 2 == 0 else 1.0] for k, t in enumerate(range(3, 400, 10))]
     table["planner"].update(time_limit_s=2.0, reconfig_penalty=0.0, setup_s=0.0)
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(table), encoding="utf-8")
@@ -71,6 +72,7 @@ def _stop_in_a_transaction(run: subprocess.Popen, journal: Path) -> None:
     began = time.monotonic()
     while True:
         run.send_signal(signal.SIGSTOP)
+        _until_stopped(run)
         text = journal.read_bytes()
         complete = text.splitlines() if text.endswith(b"\n") else text.splitlines()[:-1]
         if complete and json.loads(complete[-1])["event"] not in ("commit", "abort"):
@@ -79,6 +81,14 @@ def _stop_in_a_transaction(run: subprocess.Popen, journal: Path) -> None:
         assert run.poll() is None, f"the run ended ({run.returncode}) with no transaction under way"
         assert time.monotonic() - began < FIRST_RECORD_S, f"no transaction under way in {FIRST_RECORD_S} s"
         time.sleep(0.002)
+
+
+def _until_stopped(run: subprocess.Popen) -> None:
+    """Until the run has stopped (or ended): a signal is delivered when the process is next
+    scheduled, not when it is sent."""
+    stat = Path(f"/proc/{run.pid}/stat")
+    while stat.read_text().rpartition(")")[2].split()[0] not in ("T", "t", "Z", "X"):
+        time.sleep(0.0005)
 
 
 def _recover(journal: Path, state: Path, cwd: Path) -> dict[int, dict]:
