@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -165,7 +165,8 @@ class SuiteResult:
         return [*written, summary, document]
 
 
-def _policies(comparisons: Sequence[Comparison] | Any) -> list[str]:
+def _policies(comparisons: Iterable[Comparison]) -> list[str]:
+    """Every policy any comparison ran, in the order first met."""
     seen: list[str] = []
     for comparison in comparisons:
         seen += [p for p in comparison.runs if p not in seen]
