@@ -407,6 +407,10 @@ class Planner:
         state : PlannerState, optional
             Current layouts, tasks and retraining progress; default :meth:`initial_state`.
         """
+        state = state if state is not None else self.initial_state()
+        # Drawing the scenario's own arrivals (the default forecast, once per planner) is the
+        # scenario's cost, not the decision's: the deadline starts after it.
+        forecast = self.default_forecast(state) if forecast is None else forecast
         deadline = Deadline(self.config.time_limit_s, self._reserve.estimate(None), clock=self.clock)
         problem = self.problem(forecast, state)
         if self._split_needed(problem):
@@ -431,7 +435,9 @@ class Planner:
         started = deadline.solved_at if deadline is not None and deadline.solved_at is not None else self.clock()
         keep = set(keep) | set(raw.kept_gpus)
         raw = self._rescored(problem, raw)
-        if self.config.retrain_over_window:
+        # Past the point where finishing must stop, the pass is not even set up (its set-up
+        # alone is a pass over every GPU and tenant).
+        if self.config.retrain_over_window and not (deadline is not None and deadline.finishing_late()):
             stop = deadline.finishing_late if deadline is not None else None
             raw = dataclasses.replace(raw, tasks=retrain_over_window(problem, raw.tasks, keep, stop=stop))
         if deadline is not None:
