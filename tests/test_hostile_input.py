@@ -488,10 +488,11 @@ OPTIONS += [
     # a name the folder cannot hold: refused before planning, not when the result is written
     ("mig-parted-export-output-name-5000", ("mig-parted", "export", "-o", "{tmp}/" + "o" * 5000), 2,
      ("--output", "too long")),
-    ("mig-parted-export-output-name-250", ("mig-parted", "export", "-o", "{tmp}/" + "o" * 250), 2,
-     ("--output", "250 bytes")),
-    ("run-metrics-file-name-250", ("run", "--steps", "1", "--metrics-file", "{tmp}/" + "m" * 250), 2,
-     ("--metrics-file", "250 bytes")),
+    # 256 bytes: a name no Linux folder takes (any shorter one is written, _files.write_atomically).
+    ("mig-parted-export-output-name-256", ("mig-parted", "export", "-o", "{tmp}/" + "o" * 256), 2,
+     ("--output", "too long")),
+    ("run-metrics-file-name-256", ("run", "--steps", "1", "--metrics-file", "{tmp}/" + "m" * 256), 2,
+     ("--metrics-file", "too long")),
     ("mig-parted-export-plan-missing", ("mig-parted", "export", "--plan", "{tmp}/none.json"), 2, ("--plan",)),
     ("mig-parted-export-plan-not-json", ("mig-parted", "export", "--plan", "{tmp}/f"), 2, ("--plan",)),
     ("mig-parted-export-plan-a-list", ("mig-parted", "export", "--plan", "{tmp}/list.json"), 2, ("--plan",)),

@@ -310,7 +310,6 @@ def writable_file(path: str | None, option: str) -> str | None:
     folder itself), else a usage error naming ``option``: checked before the work whose
     result it would hold, not after."""
     if path is not None:
-        import os
         from pathlib import Path
 
         target = Path(path)
@@ -318,15 +317,8 @@ def writable_file(path: str | None, option: str) -> str | None:
         try:
             if target.is_dir():
                 raise click.BadParameter(f"{path} is a folder, not a file", param_hint=option)
-            longest = os.pathconf(folder, "PC_NAME_MAX") if folder.is_dir() else None
         except OSError as exc:  # a name too long even to ask about, a loop of links, ...
             raise click.BadParameter(f"cannot write at {path[:80]}: {exc.strerror or exc}", param_hint=option) from exc
-        # The folder takes new files, but not every name: the file is written through a
-        # temporary one beside it, named ".NAME.<8 characters>.tmp" (_files.write_atomically).
-        room = None if longest is None else longest - len(".." + "x" * 8 + ".tmp")
-        if room is not None and len(os.fsencode(target.name)) > room:
-            raise click.BadParameter(f"the file name is {len(os.fsencode(target.name))} bytes long; at most {room} "
-                                     "here", param_hint=option)
         _probe(folder, path, option)
     return path
 
