@@ -242,6 +242,18 @@ def retraining_tenant(rate: float, before: float, after: float) -> migrator.Scen
     return scenario([tenant("a", rate=rate, window_s=200, work_gpu_s=60, accuracy_before=before, accuracy_after=after)])
 
 
+def only_seven_slices_keep_up() -> float:
+    """A resnet50 load (100 ms SLO, A100-40GB) that only all 7 slices (a 7g instance) serve:
+    half-way between the most six slices serve (two 3g instances) and what a 7g serves,
+    from the capacity model itself, so that the tests follow it when it is recalibrated."""
+    from migrator.workload.goodput import slo_capacity
+
+    six = 2 * slo_capacity("resnet50", "3g.20gb", 100.0, gpu="A100-40GB")
+    seven = slo_capacity("resnet50", "7g.40gb", 100.0, gpu="A100-40GB")
+    assert seven > six
+    return (six + seven) / 2
+
+
 def test_ekya_moves_shares_to_retraining_when_the_gain_is_large() -> None:
     """Light load, retraining lifting accuracy from 0.3 to 0.95: retraining gets more than
     the fair split (7 slices, 2 jobs: 4 and 3). At a load that wants more than 4 slices of
@@ -249,7 +261,7 @@ def test_ekya_moves_shares_to_retraining_when_the_gain_is_large() -> None:
     (the thief moves shares only for a strict gain)."""
     light = ekya_shares(retraining_tenant(50, 0.3, 0.95), [50])
     assert light["a:retrain"] > 3 and light["a:infer"] >= 1
-    busy = 2600.0  # resnet50 at a 100 ms SLO: only all 7 slices (a 7g instance) keep up
+    busy = only_seven_slices_keep_up()
     large = ekya_shares(retraining_tenant(busy, 0.3, 0.95), [busy])
     none = ekya_shares(retraining_tenant(busy, 0.8, 0.8), [busy])
     assert none == {"a:infer": 7, "a:retrain": 0}
@@ -258,7 +270,7 @@ def test_ekya_moves_shares_to_retraining_when_the_gain_is_large() -> None:
 
 def test_ekya_starves_retraining_when_inference_needs_the_gpu() -> None:
     """At a load only the whole GPU keeps up with, a small gain is not worth losing requests."""
-    rate = 2600.0  # resnet50 at a 100 ms SLO: a 7g instance serves about 2700 req/s
+    rate = only_seven_slices_keep_up()
     shares = ekya_shares(retraining_tenant(rate, 0.80, 0.82), [rate])
     assert shares["a:retrain"] == 0
 
