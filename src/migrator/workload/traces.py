@@ -607,6 +607,12 @@ def _parse_timestamps(
     for line, row in table.rows:
         name = _tenant_name(table, line, row, tenant_column)
         arrivals.setdefault(name, []).append(float(table.number(line, row, time_column)))
+    furthest = max(float(np.max(np.abs(times))) for times in arrivals.values()) / slot_s if arrivals else 0.0
+    if not furthest < _MAX_SLOT_INDEX:  # before any cast to a slot index (1e300 s would wrap)
+        raise ConfigError(
+            f"{table.source}: a timestamp_s lies {furthest:.3g} slots of {slot_s} s from 0, more than "
+            f"{_MAX_SLOT_INDEX:.3g}", field="timestamp_s",
+        )
     slots = {name: _slot_of(np.array(times), slot_s) for name, times in arrivals.items()}
     first = min(int(s.min()) for s in slots.values())
     last = max(int(s.max()) for s in slots.values())
@@ -617,6 +623,10 @@ def _parse_timestamps(
         if name in slots:
             counts[row_index] = np.bincount(slots[name] - first, minlength=counts.shape[1])
     return Trace(names, counts, slot_s)
+
+
+#: The furthest slot index a timestamp may have: every integer below it is exact in a float.
+_MAX_SLOT_INDEX = float(2**53)
 
 
 def _slot_of(timestamps_s: np.ndarray, slot_s: float) -> np.ndarray:
