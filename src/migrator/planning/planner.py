@@ -365,7 +365,7 @@ class Planner:
         self._previous: tuple[np.ndarray, ...] | None = None
         self._bound_start: LpBasis | None = None  # the last split bound's basis
         # The tenants' figures per GPU model and profile do not change between decisions.
-        self._figures = ProfileFigures(scenario.tenants, self._models)
+        self._figures = ProfileFigures(scenario.tenants, self._models, self.config.load_headroom)
         # Figures and compiled kernels are the planner's to set up, not a decision's to wait for.
         self._figures.prepare(scenario.geometries())
         _warm_estimator()

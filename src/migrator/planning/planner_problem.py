@@ -325,8 +325,8 @@ class ProfileFigures:
     speed, whether every tenant's model fits), computed once per decision however many GPUs
     and placements share the profile: the problem's build stays linear in GPUs."""
 
-    def __init__(self, tenants: Sequence[Tenant], models: Mapping[str, Any]) -> None:
-        self.tenants, self.models = tenants, models
+    def __init__(self, tenants: Sequence[Tenant], models: Mapping[str, Any], headroom: float = 1.0) -> None:
+        self.tenants, self.models, self.headroom = tenants, models, float(headroom)
         self._model_names = sorted({t.model for t in tenants})
         self._rates: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._fits: dict[tuple[str, str], bool] = {}
@@ -376,7 +376,8 @@ class ProfileFigures:
             return 0.0, 0.0
         capacity = slo_capacity(t.model, profile, t.slo_ms, gpu=gpu_model, percentile=t.percentile,
                                 max_batch=t.max_batch, models=self.models)
-        return float(capacity), float(model.retrain_speed(gpu_model, profile)) if t.retrains else 0.0
+        # The planner fills instances to `headroom` of their capacity (PlannerConfig.load_headroom).
+        return self.headroom * float(capacity), float(model.retrain_speed(gpu_model, profile)) if t.retrains else 0.0
 
 
 def _gpu_problem(
@@ -485,7 +486,7 @@ def build_problem(
         config.terminal_weight * _terminal_gain(arrivals, acc_after - acc_before, window, offset, done, sum(lengths))
         if config.terminal_value else None
     )
-    figures = figures if figures is not None else ProfileFigures(tenants, models)
+    figures = figures if figures is not None else ProfileFigures(tenants, models, config.load_headroom)
     gpus = tuple(
         _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, figures)
         for g, geometry in enumerate(geometries)

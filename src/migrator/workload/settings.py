@@ -106,6 +106,13 @@ class PlannerConfig:
         How many of a split's parts (and its bound) are solved at once, in threads: HiGHS
         solves separate programs in parallel. 0 (default): one per CPU core; 1: one after
         another. The parts share the time limit either way.
+    load_headroom : float
+        The share of each instance's SLO capacity the planner plans to fill (0 to 1). The
+        capacity model is the most a steady Poisson stream can have served within the SLO
+        (docs/goodput.md); a slot whose arrivals exceed the forecast then overloads the
+        instance and most of its requests miss the SLO, which the slot model does not see.
+        The rest is headroom for forecast error. 1 (default): the capacity model as it is;
+        docs/results.md ("Planning headroom") measures lower values.
     """
 
     horizon: int = 30
@@ -121,6 +128,7 @@ class PlannerConfig:
     decompose_above: int = 4000
     retrain_instances: int = 1
     workers: int = 0
+    load_headroom: float = 1.0
 
     def __post_init__(self) -> None:
         integer_in(self.horizon, "planner.horizon", low=1, high=MAX_HORIZON)
@@ -133,6 +141,7 @@ class PlannerConfig:
         number_in(self.time_limit_s, "planner.time_limit_s", low=0.0, low_open=True, high=MAX_TIME_LIMIT_S)
         number_in(self.mip_gap, "planner.mip_gap", low=0.0)
         number_in(self.terminal_weight, "planner.terminal_weight", low=0.0, high=MAX_TERMINAL_WEIGHT)
+        number_in(self.load_headroom, "planner.load_headroom", low=0.0, low_open=True, high=1.0)
         flag(self.terminal_value, "planner.terminal_value")
         flag(self.retrain_over_window, "planner.retrain_over_window")
         object.__setattr__(self, "forecaster", _forecaster(self.forecaster))
