@@ -122,7 +122,7 @@ def test_first_decision_exact_model(benchmark) -> None:
     (0.079 %) until the capacity model became the greedy batching server's (f2c2d98), which
     moved this cold start to 0.17 %; held to 0.2 % (tests/planning/test_decompose.py holds the
     later decisions of a receding run to 0.1 %)."""
-    scenario = sized(8, 16).with_planner(retrain_over_window=False)
+    scenario = sized(8, 16).with_planner(retrain_over_window=False, load_headroom=1.0)
     planner.Planner(scenario).problem()  # draws the trace and warms the caches
     plan = benchmark.pedantic(lambda: planner.Planner(scenario).plan(), rounds=3, iterations=1)
     assert plan.stats.status.startswith("split into 8 GPUs")
@@ -137,7 +137,7 @@ def test_receding_decision_inference_only(benchmark) -> None:
     and the gap proven against the whole program's bound, which must be within 0.1 %."""
     from scenarios import inference_only
 
-    p = planner.Planner(inference_only(sized(8, 16)))
+    p = planner.Planner(inference_only(sized(8, 16)).with_planner(load_headroom=1.0))
     state = None
     for _ in range(4):
         state = planner.Planner.advance(p.plan(state=state))

@@ -69,8 +69,12 @@ class Case:
             self.tenants,
             np.asarray(self.arrivals, dtype=np.float64),
             PlannerState(self.layouts, self.assignments, dict(self.progress), self.slot),
+            # The brute force values plans with the capacity model as it is (allocation_rates):
+            # the program is held to it without headroom (tests/planning/test_headroom.py
+            # holds the headroom's scaling on its own).
             PlannerConfig(horizon=sum(periods), setup_s=self.setup_s, reconfig_penalty=self.reconfig_penalty,
-                          terminal_value=self.terminal_value, retrain_instances=self.retrain_instances),
+                          terminal_value=self.terminal_value, retrain_instances=self.retrain_instances,
+                          load_headroom=1.0),
             slot_s=self.slot_s,
             models=builtin_models(),
             periods=periods,

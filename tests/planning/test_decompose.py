@@ -270,7 +270,9 @@ def test_receding_split_plans_are_proven_within_the_goal(case):
     from scenarios import inference_only
 
     scenario = inference_only(sized(8, 16)) if case == "inference-only" else sized(8, 16).with_planner(retrain_over_window=False)
-    p = planner.Planner(scenario.with_planner(time_limit_s=10.0))
+    # Issue 5's model: instances filled to their SLO capacity (with the default headroom of
+    # 0.85 the same runs measured 0.18-0.34 %).
+    p = planner.Planner(scenario.with_planner(time_limit_s=10.0, load_headroom=1.0))
     state, gaps = None, []
     for _ in range(6):
         plan = p.plan(state=state)

@@ -111,8 +111,9 @@ class PlannerConfig:
         capacity model is the most a steady Poisson stream can have served within the SLO
         (docs/goodput.md); a slot whose arrivals exceed the forecast then overloads the
         instance and most of its requests miss the SLO, which the slot model does not see.
-        The rest is headroom for forecast error. 1 (default): the capacity model as it is;
-        docs/results.md ("Planning headroom") measures lower values.
+        The rest is headroom for forecast error. Default 0.85: on 120 s of the built-in
+        scenario and of 8 A100s / 16 tenants it gained 9.6 % and 5.8 % request-level Goodput
+        over 1 (the capacity model as it is); docs/results.md, "Planning headroom".
     """
 
     horizon: int = 30
@@ -128,7 +129,7 @@ class PlannerConfig:
     decompose_above: int = 4000
     retrain_instances: int = 1
     workers: int = 0
-    load_headroom: float = 1.0
+    load_headroom: float = 0.85
 
     def __post_init__(self) -> None:
         integer_in(self.horizon, "planner.horizon", low=1, high=MAX_HORIZON)
