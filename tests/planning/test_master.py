@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from brute_force import slot_options
+from random_cases import small_random_case
+from scenarios import sized
+
 from migrator.planning import master as M
 from migrator.planning.greedy import greedy_tasks
 from migrator.planning.planner import Planner, solve_problem
-from random_cases import small_random_case
-from scenarios import sized
 
 _spec = importlib.util.spec_from_file_location("exact_cases", Path(__file__).with_name("test_planner_exact.py"))
 _exact = importlib.util.module_from_spec(_spec)
@@ -88,7 +88,7 @@ def test_pricing_finds_the_timeline_enumeration_finds(case):
         duals = _random_duals(problem, master, rng)
         best = max(master.reduced_cost(0, M.column_of(problem, problem.gpus[0], t), duals)
                    for t in _timelines(case, problem))
-        tasks, ceiling = pricing.best(duals, 30.0)
+        tasks, ceiling = pricing.best(duals)
         found = master.reduced_cost(0, M.column_of(problem, problem.gpus[0], tasks), duals)
         assert _close(found, best, 1e-6), (found, best)
         assert ceiling - duals.convexity[0] >= best - 1e-6 * max(1.0, abs(best))

@@ -16,7 +16,7 @@ that never retrains, however much retraining would earn.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -25,8 +25,18 @@ from .deadline import Deadline
 from .decompose import sub_gpu, task_map
 from .planner_problem import IDLE, GpuProblem, Problem, alike_gpus, core_gpu
 
-__all__ = ["fits_beside", "greedy_tasks", "layout_sets", "maximal_sets", "packed_tasks", "pattern_candidates",
-           "fleet_retraining_values", "retraining_values", "window_value"]
+__all__ = [
+    "fits_beside",
+    "fleet_retraining_values",
+    "greedy_tasks",
+    "layout_sets",
+    "maximal_sets",
+    "packed_tasks",
+    "pattern_candidates",
+    "retraining_tables",
+    "retraining_values",
+    "window_value",
+]
 
 
 def maximal_sets(gpu: GpuProblem) -> list[list[int]]:
@@ -211,6 +221,27 @@ def fleet_retraining_values(
     return finish, value
 
 
+def retraining_tables(
+    problem: Problem, first: Sequence[np.ndarray], served: Sequence[np.ndarray], gain: np.ndarray, end: np.ndarray,
+    skip: Collection[int] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fleet_retraining_values` for every GPU, alike GPUs at once: ``finish`` and
+    ``value`` (G, N, Q max), with ``first`` and ``served`` each GPU's first-period tasks and
+    service; placements a GPU lacks, and the GPUs in ``skip``, stay at (inf, -inf)."""
+    width = max(len(g.placements) for g in problem.gpus)
+    value = np.full((len(problem.gpus), len(problem.tenants), width), -np.inf)
+    finish = np.full_like(value, np.inf)
+    for alike in alike_gpus(problem):
+        members = [g for g in alike if g not in skip]
+        if not members:
+            continue
+        gpu, q = problem.gpus[members[0]], len(problem.gpus[members[0]].placements)
+        one, value[members, :, :q] = fleet_retraining_values(
+            problem, gpu, np.stack([first[g] for g in members]), np.stack([served[g] for g in members]), gain, end)
+        finish[members, :, :q] = one
+    return finish, value
+
+
 def window_value(problem: Problem, gain: np.ndarray, end: np.ndarray, finish: np.ndarray, served: np.ndarray) -> np.ndarray:
     """What a retraining done after ``finish`` slots earns until ``end`` (``gain`` per slot)
     less the inference its instance gives up until then (``served``: accuracy-weighted
@@ -230,14 +261,8 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
     gain = problem.retraining_gain()
     end = np.minimum(problem.window_slots - problem.window_offset, problem.horizon).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0)
-    width = max(len(g.placements) for g in problem.gpus)
-    finish = np.full((len(problem.gpus), n, width), np.inf)
-    value = np.full_like(finish, -np.inf)
-    for members in alike_gpus(problem):
-        gpu, q = problem.gpus[members[0]], len(problem.gpus[members[0]].placements)
-        one, value[members, :, :q] = fleet_retraining_values(
-            problem, gpu, np.stack([tasks[g][0] for g in members]), np.stack([served[g] for g in members]), gain, end)
-        finish[members, :, :q] = one
+    finish, value = retraining_tables(problem, [t[0] for t in tasks], served, gain, end)
+    width = int(value.shape[2])
     starts = problem.period_starts()
     for i in np.argsort(-gain):
         if deadline is not None and not deadline.reaches("greedy start's retraining"):

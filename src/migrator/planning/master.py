@@ -46,7 +46,14 @@ from ._ilp_reference import (
     _terminal,
 )
 from .highs import HighsRun, checked_run, new_highs, relative_gap
-from .planner_problem import GpuProblem, Problem, RawSolution, core_gpu, gpu_supply
+from .planner_problem import (
+    GpuProblem,
+    Problem,
+    RawSolution,
+    core_gpu,
+    gpu_supply,
+    start_shares,
+)
 
 __all__ = ["Column", "MasterResult", "column_of", "gpu_classes", "solve_master"]
 
@@ -115,10 +122,9 @@ class _Pricing:
         self.layouts = [list(layout) for layout in _core.maximal_layouts(core_gpu(gpu))]
         self.shares = start_shares(problem)
 
-    def best(self, duals: _Duals, time_limit_s: float = 0.0) -> tuple[np.ndarray, float]:
+    def best(self, duals: _Duals) -> tuple[np.ndarray, float]:
         """The timeline of most reduced cost before the class's convexity dual, and that
-        reduced cost (exact: the bound on it is the value itself). ``time_limit_s`` is not
-        needed (milliseconds) and kept for callers that give one."""
+        reduced cost (exact: the bound on it is the value itself)."""
         p, gpu = self.problem, self.gpu
         value = timeline_values(p, gpu, duals.capacity, duals.progress, duals.limit, self.shares)
         for branch, dual in duals.branches:
@@ -127,15 +133,6 @@ class _Pricing:
         worth, flat = _core.best_timeline(self.layouts, len(p.periods), len(gpu.placements), p.n_tasks,
                                           value.reshape(-1), np.asarray(gpu.current, dtype=np.int32), p.reconfig_penalty)
         return np.asarray(flat, dtype=np.int64).reshape(len(p.periods), len(gpu.placements)), float(worth)
-
-
-def start_shares(problem: Problem) -> np.ndarray:
-    """(J + 1, T): the share of each slot an instance serves by the period its run started
-    (row 0: running since before the plan), set-up downtime taken off as in ``gpu_supply``."""
-    starts = problem.period_starts()
-    since = np.arange(problem.horizon)[None, :] - starts[:, None]
-    shares = 1.0 - np.clip(problem.setup_s / problem.slot_s - since, 0.0, 1.0)
-    return np.vstack([np.ones((1, problem.horizon)), shares])
 
 
 def timeline_values(problem: Problem, gpu: GpuProblem, capacity: np.ndarray, progress: np.ndarray,
@@ -422,7 +419,7 @@ class _Generation:
             tolerance = 1e-7 * max(1.0, abs(lp_value))
             entered, most = 0, 0.0
             for cls, members in enumerate(classes):
-                tasks, ceiling = self.pricing[cls].best(duals, self.deadline - time.perf_counter())
+                tasks, ceiling = self.pricing[cls].best(duals)
                 most += len(members) * max(0.0, ceiling - duals.convexity[cls])
                 column = column_of(master.problem, master.problem.gpus[members[0]], tasks)
                 if master.reduced_cost(cls, column, duals) > tolerance:

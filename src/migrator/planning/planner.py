@@ -506,7 +506,7 @@ class Planner:
             started = time.perf_counter()
             value, basis = (whole_bound(problem, time_limit_s=deadline.left(), start=self._bound_start, deadline=deadline)
                             if deadline.reaches("bound", needs_s=0.01) else (float("inf"), None))
-            if not np.isfinite(value):
+            if not np.isfinite(value) and "bound" not in deadline.skipped:  # started, but not proven in time
                 deadline.skipped.append("bound")
             return value, basis, time.perf_counter() - started
 

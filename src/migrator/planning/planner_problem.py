@@ -40,6 +40,7 @@ __all__ = [
     "gpu_supply",
     "parse_task",
     "planning_placements",
+    "start_shares",
     "task_name",
 ]
 
@@ -252,6 +253,15 @@ def gpu_supply(problem: Problem, gpu: GpuProblem, tasks: np.ndarray) -> Supply:
                         gpu.capacity_rps, gpu.retrain_speed)
 
 
+def start_shares(problem: Problem) -> np.ndarray:
+    """(J + 1, T): the share of each slot an instance serves by the period its latest run
+    started (row ``s + 1`` for period ``s``; row 0: running since before the plan), set-up
+    downtime taken off (docs/model.md, rows 6-7)."""
+    since = np.arange(problem.horizon)[None, :] - problem.period_starts()[:, None]
+    shares = 1.0 - np.clip(problem.setup_s / problem.slot_s - since, 0.0, 1.0)
+    return np.vstack([np.ones((1, problem.horizon)), shares])
+
+
 def fleet_supply(problem: Problem, current: np.ndarray, tasks: np.ndarray,
                  capacity_rps: np.ndarray, retrain_speed: np.ndarray) -> Supply:
     """What G GPUs with the same placements and figures (``capacity_rps``, ``retrain_speed``,
@@ -266,9 +276,7 @@ def fleet_supply(problem: Problem, current: np.ndarray, tasks: np.ndarray,
     started = np.maximum.accumulate(np.where(new, np.arange(len(periods))[None, :, None], -1), axis=1)
     period = np.repeat(np.arange(len(periods)), periods)  # (T,) period of each slot
     slot_tasks = tasks[:, period]
-    start_slot = np.where(started >= 0, problem.period_starts()[np.maximum(started, 0)], -np.inf)
-    since = np.arange(horizon)[None, :, None] - start_slot[:, period]
-    serving = 1.0 - np.clip(problem.setup_s / problem.slot_s - since, 0.0, 1.0)
+    serving = start_shares(problem)[started[:, period] + 1, np.arange(horizon)[None, :, None]]
     busy = slot_tasks > IDLE
     tenant = np.where(busy, (slot_tasks - 1) // 2, 0)
     retrains = busy & ((slot_tasks - 1) % 2 == 1)

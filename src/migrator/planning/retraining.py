@@ -29,8 +29,8 @@ from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
-from .greedy import fits_beside, fleet_retraining_values, layout_sets, window_value
-from .planner_problem import FLOOR_WEIGHT, IDLE, Problem, alike_gpus
+from .greedy import fits_beside, layout_sets, retraining_tables, window_value
+from .planner_problem import FLOOR_WEIGHT, IDLE, Problem
 
 __all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
 
@@ -123,21 +123,11 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     if problem.retrain_instances > 0:  # the plan may already retrain a tenant on as many as it may
         eligible &= _retraining_counts(problem, first) < problem.retrain_instances
     # value[g, i, q]: what retraining tenant i at GPU g's placement q earns; -inf where it
-    # cannot or the placement is taken.
-    width = max(len(g.placements) for g in problem.gpus)
-    value = np.full((len(problem.gpus), n, width), -np.inf)
-    finish = np.full_like(value, np.inf)
-    for alike in alike_gpus(problem):
-        members = [g for g in alike if g not in keep]
-        if not members:
-            continue
-        gpu, width_g = problem.gpus[members[0]], len(problem.gpus[members[0]].placements)
-        # Free placements are valued as idle instances (no inference to give up); whether
-        # one still fits is checked when it is picked.
-        room = np.stack([np.where(first[g] >= 0, first[g], IDLE) for g in members])
-        one, value[members, :, :width_g] = fleet_retraining_values(
-            problem, gpu, room, np.stack([served[g] for g in members]), gain, end)
-        finish[members, :, :width_g] = one
+    # cannot or the placement is taken. Free placements are valued as idle instances (no
+    # inference to give up); whether one still fits is checked when it is picked.
+    room = [np.where(f >= 0, f, IDLE) for f in first]
+    finish, value = retraining_tables(problem, room, served, gain, end, skip=keep)
+    width = int(value.shape[2])
 
     def reprice(i: int) -> None:
         """Tenant i gave up an instance: each one it keeps is now worth more to it."""
