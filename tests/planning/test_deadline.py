@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import highspy
 import numpy as np
 import pytest
 
+from migrator.errors import ConfigError
 from migrator.planning import planner
 from migrator.planning.deadline import Deadline, FinishReserve
 from migrator.planning.greedy import greedy_tasks
+from migrator.planning.highs import HighsRun, new_highs, run_within
 from migrator.planning.planner_problem import fleet_supply, gpu_supply
 from migrator.planning.split_bound import whole_bound
 from scenarios import inference_only, sized
@@ -116,3 +119,44 @@ def test_gpus_alike_share_one_read_only_template_but_not_their_tasks() -> None:
     assert a.capacity_rps is b.capacity_rps and not a.capacity_rps.flags.writeable
     assert (a.current != b.current).any()
     assert p.problem(state=state).gpus[0].capacity_rps is a.capacity_rps  # kept from one decision to the next
+
+
+def test_a_horizon_past_what_the_time_limit_can_solve_is_planned_in_its_first_slots() -> None:
+    scenario = sized(2, 4, horizon=1000)
+    config = dataclasses.replace(scenario.planner, time_limit_s=1.0)
+    p = planner.Planner(scenario, config)
+    assert p.program_slots() == planner.PROGRAM_SLOTS_PER_S
+    plan = p.plan()
+    assert plan.problem is not None and plan.problem.horizon == planner.PROGRAM_SLOTS_PER_S
+    assert all(len(gpu.slots) == planner.PROGRAM_SLOTS_PER_S for gpu in plan.gpus)
+    assert f"planned the first {planner.PROGRAM_SLOTS_PER_S} of the horizon's 1000 slots" in plan.stats.status
+    # The horizon asked for is still what a forecast must cover.
+    with pytest.raises(ConfigError, match="forecast must have shape"):
+        p.plan(np.ones((4, 999)))
+
+
+def test_a_horizon_within_the_cap_is_planned_whole() -> None:
+    scenario = sized(1, 2, horizon=planner.MIN_PROGRAM_SLOTS)
+    config = dataclasses.replace(scenario.planner, time_limit_s=0.01)  # the floor keeps the default horizon
+    p = planner.Planner(scenario, config)
+    assert p.program_slots() == planner.MIN_PROGRAM_SLOTS
+    assert "planned the first" not in p.plan().stats.status
+
+
+def test_a_solve_stopped_by_its_timer_reads_as_hitting_the_time_limit() -> None:
+    # A knapsack of 400 items with close weights: far more than a millisecond's work.
+    rng = np.random.default_rng(0)
+    weights = rng.integers(1000, 1100, 400).astype(np.float64)
+    h = new_highs()
+    h.setOptionValue("presolve", "off")
+    inf = highspy.kHighsInf
+    for w in weights:
+        h.addVar(0.0, 1.0)
+        h.changeColCost(h.getNumCol() - 1, -(w + rng.uniform(0, 5)))
+    h.changeColsIntegrality(len(weights), np.arange(len(weights), dtype=np.int32),
+                            np.full(len(weights), highspy.HighsVarType.kInteger))
+    h.addRow(-inf, float(weights.sum() / 2 + 0.5), len(weights), np.arange(len(weights), dtype=np.int32), weights)
+    run_within(h, 1e-3)
+    run = HighsRun.of(h, np.zeros(len(weights)))
+    assert run.status == "Time limit reached"
+    assert h.getModelStatus() in (highspy.HighsModelStatus.kInterrupt, highspy.HighsModelStatus.kTimeLimit)

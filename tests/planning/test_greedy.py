@@ -11,7 +11,7 @@ import pytest
 
 import migrator
 from migrator.planning import planner
-from migrator.planning.greedy import greedy_tasks, maximal_sets, packed_tasks
+from migrator.planning.greedy import RetrainingTable, greedy_tasks, maximal_sets, packed_tasks, window_value
 from migrator.planning.planner_problem import PlannerState
 from scans import packed_by_scanning
 from scenarios import sized
@@ -205,3 +205,49 @@ def test_pattern_candidates_keep_the_best_pattern(seed: int) -> None:
     chosen = pattern_candidates(gpu, remaining, accuracy)
     assert set(chosen) <= set(everyone)
     assert best(chosen) == pytest.approx(best(everyone), rel=1e-12, abs=1e-9)
+
+
+def _dense_retraining_values(problem, first, served, gain, end, closed, skip):
+    """Every (GPU, tenant, placement) value by its definition, one entry at a time."""
+    width = max(len(g.placements) for g in problem.gpus)
+    value = np.full((len(problem.gpus), len(problem.tenants), width), -np.inf)
+    for g, gpu in enumerate(problem.gpus):
+        if g in skip:
+            continue
+        for i in range(len(problem.tenants)):
+            for q in range(len(gpu.placements)):
+                speed = gpu.retrain_speed[i, q]
+                task = first[g][q]
+                if speed <= 0 or task < 0 or (task > 0 and task % 2 == 0) or (g, q) in closed:
+                    continue
+                finish = (problem.setup_s + problem.work_left[i] / speed) / problem.slot_s
+                if finish < end[i]:
+                    value[g, i, q] = window_value(problem, gain[i], end[i], finish, served[g][q])
+    return value
+
+
+def test_retraining_table_holds_the_values_the_definition_gives_through_closes_and_reprices() -> None:
+    problem = planner.Planner(sized(5, 6, horizon=8)).problem()
+    rng = np.random.default_rng(11)
+    first = [rng.integers(-1, problem.n_tasks, len(g.placements)) for g in problem.gpus]
+    served = [rng.uniform(0, 200, len(g.placements)) for g in problem.gpus]
+    gain = rng.uniform(0, 50, len(problem.tenants))
+    end = rng.uniform(20, 400, len(problem.tenants))
+    skip = {3}
+    table = RetrainingTable(problem, first, served, gain, end, skip=skip)
+    closed: set[tuple[int, int]] = set()
+    for step in range(4):
+        dense = _dense_retraining_values(problem, first, served, gain, end, closed, skip)
+        assert np.isfinite(dense).any()
+        for i in range(len(problem.tenants)):
+            np.testing.assert_array_equal(table.values(i), dense[:, i, :])
+            g, q = int(rng.integers(len(problem.gpus))), int(rng.integers(len(problem.gpus[0].placements)))
+            assert table.value(g, i, q) == dense[g, i, q]
+        for g in range(len(problem.gpus)):
+            np.testing.assert_array_equal(table.open_placements(g), np.flatnonzero(np.isfinite(dense[g]).any(axis=0)))
+        g, q = int(rng.integers(len(problem.gpus))), int(rng.integers(len(problem.gpus[0].placements)))
+        closed.add((g, q))
+        table.close(g, q)
+        g, q = int(rng.integers(len(problem.gpus))), int(rng.integers(len(problem.gpus[0].placements)))
+        served[g][q] = rng.uniform(0, 200)
+        table.reprice(g, q, served[g][q])

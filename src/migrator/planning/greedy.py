@@ -26,15 +26,13 @@ from .decompose import sub_gpu, task_map
 from .planner_problem import IDLE, GpuProblem, Problem, alike_gpus, core_gpu
 
 __all__ = [
+    "RetrainingTable",
     "fits_beside",
-    "fleet_retraining_values",
     "greedy_tasks",
     "layout_sets",
     "maximal_sets",
     "packed_tasks",
     "pattern_candidates",
-    "retraining_tables",
-    "retraining_values",
     "window_value",
 ]
 
@@ -192,54 +190,95 @@ def greedy_tasks(problem: Problem, deadline: Deadline | None = None) -> tuple[np
     return _add_retraining(problem, out, served_by, deadline)
 
 
-def retraining_values(
-    problem: Problem, gpu: GpuProblem, first: np.ndarray, served: np.ndarray, gain: np.ndarray, end: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per tenant and placement of one GPU: slots until a retraining started there now is
-    done (set-up included), and what it earns over the rest of the window (or horizon) less
-    the inference the instance gives up meanwhile; -inf where it cannot finish in time, the
-    placement holds no instance, or its instance retrains already (taking it for another
-    tenant would throw that retraining away, which the value does not count). Arrays (N, Q)."""
-    finish, value = fleet_retraining_values(problem, gpu, first[None, :], served[None, :], gain, end)
-    return finish, value[0]
+class RetrainingTable:
+    """What retraining each tenant at each GPU's placement earns, for every GPU at once: the
+    slots until a retraining started there now is done (set-up included, ``finish``) and
+    :func:`window_value`, what it earns until ``end`` less the inference the instance gives
+    up meanwhile (``served``: accuracy-weighted requests per second); -inf where it cannot
+    finish in time, the placement is closed, or its instance retrains already (taking it for
+    another tenant would throw that retraining away, which the value does not count).
+
+    Kept factorised rather than as a (GPU, tenant, placement) array: ``finish`` and the gain
+    depend on the tenant and the placement only (the same for alike GPUs), the inference
+    given up on the GPU and the placement only. At the scenario limits (2048 GPUs, 4096
+    tenants) the array took 1 GB and 3.5 s to fill; one tenant's values are made when asked.
+
+    Parameters
+    ----------
+    first, served : sequences of arrays (Q,)
+        Each GPU's first-period tasks (a placement is open where it holds an instance that
+        does not retrain) and the service of each of its instances.
+    skip : GPUs left out (every value -inf).
+    """
+
+    def __init__(self, problem: Problem, first: Sequence[np.ndarray], served: Sequence[np.ndarray],
+                 gain: np.ndarray, end: np.ndarray, skip: Collection[int] = ()) -> None:
+        n, gpus = len(problem.tenants), len(problem.gpus)
+        self.width = width = max(len(g.placements) for g in problem.gpus)
+        self.slot_s, self.gain, self.end = problem.slot_s, gain, end
+        self.served = np.zeros((gpus, width))
+        self.open = np.zeros((gpus, width), dtype=bool)
+        # Per class of alike GPUs, and one last class of nothing for the GPUs skipped.
+        self.kind = np.full(gpus, -1, dtype=np.int64)
+        finishes = []
+        for alike in alike_gpus(problem):
+            members = [g for g in alike if g not in skip]
+            if not members:
+                continue
+            gpu = problem.gpus[members[0]]
+            finish = np.full((n, width), np.inf)
+            finish[:, : len(gpu.placements)] = _finish(problem, gpu)
+            finishes.append(finish)
+            self.kind[members] = len(finishes) - 1
+            for g in members:
+                q = len(gpu.placements)
+                retraining = (first[g] > IDLE) & (first[g] % 2 == 0)
+                self.open[g, :q] = (first[g] >= 0) & ~retraining
+                self.served[g, :q] = served[g]
+        finishes.append(np.full((n, width), np.inf))
+        self.kind[self.kind < 0] = len(finishes) - 1
+        self.finish_by_kind = np.stack(finishes)
+        with np.errstate(invalid="ignore"):
+            self.fits = self.finish_by_kind < end[None, :, None]  # (kinds, N, width)
+        self.fits_any = np.asarray(self.fits.any(axis=1))  # (kinds, width)
+
+    def finish(self, i: int) -> np.ndarray:
+        """(G, width): slots until tenant ``i``'s retraining at each placement is done."""
+        return self.finish_by_kind[self.kind, i, :]
+
+    def values(self, i: int) -> np.ndarray:
+        """(G, width): what retraining tenant ``i`` at each placement earns (-inf: cannot)."""
+        finish = self.finish(i)
+        with np.errstate(invalid="ignore"):
+            value = self.gain[i] * (self.end[i] - finish) - self.served * self.slot_s * finish
+        value[~(self.open & self.fits[self.kind, i, :])] = -np.inf
+        return value
+
+    def value(self, g: int, i: int, q: int) -> float:
+        if not (self.open[g, q] and self.fits[self.kind[g], i, q]):
+            return -np.inf
+        finish = self.finish_by_kind[self.kind[g], i, q]
+        return float(self.gain[i] * (self.end[i] - finish) - self.served[g, q] * self.slot_s * finish)
+
+    def close(self, g: int, q: int) -> None:
+        """No tenant may retrain at placement q of GPU g any more."""
+        self.open[g, q] = False
+
+    def reprice(self, g: int, q: int, served: float) -> None:
+        """The instance at placement q of GPU g now gives up ``served`` when it retrains."""
+        self.served[g, q] = served
+
+    def open_placements(self, g: int) -> np.ndarray:
+        """The placements of GPU g where some tenant may still retrain."""
+        return np.flatnonzero(self.open[g] & self.fits_any[self.kind[g]])
 
 
-def fleet_retraining_values(
-    problem: Problem, gpu: GpuProblem, first: np.ndarray, served: np.ndarray, gain: np.ndarray, end: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`retraining_values` for G GPUs alike to ``gpu`` (``alike_gpus``), their first
-    periods' tasks ``first`` and service ``served`` (G, Q) each: the finish (N, Q), the same
-    for all of them, and the values (G, N, Q), in whole arrays."""
+def _finish(problem: Problem, gpu: GpuProblem) -> np.ndarray:
+    """(N, Q) slots until a retraining started now at each placement is done; inf where the
+    instance cannot retrain the tenant."""
     speed = gpu.retrain_speed
-    # An instance that cannot retrain a tenant finishes never (inf), and inf x 0 is no value.
     with np.errstate(divide="ignore", invalid="ignore"):
-        finish = np.where(speed > 0, (problem.setup_s + problem.work_left[:, None] / speed) / problem.slot_s, np.inf)
-        value = window_value(problem, gain[None, :, None], end[None, :, None], finish[None], served[:, None, :])
-    retraining = (first > IDLE) & (first % 2 == 0)
-    unfit = ~np.isfinite(finish) | (finish >= end[:, None])
-    value[unfit[None] | ((first < 0) | retraining)[:, None, :]] = -np.inf
-    return finish, value
-
-
-def retraining_tables(
-    problem: Problem, first: Sequence[np.ndarray], served: Sequence[np.ndarray], gain: np.ndarray, end: np.ndarray,
-    skip: Collection[int] = (),
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`fleet_retraining_values` for every GPU, alike GPUs at once: ``finish`` and
-    ``value`` (G, N, Q max), with ``first`` and ``served`` each GPU's first-period tasks and
-    service; placements a GPU lacks, and the GPUs in ``skip``, stay at (inf, -inf)."""
-    width = max(len(g.placements) for g in problem.gpus)
-    value = np.full((len(problem.gpus), len(problem.tenants), width), -np.inf)
-    finish = np.full_like(value, np.inf)
-    for alike in alike_gpus(problem):
-        members = [g for g in alike if g not in skip]
-        if not members:
-            continue
-        gpu, q = problem.gpus[members[0]], len(problem.gpus[members[0]].placements)
-        one, value[members, :, :q] = fleet_retraining_values(
-            problem, gpu, np.stack([first[g] for g in members]), np.stack([served[g] for g in members]), gain, end)
-        finish[members, :, :q] = one
-    return finish, value
+        return np.where(speed > 0, (problem.setup_s + problem.work_left[:, None] / speed) / problem.slot_s, np.inf)
 
 
 def window_value(problem: Problem, gain: np.ndarray, end: np.ndarray, finish: np.ndarray, served: np.ndarray) -> np.ndarray:
@@ -261,19 +300,19 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
     gain = problem.retraining_gain()
     end = np.minimum(problem.window_slots - problem.window_offset, problem.horizon).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0)
-    finish, value = retraining_tables(problem, [t[0] for t in tasks], served, gain, end)
-    width = int(value.shape[2])
+    table = RetrainingTable(problem, [t[0] for t in tasks], served, gain, end)
     starts = problem.period_starts()
     for i in np.argsort(-gain):
         if deadline is not None and not deadline.reaches("greedy start's retraining"):
             break
         if not eligible[i]:
             continue
-        g, q = np.unravel_index(int(np.argmax(value[:, i, :])), (len(problem.gpus), width))
-        if not value[g, i, q] > 0:
+        value = table.values(int(i))
+        g, q = (int(v) for v in np.unravel_index(int(np.argmax(value)), value.shape))
+        if not value[g, q] > 0:
             continue
-        tasks[g][starts < finish[g, i, q], q] = 2 + 2 * int(i)
-        value[g, :, q] = -np.inf  # one retraining per instance
+        tasks[g][starts < table.finish(int(i))[g, q], q] = 2 + 2 * int(i)
+        table.close(g, q)  # one retraining per instance
     return tuple(tasks)
 
 

@@ -60,17 +60,20 @@ def task_name(k: int, tenants: Sequence[str]) -> str:
     return f"{tenants[i]}:{'retrain' if kind else 'infer'}"
 
 
-def parse_task(text: str, tenants: Sequence[str]) -> int:
+def parse_task(text: str, tenants: Sequence[str] | Mapping[str, int]) -> int:
+    """The task number of ``text``; ``tenants`` the names in order, or each name's index (a
+    caller parsing many tasks makes it once: a fleet's build parses one per instance)."""
     if text == "idle":
         return IDLE
+    index = tenants if isinstance(tenants, Mapping) else {t: i for i, t in enumerate(tenants)}
     name, _, kind = text.rpartition(":")
-    if name not in tenants or kind not in ("infer", "retrain"):
+    if name not in index or kind not in ("infer", "retrain"):
         raise ConfigError(
             f"task {text!r} must be 'idle' or '<tenant>:infer|retrain' with tenant one of "
-            f"{', '.join(tenants)}",
+            f"{', '.join(index)}",
             field="assignment",
         )
-    return 1 + 2 * list(tenants).index(name) + (kind == "retrain")
+    return 1 + 2 * index[name] + (kind == "retrain")
 
 
 def default_periods(horizon: int, first: int = 1) -> tuple[int, ...]:
@@ -339,6 +342,7 @@ class ProfileFigures:
         self._rates: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._fits: dict[tuple[str, str], bool] = {}
         self._templates: dict[tuple[str, str], GpuProblem] = {}
+        self._indices: dict[tuple[str, str, str], int] = {}
 
     def prepare(self, geometries: Sequence[Geometry]) -> None:
         """Work out every tenant kind's figures on every profile of ``geometries`` now (and
@@ -355,6 +359,17 @@ class ProfileFigures:
         if key not in self._templates:
             self._templates[key] = _gpu_template(geometry, layout, self)
         return self._templates[key]
+
+    def placement_index(self, geometry: Geometry, layout: str, placement: str) -> int:
+        """Where ``placement`` (as a state names it) is among the placements of
+        :meth:`template` ``(geometry, layout)``; -1 where it is not one of them. Raises
+        InvalidLayout where it names no placement of the geometry."""
+        key = (geometry.name, layout, placement)
+        if key not in self._indices:
+            canonical = str(geometry.normalize(placement))
+            names = [str(pl) for pl in self.template(geometry, layout).placements]
+            self._indices[key] = names.index(canonical) if canonical in names else -1
+        return self._indices[key]
 
     def fits_all(self, gpu_model: str, profile: str) -> bool:
         key = (gpu_model, profile)
@@ -390,23 +405,21 @@ class ProfileFigures:
 
 def _gpu_problem(
     index: int, geometry: Geometry, layout: str, assignment: Mapping[str, str],
-    tenants: Sequence[Tenant], figures: ProfileFigures,
+    tenant_index: Mapping[str, int], figures: ProfileFigures,
 ) -> GpuProblem:
-    names = [t.name for t in tenants]
     template = figures.template(geometry, layout)
     current = np.where(template.current >= 0, IDLE, -1)
-    index_of = {str(pl): q for q, pl in enumerate(template.placements)}
     for placement, task in assignment.items():
         try:
-            canonical = str(geometry.normalize(placement))
+            q = figures.placement_index(geometry, layout, placement)
         except InvalidLayout as exc:
             raise ConfigError(f"state.assignments[{index}]: {exc}", field="state.assignments") from exc
-        if canonical not in index_of or current[index_of[canonical]] < 0:
+        if q < 0 or current[q] < 0:
             raise ConfigError(
                 f"state.assignments[{index}]: {placement} is not in the GPU's layout {layout!r}",
                 field="state.assignments",
             )
-        current[index_of[canonical]] = parse_task(task, names)
+        current[q] = parse_task(task, tenant_index)
     return dataclasses.replace(template, name=f"gpu{index}", current=current)
 
 
@@ -495,8 +508,9 @@ def build_problem(
         if config.terminal_value else None
     )
     figures = figures if figures is not None else ProfileFigures(tenants, models, config.load_headroom)
+    tenant_index = {name: i for i, name in enumerate(names)}
     gpus = tuple(
-        _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenants, figures)
+        _gpu_problem(g, geometry, state.layouts[g], state.assignments[g], tenant_index, figures)
         for g, geometry in enumerate(geometries)
     )
     return Problem(

@@ -29,7 +29,7 @@ from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
-from .greedy import fits_beside, layout_sets, retraining_tables, window_value
+from .greedy import RetrainingTable, fits_beside, layout_sets
 from .planner_problem import FLOOR_WEIGHT, IDLE, Problem
 
 __all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
@@ -122,19 +122,17 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     eligible = eligible_tenants(problem)
     if problem.retrain_instances > 0:  # the plan may already retrain a tenant on as many as it may
         eligible &= _retraining_counts(problem, first) < problem.retrain_instances
-    # value[g, i, q]: what retraining tenant i at GPU g's placement q earns; -inf where it
-    # cannot or the placement is taken. Free placements are valued as idle instances (no
-    # inference to give up); whether one still fits is checked when it is picked.
+    # What retraining each tenant at each GPU's placement earns; -inf where it cannot or the
+    # placement is taken. Free placements are valued as idle instances (no inference to give
+    # up); whether one still fits is checked when it is picked.
     room = [np.where(f >= 0, f, IDLE) for f in first]
-    finish, value = retraining_tables(problem, room, served, gain, end, skip=keep)
-    width = int(value.shape[2])
+    table = RetrainingTable(problem, room, served, gain, end, skip=keep)
+    width = table.width
 
     def reprice(i: int) -> None:
         """Tenant i gave up an instance: each one it keeps is now worth more to it."""
         for (g, q), lost in zip(serving[i], _losses(problem, i, serving[i], demand[i])):
-            column = value[g, :, q]
-            ok = np.isfinite(column)
-            column[ok] = window_value(problem, gain[ok], end[ok], finish[g, ok, q], lost)
+            table.reprice(g, q, lost)
 
     give_way = _GiveWay(problem, out, keep, width, serving, demand)
 
@@ -152,7 +150,7 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
         new = out[g][0, q] < 0
         give_up(g, q)
         out[g][0, q] = task
-        value[g, :, q] = -np.inf
+        table.close(g, q)
         if new:
             block_unfit(g)
         give_way.refresh(g)
@@ -162,16 +160,16 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
         for r in gone:
             give_up(g, r)
             out[g][0, r] = -1
-            value[g, :, r] = -np.inf
+            table.close(g, r)
         take(g, q, task)
 
     def block_unfit(g: int) -> None:
         gpu, occupied = problem.gpus[g], [int(r) for r in np.flatnonzero(out[g][0] >= 0)]
-        for q in np.flatnonzero(np.isfinite(value[g]).any(axis=0)):
+        for q in table.open_placements(g):
             if out[g][0, q] >= 0:
                 continue
             if not fits_beside(gpu, occupied, int(q), give_way.layouts_of(g)):
-                value[g, :, q] = -np.inf
+                table.close(g, int(q))
 
     for g in range(len(problem.gpus)):
         block_unfit(g)
@@ -181,7 +179,7 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
         for q in np.flatnonzero(gpu.current > IDLE):
             j = int(gpu.current[q])
             i = (j - 2) // 2
-            if j % 2 == 0 and eligible[i] and value[g, i, q] > 0:
+            if j % 2 == 0 and eligible[i] and table.value(g, i, int(q)) > 0:
                 take(g, int(q), j)
                 eligible[i] = False
 
@@ -192,11 +190,11 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
             continue
         if stop is not None and stop():
             break
-        flat = value[:, i, :].ravel()
+        flat = table.values(int(i)).ravel()
         at = int(np.argmax(flat[::-1]))  # the most valuable; among equals the last, as it always was
         at = len(flat) - 1 - at
         floor = max(float(flat[at]), problem.reconfig_penalty)
-        worth, g, q, gone = give_way.best(gain[i], end[i], finish[:, i, :], floor)
+        worth, g, q, gone = give_way.best(gain[i], end[i], table.finish(int(i)), floor)
         if worth > floor:
             displace(g, q, 2 + 2 * int(i), gone)
         elif flat[at] > problem.reconfig_penalty:
@@ -216,7 +214,8 @@ class _GiveWay:
     def __init__(self, problem: Problem, plan: Sequence[np.ndarray], keep: Collection[int], width: int,
                  serving: Sequence[Sequence[tuple[int, int]]], demand: np.ndarray) -> None:
         self.problem, self.plan, self.keep = problem, plan, keep
-        self.layouts: dict[int, list[frozenset[int]]] = {}  # per GPU, made when first needed
+        self.layouts: dict[tuple[str, tuple[Any, ...]], list[frozenset[int]]] = {}  # made when first needed
+        self.layouts_by_gpu: dict[int, list[frozenset[int]]] = {}
         self.serving, self.demand = serving, demand
         self.count = np.zeros((len(problem.gpus), width))  # instances that give way; 0: not an option
         self.gone: list[dict[int, list[int]]] = [{} for _ in problem.gpus]
@@ -243,10 +242,15 @@ class _GiveWay:
                 self.count[g, q] = len(gone)
 
     def layouts_of(self, g: int) -> list[frozenset[int]]:
-        """GPU g's maximal layouts (:func:`migrator.planning.greedy.layout_sets`), made once."""
-        if g not in self.layouts:
-            self.layouts[g] = layout_sets(self.problem.gpus[g])
-        return self.layouts[g]
+        """GPU g's maximal layouts (:func:`migrator.planning.greedy.layout_sets`), made once
+        per GPU model and placements (alike GPUs share them: 2048 GPUs took 0.5 s one by one)."""
+        if g not in self.layouts_by_gpu:
+            gpu = self.problem.gpus[g]
+            key = (gpu.model, gpu.placements)
+            if key not in self.layouts:
+                self.layouts[key] = layout_sets(gpu)
+            self.layouts_by_gpu[g] = self.layouts[key]
+        return self.layouts_by_gpu[g]
 
     def forget(self, tenant: int) -> None:
         """The tenant's instances changed: what giving any of them way loses changed too."""
