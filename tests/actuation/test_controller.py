@@ -299,6 +299,12 @@ def test_csv_tail_refuses_a_file_that_is_not_there(tmp_path):
         CsvTailArrivals(tmp_path / "typo.csv", ["a"])
 
 
+def test_csv_tail_refuses_a_name_too_long_to_look_up(tmp_path):
+    # Path.is_file() raises ENAMETOOLONG rather than answering False (found by the CLI fuzz test).
+    with pytest.raises(ConfigError, match="File name too long"):
+        CsvTailArrivals(tmp_path / ("9" * 5000), ["a"])
+
+
 @pytest.mark.parametrize(
     "text, words",
     [

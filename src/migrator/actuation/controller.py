@@ -144,7 +144,11 @@ class CsvTailArrivals:
 
     def __init__(self, path: str | Path, tenants: Sequence[str]) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        try:
+            is_file = self.path.is_file()
+        except OSError as exc:  # a name too long even to ask about, ...
+            raise ConfigError(f"arrivals {str(self.path)[:80]}: {exc.strerror or exc}", field="arrivals") from exc
+        if not is_file:
             raise ConfigError(f"arrivals {self.path}: no such file (create it, even empty, before the "
                               "controller starts)", field="arrivals")
         self.tenants = tuple(tenants)
