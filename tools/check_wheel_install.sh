@@ -15,7 +15,8 @@
 #              default selection: slow tests stay out) on the repository's tests/ against the
 #              installed wheel; --import-mode=importlib (pyproject.toml) and the src/ layout
 #              keep the source tree off sys.path
-# The interpreter is the python3.X that the wheel's cp3X tag names. The venv is removed at
+# The interpreter is $PYTHON if set, else the python3.X on PATH that the wheel's cp3X tag
+# names (with pyenv: PYTHON=~/.pyenv/versions/3.13.0/bin/python3.13). The venv is removed at
 # the end. Exit status: non-zero if the install, the demo or the tests fail.
 set -euo pipefail
 
@@ -53,7 +54,7 @@ main() {
     work="$(mktemp -d)"
     # shellcheck disable=SC2064  # expand now: $work is local
     trap "rm -rf '$work'" EXIT
-    python="$(wheel_python "$wheel")"
+    python="${PYTHON:-$(wheel_python "$wheel")}"
     venv="$work/venv"
 
     write_failing_compilers "$work/no-compiler"
