@@ -191,6 +191,7 @@ FIELDS: list[tuple[str, str, Any, str]] = [
     ("models-nul", "models", "m\x00.yaml", "models"),
     ("models-number", "models", 5, "models"),
     ("models-missing-file", "models", "no-such-models.yaml", "models"),
+    ("models-name-too-long", "models", "9" * 5000, "models"),  # lookup raises ENAMETOOLONG
 ]
 
 # Whole scenario files that are not a scenario mapping: (id, text or bytes, words of the error).
@@ -309,6 +310,11 @@ def _arrivals_cases() -> Iterator[Case]:
                    1, (words,), {"a.csv": content})
     yield Case("arrivals-typo", ("run", "--arrivals", "{tmp}/typo.csv", "--steps", "1"), 2,
                ("--arrivals", "no such file"))
+    # Found by the CLI fuzz test: a name too long even to look up (ENAMETOOLONG).
+    yield Case("arrivals-name-too-long", ("run", "--arrivals", "9" * 3000, "--steps", "1"), 2,
+               ("--arrivals", "File name too long"))
+    yield Case("journal-name-too-long", ("run", "--journal", "9" * 3000, "--steps", "1"), 2,
+               ("--journal", "File name too long"))
 
 
 # -- model tables, as a scenario names them (`models: m.yaml` or `m.csv`) ----------------------

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomically"]
+__all__ = ["exists", "is_file", "write_atomically"]
 
 # The temporary file's name is ".<start of the target's name>.<8 random characters>.tmp".
 # Only the start is kept so that the name fits wherever the target's does: the target may be
@@ -57,3 +57,21 @@ def _name_start(name: str) -> str:
             break
         kept.append(character)
     return "".join(kept)
+
+
+def is_file(path: str | Path) -> bool:
+    """Whether ``path`` is a file; False where its name cannot even be looked up (too long, a
+    loop of links), which ``Path.is_file`` raises for instead: nothing usable is there."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
+
+
+def exists(path: str | Path) -> bool:
+    """Whether something is at ``path``; False where its name cannot be looked up (as
+    :func:`is_file`)."""
+    try:
+        return Path(path).exists()
+    except OSError:
+        return False

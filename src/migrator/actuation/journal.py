@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .._files import exists
 from ..errors import JournalError, LayoutSyntaxError
 from ..geometry.layout import Layout
 from ..workload.checks import shown
@@ -78,7 +79,7 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        created = not self.path.exists()
+        created = not exists(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")

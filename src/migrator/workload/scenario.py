@@ -41,6 +41,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
+from .._files import is_file
 from ..errors import (
     ConfigError,
     GeometryError,
@@ -402,8 +403,8 @@ def _models_path(value: Any, base: Path | None) -> Path | None:
     path = Path(file_path(value, "models"))
     if not path.is_absolute() and base is not None:
         path = base / path
-    if not path.is_file():
-        raise ConfigError(f"models: no model table at {path}", field="models")
+    if not is_file(path):
+        raise ConfigError(f"models: no model table at {shown(str(path))}", field="models")
     return path
 
 
