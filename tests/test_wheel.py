@@ -10,6 +10,7 @@ reader is held to the installed `_core` in the default run.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import shutil
@@ -78,9 +79,11 @@ def test_the_reader_sees_glibc_in_the_installed_core():
 
 
 def run_tool(script: str, *args: str) -> str:
-    """Run tools/`script` with `args`; its stdout and stderr as one text, in the order written."""
+    """Run tools/`script` with `args` and this interpreter as $PYTHON; its stdout and stderr as
+    one text, in the order written."""
     ran = subprocess.run(["bash", str(REPO / "tools" / script), *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+                         stderr=subprocess.STDOUT, text=True,
+                         env={**os.environ, "PYTHON": sys.executable})
     assert ran.returncode == 0, ran.stdout[-4000:]
     return ran.stdout
 
