@@ -67,7 +67,7 @@ main() {
     log "clean venv ($("$python" -V 2>&1)), no compiler, binary distributions only"
     "$python" -m venv "$venv"
     local target="$wheel"
-    [ -n "$run_tests" ] && target="$wheel[test]"
+    [ -n "$run_tests" ] && target="${wheel}[test]"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         --only-binary=:all: "$target"
 
