@@ -220,6 +220,24 @@ def test_decision_keeps_its_deadline(benchmark, n_gpus: int, n_tenants: int) -> 
             benchmark.extra_info["ratio_vs_reference"] = mean / reference
 
 
+# A horizon longer than the time limit can solve (issue 18): planned in its first
+# PROGRAM_SLOTS_PER_S slots per second of the limit. extra_info: the mean over the limit.
+LONG_HORIZONS = [1000, 10000]
+
+
+@pytest.mark.benchmark(group="deadline")
+@pytest.mark.parametrize("horizon", LONG_HORIZONS, ids=[f"2gpu-4tenants-{h}slots" for h in LONG_HORIZONS])
+def test_long_horizon_keeps_its_deadline(benchmark, horizon: int) -> None:
+    p = planner.Planner(sized(2, 4, horizon=horizon))
+    state = p.initial_state()
+    forecast = p.default_forecast(state)
+    plan = benchmark.pedantic(lambda: p.plan(forecast, state), rounds=3, iterations=1)
+    assert plan.problem is not None and plan.problem.horizon == p.program_slots() < horizon
+    benchmark.extra_info.update(status=plan.stats.status, program_slots=p.program_slots())
+    if benchmark.enabled and benchmark.stats is not None:
+        benchmark.extra_info["within_limit_ratio"] = benchmark.stats.stats.mean / p.config.time_limit_s
+
+
 @pytest.fixture(scope="module")
 def pricing_case():
     """The master's pricing on one A100 / 4 tenants / 30 slots (4 periods), a GPU serving two
