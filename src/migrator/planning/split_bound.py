@@ -14,7 +14,9 @@ a valid bound; it is a linear program of a few thousand columns (tens of ms).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
+from typing import Any
 
 import highspy
 import numpy as np
@@ -50,40 +52,92 @@ class LpBasis:
         return basis
 
 
-@dataclass
 class _Lp:
-    """Columns and rows of a maximisation, gathered before one passModel."""
+    """Columns and rows of a maximisation, gathered as arrays before one passModel. Entries
+    are (row, column, value) triplets, added in bulk where a block of rows shares a pattern;
+    triplets naming the same (row, column) add up."""
 
-    cost: list[float] = field(default_factory=list)
-    lower: list[float] = field(default_factory=list)
-    upper: list[float] = field(default_factory=list)
-    rows: list[tuple[float, float, dict[int, float]]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.n_cols = self.n_rows = 0
+        self._cols: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # cost, lower, upper
+        self._rows: list[tuple[np.ndarray, np.ndarray]] = []  # lower, upper
+        self._entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        # One column or row at a time, kept in lists until the next block (or the solve).
+        self._col_list: tuple[list[float], list[float], list[float]] = ([], [], [])
+        self._row_list: tuple[list[float], list[float]] = ([], [])
+        self._entry_list: tuple[list[int], list[int], list[float]] = ([], [], [])
 
     def col(self, cost: float = 0.0, lower: float = 0.0, upper: float = np.inf) -> int:
-        self.cost.append(cost)
-        self.lower.append(lower)
-        self.upper.append(upper)
-        return len(self.cost) - 1
+        for values, value in zip(self._col_list, (cost, lower, upper)):
+            values.append(value)
+        self.n_cols += 1
+        return self.n_cols - 1
 
-    def row(self, lower: float, upper: float, terms: dict[int, float]) -> None:
-        self.rows.append((lower, upper, terms))
+    def cols(self, n: int, cost: Any = 0.0, lower: Any = 0.0, upper: Any = np.inf) -> np.ndarray:
+        """``n`` columns at once (each figure a scalar or an array of ``n``); their indices."""
+        self._flush_cols()
+        self._cols.append(tuple(np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for v in (cost, lower, upper)))
+        self.n_cols += n
+        return np.arange(self.n_cols - n, self.n_cols)
 
-    def solve(self, time_limit_s: float, start: LpBasis | None = None,
-              deadline: Deadline | None = None) -> tuple[float, LpBasis | None]:
+    def row(self, lower: float, upper: float, terms: dict[int, float]) -> int:
+        self._row_list[0].append(lower)
+        self._row_list[1].append(upper)
+        rows, cols, vals = self._entry_list
+        for c, v in terms.items():
+            rows.append(self.n_rows)
+            cols.append(c)
+            vals.append(v)
+        self.n_rows += 1
+        return self.n_rows - 1
+
+    def rows(self, n: int, lower: Any = -np.inf, upper: Any = np.inf) -> np.ndarray:
+        """``n`` rows at once, without terms (:meth:`add` gives them); their indices."""
+        self._flush_rows()
+        self._rows.append(tuple(np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for v in (lower, upper)))
+        self.n_rows += n
+        return np.arange(self.n_rows - n, self.n_rows)
+
+    def add(self, rows: Any, cols: Any, vals: Any) -> None:
+        """Terms ``vals`` of columns ``cols`` in rows ``rows`` (arrays, broadcast together)."""
+        rows, cols, vals = np.broadcast_arrays(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64),
+                                               np.asarray(vals, dtype=np.float64))
+        self._entries.append((rows.ravel(), cols.ravel(), vals.ravel()))
+
+    def _flush_cols(self) -> None:
+        if self._col_list[0]:
+            self._cols.append(tuple(np.asarray(v, dtype=np.float64) for v in self._col_list))
+            self._col_list = ([], [], [])
+
+    def _flush_rows(self) -> None:
+        if self._row_list[0]:
+            self._rows.append(tuple(np.asarray(v, dtype=np.float64) for v in self._row_list))
+            self._row_list = ([], [])
+
+    def _matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row-wise (start, index, value), the terms of each (row, column) added up."""
+        rows, cols, vals = self._entry_list
+        parts = [*self._entries, (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64),
+                                  np.asarray(vals, dtype=np.float64))]
+        row, col, val = (np.concatenate([part[k] for part in parts]) for k in range(3))
+        keys, where = np.unique(row * self.n_cols + col, return_inverse=True)
+        summed = np.bincount(where.ravel(), weights=val, minlength=len(keys))
+        row, col = np.divmod(keys, self.n_cols)
+        start = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=self.n_rows))])
+        return start.astype(np.int32), col.astype(np.int32), summed
+
+    def solve(self, time_limit_s: float, start: LpBasis | None = None, deadline: Deadline | None = None,
+              cancel: threading.Event | None = None) -> tuple[float, LpBasis | None]:
+        self._flush_cols()
+        self._flush_rows()
         lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = len(self.cost), len(self.rows)
+        lp.num_col_, lp.num_row_ = self.n_cols, self.n_rows
         lp.sense_ = highspy.ObjSense.kMaximize
-        lp.col_cost_ = np.asarray(self.cost)
-        lp.col_lower_ = np.asarray(self.lower)
-        lp.col_upper_ = np.asarray(self.upper)
-        lp.row_lower_ = np.asarray([r[0] for r in self.rows], dtype=np.float64)
-        lp.row_upper_ = np.asarray([r[1] for r in self.rows], dtype=np.float64)
-        lengths = [len(r[2]) for r in self.rows]
+        lp.col_cost_, lp.col_lower_, lp.col_upper_ = (np.concatenate([c[k] for c in self._cols]) for k in range(3))
+        lp.row_lower_, lp.row_upper_ = (np.concatenate([r[k] for r in self._rows]) for k in range(2))
         lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
         lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = lp.num_col_, lp.num_row_
-        lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-        lp.a_matrix_.index_ = np.fromiter((c for r in self.rows for c in r[2]), dtype=np.int32)
-        lp.a_matrix_.value_ = np.fromiter((v for r in self.rows for v in r[2].values()), dtype=np.float64)
+        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self._matrix()
         h = new_highs()
         # Primal simplex: 39 ms against 58 ms for the default dual on 8 A100s / 16 tenants
         # (interior point 129 ms); the program starts feasible at zero.
@@ -97,6 +151,8 @@ class _Lp:
             # Handing the rows to HiGHS takes a tenth of a second at 128 GPUs / 256 tenants:
             # what the deadline leaves is what it leaves now.
             time_limit_s = min(time_limit_s, deadline.left())
+        if cancel is not None:
+            threading.Thread(target=_cancel_on, args=(cancel, h), name="migrator-bound-cancel", daemon=True).start()
         run_within(h, time_limit_s)
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             # No proven bound in time; the basis reached is where the next decision's solve
@@ -105,6 +161,11 @@ class _Lp:
             return float("inf"), LpBasis.of(basis) if basis.valid else None
         # A relative slack guards the bound against the solver's feasibility tolerances.
         return float(h.getInfo().objective_function_value) * (1 + 1e-7) + 1e-6, LpBasis.of(h.getBasis())
+
+
+def _cancel_on(event: threading.Event, h: highspy.Highs) -> None:
+    event.wait()
+    h.cancelSolve()
 
 
 def _classes(problem: Problem) -> list[list[int]]:
@@ -124,59 +185,75 @@ def _per_profile(gpu: GpuProblem, figure: np.ndarray) -> np.ndarray:
 
 
 class _Supply:
-    """Per tenant and slot, the terms of its serving capacity and retraining progress."""
+    """What the classes' count columns give each tenant: terms (tenant, slot, column, value)
+    of its serving capacity (kind 1) and retraining progress (kind 0), and which count
+    columns serve or retrain it in each period (tenant, period, column)."""
 
-    def __init__(self, n: int, horizon: int) -> None:
-        self.infer = [[{} for _ in range(horizon)] for _ in range(n)]
-        self.retrain = [[{} for _ in range(horizon)] for _ in range(n)]
-        self.retraining: dict[tuple[int, int], list[int]] = {}  # (tenant, period): count columns
-        self.serving: dict[tuple[int, int], list[int]] = {}  # (tenant, period): inference counts
+    def __init__(self) -> None:
+        self._terms: dict[int, list[tuple[np.ndarray, ...]]] = {0: [], 1: []}
+        self._counts: dict[int, list[tuple[np.ndarray, ...]]] = {0: [], 1: []}
 
-    def add(self, task: int, t: int, column: int, value: float) -> None:
-        i, kind = divmod(task - 1, 2)
-        terms = (self.retrain if kind else self.infer)[i][t]
-        terms[column] = terms.get(column, 0.0) + value
+    def add(self, kind: int, tenant: Any, slot: Any, column: Any, value: Any) -> None:
+        self._terms[kind].append(tuple(a.ravel() for a in np.broadcast_arrays(tenant, slot, column, value)))
+
+    def count(self, kind: int, tenant: np.ndarray, period: int, column: np.ndarray) -> None:
+        self._counts[kind].append((tenant, np.full(len(tenant), period), column))
+
+    def terms(self, kind: int) -> tuple[np.ndarray, ...]:
+        return _joined(self._terms[kind], 4)
+
+    def counts(self, kind: int) -> tuple[np.ndarray, ...]:
+        return _joined(self._counts[kind], 3)
+
+
+def _joined(parts: list[tuple[np.ndarray, ...]], width: int) -> tuple[np.ndarray, ...]:
+    if not parts:
+        return tuple(np.zeros(0, dtype=np.int64) for _ in range(width))
+    return tuple(np.concatenate([part[k] for part in parts]) for k in range(width))
 
 
 def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply) -> None:
     gpu = problem.gpus[members[0]]
-    rate = {1: _per_profile(gpu, gpu.capacity_rps), 0: _per_profile(gpu, gpu.retrain_speed)}
     profiles = len(gpu.max_count)
-    layouts = [np.bincount(gpu.profile[list(lay)], minlength=profiles) for lay in _core.maximal_layouts(core_gpu(gpu))]
+    layouts = np.array([np.bincount(gpu.profile[list(lay)], minlength=profiles)
+                        for lay in _core.maximal_layouts(core_gpu(gpu))]).reshape(-1, profiles)
     kept = np.zeros((problem.n_tasks, profiles))
     for g in members:
-        for q, k in enumerate(problem.gpus[g].current):
-            if k > 0:
-                kept[k, problem.gpus[g].profile[q]] += 1
-    pairs = [(k, p) for k in range(1, problem.n_tasks) for p in range(profiles)
-             if rate[k % 2][(k - 1) // 2, p] > 0]
+        current = problem.gpus[g].current
+        serving = current > 0
+        np.add.at(kept, (current[serving], problem.gpus[g].profile[serving]), 1)
+    # Each (task, profile) an instance of the profile can do something for: its per-slot figure.
+    rates = np.zeros((problem.n_tasks, profiles))
+    rates[1::2] = _per_profile(gpu, gpu.capacity_rps)
+    rates[2::2] = _per_profile(gpu, gpu.retrain_speed)
+    task, profile = np.nonzero(rates > 0)
+    tenant, kind, figure = (task - 1) // 2, task % 2, rates[task, profile] * problem.slot_s
+    mixes, kinds = np.nonzero(layouts), [(k, kind == k) for k in (0, 1)]
     starts = problem.period_starts()
-    previous: dict[tuple[int, int], int] = {}
+    previous = None
     for j, length in enumerate(problem.periods):
-        lost = [problem.downtime(d) for d in range(length)]
         # Instances per (task, profile) within the hull of as many layouts as GPUs.
-        mix = [lp.col() for _ in layouts]
-        lp.row(-np.inf, len(members), {c: 1.0 for c in mix})
-        count = {pair: lp.col() for pair in pairs}
-        for p in range(profiles):
-            terms = {count[k, pp]: 1.0 for (k, pp) in pairs if pp == p}
-            terms.update({mix[m]: -float(layout[p]) for m, layout in enumerate(layouts) if layout[p]})
-            lp.row(-np.inf, 0.0, terms)
-        for k, p in pairs:
-            # New instances: at least the increase of the count (from those now serving).
-            new = lp.col(cost=-problem.reconfig_penalty)
-            terms = {new: 1.0, count[k, p]: -1.0}
-            if j == 0:
-                lp.row(-kept[k, p], np.inf, terms)
-            else:
-                terms[previous[k, p]] = 1.0
-                lp.row(0.0, np.inf, terms)
-            (supply.retraining if k % 2 == 0 else supply.serving).setdefault(((k - 1) // 2, j), []).append(count[k, p])
-            figure = rate[k % 2][(k - 1) // 2, p] * problem.slot_s
-            for t in range(starts[j], starts[j] + length):
-                supply.add(k, t, count[k, p], figure)
-                if lost[t - starts[j]] > 0:
-                    supply.add(k, t, new, -figure * lost[t - starts[j]])
+        mix = lp.cols(len(layouts))
+        lp.add(lp.rows(1, upper=float(len(members))), mix, 1.0)
+        count = lp.cols(len(task))
+        per_profile = lp.rows(profiles, upper=0.0)
+        lp.add(per_profile[profile], count, 1.0)
+        lp.add(per_profile[mixes[1]], mix[mixes[0]], -layouts[mixes].astype(np.float64))
+        # New instances: at least the increase of the count (from those now serving).
+        new = lp.cols(len(task), cost=-problem.reconfig_penalty)
+        increase = lp.rows(len(task), lower=-kept[task, profile] if j == 0 else 0.0)
+        lp.add(increase, new, 1.0)
+        lp.add(increase, count, -1.0)
+        if previous is not None:
+            lp.add(increase, previous, 1.0)
+        slots = np.arange(starts[j], starts[j] + length)
+        lost = np.array([problem.downtime(d) for d in range(length)])
+        setting_up = lost > 0
+        for k, chosen in kinds:
+            supply.count(k, tenant[chosen], j, count[chosen])
+            who, col, value = tenant[chosen][:, None], count[chosen][:, None], figure[chosen][:, None]
+            supply.add(k, who, slots[None, :], col, value)
+            supply.add(k, who, slots[setting_up][None, :], new[chosen][:, None], -value * lost[setting_up][None, :])
         previous = count
 
 
@@ -211,29 +288,53 @@ def _retraining_now(problem: Problem) -> np.ndarray:
     return now
 
 
-def _add_tenant(lp: _Lp, problem: Problem, i: int, supply: _Supply, max_rate: float, retraining_now: bool) -> None:
+def _add_requests(lp: _Lp, problem: Problem, supply: _Supply) -> np.ndarray:
+    """Every tenant's served requests per slot within the capacity its counts give (8), and
+    within its arrivals times the count of its instances: serving anything takes a whole
+    instance, so that a fraction of an instance no longer serves a small demand for a
+    fraction of its set-up and penalty. The served columns, (N, T)."""
+    n, horizon = len(problem.tenants), problem.horizon
+    arrivals = np.asarray(problem.arrivals, dtype=np.float64)
+    served = lp.cols(n * horizon, cost=np.repeat(np.asarray(problem.acc_before, dtype=np.float64), horizon),
+                     upper=arrivals.ravel()).reshape(n, horizon)
+    capacity = lp.rows(n * horizon, upper=0.0).reshape(n, horizon)
+    lp.add(capacity, served, 1.0)
+    tenant, slot, column, value = supply.terms(1)
+    lp.add(capacity[tenant, slot], column, -value)
+    who, period, column = supply.counts(1)
+    has = np.zeros((n, len(problem.periods)), dtype=bool)
+    has[who, period] = True
+    period_of = np.repeat(np.arange(len(problem.periods)), problem.periods)
+    whole = np.full((n, horizon), -1, dtype=np.int64)
+    needed = (arrivals > 0) & has[:, period_of]
+    whole[needed] = lp.rows(int(needed.sum()), upper=0.0)
+    lp.add(whole[needed], served[needed], 1.0)
+    starts = problem.period_starts()
+    for j, length in enumerate(problem.periods):
+        slots = np.arange(starts[j], starts[j] + length)
+        here = period == j
+        i, col = who[here][:, None], column[here][:, None]
+        rows, ok = whole[i, slots[None, :]], needed[i, slots[None, :]]
+        terms = np.broadcast_to(col, rows.shape)
+        lp.add(rows[ok], terms[ok], -arrivals[i, slots[None, :]][ok])
+    return served
+
+
+def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progress_rows: np.ndarray,
+                    max_rate: float, retraining_now: bool) -> None:
+    """Tenant i's retrained share, progress and completions, rows (9)-(13); the row of its
+    progress in each slot is noted in ``progress_rows`` (the classes' terms join it later)."""
     before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
-    retrains = problem.window_slots[i] > 0 and after > before
+    if not (problem.window_slots[i] > 0 and after > before):
+        return
     first_window = True  # t is in the window holding slot 0
     progress = completed = None
     # A completion is 0 before the window's work could be done at the most rate (one set-up
     # first, unless an instance retrains the tenant now): valid for every plan.
-    rate = max_rate if retrains else 0.0
     setup = 0.0 if retraining_now else problem.setup_s
     window_first = 0
-    period = np.repeat(np.arange(len(problem.periods)), problem.periods)
     for t in range(problem.horizon):
         arrived = float(problem.arrivals[i, t])
-        served = lp.col(cost=before, upper=arrived)
-        lp.row(-np.inf, 0.0, {served: 1.0, **{c: -v for c, v in supply.infer[i][t].items()}})
-        # Serving anything takes a whole instance: s <= a x (count of the tenant's instances),
-        # so that a fraction of an instance no longer serves a small demand for a fraction
-        # of its set-up and penalty.
-        counts = supply.serving.get((i, int(period[t])), [])
-        if arrived > 0 and counts:
-            lp.row(-np.inf, 0.0, {served: 1.0, **{c: -arrived for c in counts}})
-        if not retrains:
-            continue
         starts = _window_start(problem, i, t)
         if starts and t > 0:
             first_window = False
@@ -242,30 +343,44 @@ def _add_tenant(lp: _Lp, problem: Problem, i: int, supply: _Supply, max_rate: fl
             window_first = t
         done = first_window and not starts and bool(problem.done0[i])
         retrained = lp.col(cost=after - before, upper=arrived)
-        lp.row(-np.inf, 0.0, {retrained: 1.0, served: -1.0})
-        if not done:
-            if progress is None:  # slot 0 or a window's first slot: the accuracy before
-                lp.row(-np.inf, 0.0, {retrained: 1.0})
-            else:
-                work = float(problem.work_left[i] if first_window else problem.work_full[i])
-                seconds = (t - window_first) * problem.slot_s - (setup if first_window else 0.0)
-                completion = lp.col(upper=1.0 if work <= 0 or rate * max(0.0, seconds) >= work * (1 - 1e-9) else 0.0)
-                lp.row(-np.inf, 0.0, {completion: work, progress: -1.0})
-                lp.row(-np.inf, 0.0, {retrained: 1.0, completion: -arrived})
-                if completed is not None:
-                    lp.row(0.0, np.inf, {completion: 1.0, completed: -1.0})
-                completed = completion
-            now = lp.col()
-            terms = {now: 1.0, **{c: -v for c, v in supply.retrain[i][t].items()}}
-            if progress is not None:
-                terms[progress] = -1.0
-            lp.row(0.0, 0.0, terms)
-            progress = now
+        lp.row(-np.inf, 0.0, {retrained: 1.0, int(served[t]): -1.0})
+        if done:
+            continue
+        if progress is None:  # slot 0 or a window's first slot: the accuracy before
+            lp.row(-np.inf, 0.0, {retrained: 1.0})
+        else:
+            work = float(problem.work_left[i] if first_window else problem.work_full[i])
+            seconds = (t - window_first) * problem.slot_s - (setup if first_window else 0.0)
+            completion = lp.col(upper=1.0 if work <= 0 or max_rate * max(0.0, seconds) >= work * (1 - 1e-9) else 0.0)
+            lp.row(-np.inf, 0.0, {completion: work, progress: -1.0})
+            lp.row(-np.inf, 0.0, {retrained: 1.0, completion: -arrived})
+            if completed is not None:
+                lp.row(0.0, np.inf, {completion: 1.0, completed: -1.0})
+            completed = completion
+        now = lp.col()
+        progress_rows[i, t] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
+        progress = now
     gain = 0.0 if problem.terminal_gain is None else float(problem.terminal_gain[i])
-    if retrains and gain > 0 and progress is not None:
+    if gain > 0 and progress is not None:
         work = float(problem.work_left[i] if first_window else problem.work_full[i])
         share = lp.col(cost=gain, upper=1.0)
         lp.row(-np.inf, 0.0, {share: work, progress: -1.0})
+
+
+def _add_progress_terms(lp: _Lp, supply: _Supply, progress_rows: np.ndarray) -> None:
+    """The classes' retraining terms in the progress rows (slots where one exists)."""
+    tenant, slot, column, value = supply.terms(0)
+    rows = progress_rows[tenant, slot]
+    kept = rows >= 0
+    lp.add(rows[kept], column[kept], -value[kept])
+
+
+def _add_one_job(lp: _Lp, problem: Problem, supply: _Supply) -> None:
+    """(16): at most ``retrain_instances`` instances retrain a tenant in a period."""
+    tenant, period, column = supply.counts(0)
+    keys, group = np.unique(tenant * len(problem.periods) + period, return_inverse=True)
+    rows = lp.rows(len(keys), upper=float(problem.retrain_instances))
+    lp.add(rows[group.ravel()], column, 1.0)
 
 
 def split_bound(problem: Problem, time_limit_s: float = 1.0) -> float:
@@ -276,27 +391,29 @@ def split_bound(problem: Problem, time_limit_s: float = 1.0) -> float:
 
 def whole_bound(
     problem: Problem, time_limit_s: float = 1.0, start: LpBasis | None = None, deadline: Deadline | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[float, LpBasis | None]:
     """:func:`split_bound`, started from ``start`` (the basis an earlier decision's bound
     returned), and the basis to start the next one from (None when not solved). With a
     ``deadline``, the relaxation is given up (inf) where building it outlasts the deadline
-    (its build grows with tenants x slots and takes seconds from a few hundred tenants) and
-    solved within what the deadline leaves of ``time_limit_s``."""
-    lp = _Lp()
-    supply = _Supply(len(problem.tenants), problem.horizon)
+    and solved within what the deadline leaves of ``time_limit_s``; setting ``cancel``
+    stops the solve (as its time limit would)."""
+    lp, supply = _Lp(), _Supply()
     for members in _classes(problem):
         if _late(deadline):
             return float("inf"), None
         _add_class(lp, problem, members, supply)
+    served = _add_requests(lp, problem, supply)
     rates, now = _max_rates(problem), _retraining_now(problem)
+    progress_rows = np.full((len(problem.tenants), problem.horizon), -1, dtype=np.int64)
     for i in range(len(problem.tenants)):
         if _late(deadline):
             return float("inf"), None
-        _add_tenant(lp, problem, i, supply, float(rates[i]), bool(now[i]))
-    if problem.retrain_instances > 0:  # (16)
-        for columns in supply.retraining.values():
-            lp.row(-np.inf, float(problem.retrain_instances), {c: 1.0 for c in columns})
-    return lp.solve(time_limit_s, start, deadline)
+        _add_retraining(lp, problem, i, served[i], progress_rows, float(rates[i]), bool(now[i]))
+    _add_progress_terms(lp, supply, progress_rows)
+    if problem.retrain_instances > 0:
+        _add_one_job(lp, problem, supply)
+    return lp.solve(time_limit_s, start, deadline, cancel)
 
 
 def _late(deadline: Deadline | None) -> bool:
