@@ -160,3 +160,13 @@ def test_a_solve_stopped_by_its_timer_reads_as_hitting_the_time_limit() -> None:
     run = HighsRun.of(h, np.zeros(len(weights)))
     assert run.status == "Time limit reached"
     assert h.getModelStatus() in (highspy.HighsModelStatus.kInterrupt, highspy.HighsModelStatus.kTimeLimit)
+
+
+def test_a_bound_too_large_to_solve_in_time_is_not_attempted(monkeypatch) -> None:
+    scenario = sized(2, 4)
+    p = planner.Planner(scenario)
+    assert np.isfinite(p.plan().stats.bound)  # the split's bound, within the cap
+    monkeypatch.setattr(planner, "MAX_BOUND_TENANT_SLOTS", 4 * scenario.planner.horizon - 1)
+    plan = planner.Planner(scenario).plan()
+    assert plan.stats.bound is None or not np.isfinite(plan.stats.bound)
+    assert "bound (too large to solve in time)" in plan.stats.status

@@ -12,14 +12,13 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import highspy
 import numpy as np
 
-__all__ = ["HighsRun", "checked_run", "new_highs", "relative_gap", "run_within", "side_by_side"]
+__all__ = ["HighsRun", "checked_run", "new_highs", "relative_gap", "run_within"]
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +73,6 @@ def run_within(h: highspy.Highs, time_limit_s: float | None) -> None:
         h.run()
     finally:
         timer.cancel()
-
-
-def side_by_side(jobs: Sequence[Callable[[], Any]], lanes: int) -> list[Any]:
-    """The results of ``jobs`` in order, run by ``lanes`` threads (one after another when 1).
-    HiGHS releases the GIL while it solves, so separate programs solve in parallel."""
-    if lanes <= 1:
-        return [job() for job in jobs]
-    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="migrator-part") as pool:
-        return list(pool.map(lambda job: job(), jobs))
 
 
 def relative_gap(objective: float, bound: float) -> float:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Collection, Mapping, Sequence
 
@@ -27,7 +28,7 @@ from ..workload.settings import PlannerConfig
 from .deadline import Deadline, FinishReserve
 from .decompose import merge, split_by_plan
 from .greedy import greedy_tasks, packed_tasks
-from .highs import HighsRun, checked_run, new_highs, relative_gap, run_within, side_by_side
+from .highs import HighsRun, checked_run, new_highs, relative_gap, run_within
 from .planner_problem import (
     FLOOR_WEIGHT,
     PlannerState,
@@ -62,6 +63,11 @@ MIN_SPLIT_S = 0.05
 #: plans the horizon's first slots only (the plan's status says so); docs/model.md measured
 #: 200 slots worth no more than 30 with the retraining pass.
 PROGRAM_SLOTS_PER_S, MIN_PROGRAM_SLOTS = 60, 30
+#: Tenant-slots above which the split's bound is not attempted: at 512 GPUs / 1024 tenants
+#: (30 720) its relaxation was not solved in 120 s from cold, and building it beside the
+#: starting plans took the time they needed (the decision went to 1.16 s under 1 s); at 128
+#: GPUs / 256 tenants (7 680) it takes 1.8 s from cold and 0.3 s from a basis.
+MAX_BOUND_TENANT_SLOTS = 16_000
 
 
 def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool = True) -> Any:
@@ -524,18 +530,7 @@ class Planner:
         and the whole problem's bound solved side by side (``PlannerConfig.workers``) within
         what the ``deadline`` leaves; the merged plan, or the starting one where it is worth
         more. Parts the deadline does not reach keep the starting plan's share."""
-        start_worth, start = self._scored_start(problem, deadline)
-        if not deadline.reaches("split parts", needs_s=MIN_SPLIT_S):
-            # Splitting costs a pass over every GPU; with no time to solve a part it buys nothing.
-            deadline.solved()
-            return RawSolution(start, start_worth, float("inf"), "starting plan kept", float("inf"), 0.0, 0.0,
-                               kept_gpus=(), scored=True)
-        parts, subs = split_by_plan(problem, start, fill_empty=self.fills_empty_gpus(problem))
-        lanes = self.workers(len(subs))
-        # The parts run in `lanes` queues: each gets its queue's share of the time left.
-        budget = deadline.left() * lanes / len(subs)
-
-        def solve(sub: Problem) -> Callable[[], RawSolution]:
+        def solve(sub: Problem, budget: float) -> Callable[[], RawSolution]:
             def run() -> RawSolution:
                 # Solving a part the deadline does not reach would overrun it.
                 if not deadline.reaches("split parts", needs_s=0.01):
@@ -547,19 +542,35 @@ class Planner:
 
         def bound() -> tuple[float, LpBasis | None, float]:
             started = time.perf_counter()
+            if len(problem.tenants) * problem.horizon > MAX_BOUND_TENANT_SLOTS:
+                deadline.skipped.append("bound (too large to solve in time)")
+                return float("inf"), None, 0.0
             value, basis = (whole_bound(problem, time_limit_s=deadline.left(), start=self._bound_start, deadline=deadline)
                             if deadline.reaches("bound", needs_s=0.01) else (float("inf"), None))
             if not np.isfinite(value) and "bound" not in deadline.skipped:  # started, but not proven in time
                 deadline.skipped.append("bound")
             return value, basis, time.perf_counter() - started
 
-        jobs: list[Callable[[], Any]] = [solve(sub) for sub in subs]
-        # Side by side the bound goes first, so that it does not wait for a free queue;
-        # one after another it takes what the parts leave.
-        jobs = [bound, *jobs] if lanes > 1 else [*jobs, bound]
-        results = side_by_side(jobs, lanes)
+        lanes = self.workers(len(problem.gpus))
+        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="migrator-part") as pool:
+            # Side by side the bound starts at once, beside the starting plans (it does not
+            # depend on them: 0.2 s of a 128-GPU decision); one after another it takes what
+            # the parts leave.
+            bounding = pool.submit(bound) if lanes > 1 else None
+            start_worth, start = self._scored_start(problem, deadline)
+            if not deadline.reaches("split parts", needs_s=MIN_SPLIT_S):
+                # Splitting costs a pass over every GPU; with no time to solve a part it buys nothing.
+                the_bound = bounding.result()[0] if bounding is not None else float("inf")
+                deadline.solved()
+                return RawSolution(start, start_worth, the_bound, "starting plan kept",
+                                   relative_gap(start_worth, the_bound), 0.0, 0.0, kept_gpus=(), scored=True)
+            parts, subs = split_by_plan(problem, start, fill_empty=self.fills_empty_gpus(problem))
+            # The parts run in `lanes` queues: each gets its queue's share of the time left.
+            budget = deadline.left() * lanes / len(subs)
+            jobs = [solve(sub, budget) for sub in subs]
+            solutions = list(pool.map(lambda job: job(), jobs)) if lanes > 1 else [job() for job in jobs]
+            the_bound, basis, bound_s = bounding.result() if bounding is not None else bound()
         deadline.solved()
-        (the_bound, basis, bound_s), solutions = (results[0], results[1:]) if lanes > 1 else (results[-1], results[:-1])
         if basis is not None:
             self._bound_start = basis
         merged = merge(problem, parts, solutions)
