@@ -47,15 +47,16 @@ def test_warm_started_solutions_score_their_objective(seed):
 
 
 def test_a_vector_that_misses_its_objective_is_solved_again_without_presolve(monkeypatch, caplog):
-    """The repair itself, whatever HiGHS version runs: the first run is made to report more
-    than its vector is worth."""
+    """The repair itself, whatever HiGHS version runs: the first run is made to report, and
+    to bound, more than its vector is worth (as when HiGHS returns the warm start's vector
+    with the optimum's objective and bound)."""
     real = planner._run_highs
     calls = []
 
     def overstating(*args, presolve: bool, **kwargs):
         run = real(*args, presolve=presolve, **kwargs)
         calls.append(presolve)
-        return dataclasses.replace(run, objective=run.objective + 50.0) if presolve else run
+        return dataclasses.replace(run, objective=run.objective + 50.0, bound=run.bound + 50.0) if presolve else run
 
     monkeypatch.setattr(planner, "_run_highs", overstating)
     problem = small_random_case(3).problem()
@@ -65,6 +66,29 @@ def test_a_vector_that_misses_its_objective_is_solved_again_without_presolve(mon
     assert "solved again without presolve" in raw.status
     assert _close(raw.objective, _worth(problem, raw.tasks))
     assert any("solving again without presolve" in r.getMessage() for r in caplog.records)
+
+
+def test_a_vector_its_bound_proves_within_the_gap_is_kept_without_a_second_run(monkeypatch, caplog):
+    """HiGHS 1.16 also reports objectives one penalty above the vector it returns, which
+    a second run only confirms: the bound, not the objective, certifies the vector."""
+    real = planner._run_highs
+    calls = []
+
+    def overstating(*args, presolve: bool, **kwargs):
+        run = real(*args, presolve=presolve, **kwargs)
+        calls.append(presolve)
+        return dataclasses.replace(run, objective=run.objective + 1.0)
+
+    monkeypatch.setattr(planner, "_run_highs", overstating)
+    problem = small_random_case(3).problem()
+    exact = planner.solve_problem(problem, time_limit_s=30, mip_gap=1e-3)
+    calls.clear()
+    raw = planner.solve_problem(problem, time_limit_s=30, mip_gap=1e-3, warm_start=greedy_tasks(problem))
+    assert calls == [True]
+    assert "its bound proves within the gap" in raw.status
+    assert _close(raw.objective, _worth(problem, raw.tasks))
+    assert raw.objective >= exact.objective - 1e-3 * abs(exact.bound)
+    assert raw.mip_gap == pytest.approx(relative_gap(raw.objective, raw.bound))
 
 
 def test_without_time_left_the_vector_is_kept_at_its_own_value(monkeypatch):

@@ -320,7 +320,7 @@ class _Master:
             self.h.run()
             return HighsRun.of(self.h, cost)
 
-        result = checked_run(run, time_limit_s)
+        result = checked_run(run, time_limit_s, mip_gap)
         counts = np.rint(result.values[self.first_x:]).astype(np.int64) if result.feasible else None
         return result, self._decode(counts)
 

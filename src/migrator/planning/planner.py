@@ -162,7 +162,7 @@ def solve_problem(
     build_s = time.perf_counter() - started
     started = time.perf_counter()
     run = checked_run(lambda limit, presolve: _run_highs(lp, problem, arrays, limit, mip_gap, warm_start, presolve=presolve),
-                      time_limit_s)
+                      time_limit_s, mip_gap)
     solve_s = time.perf_counter() - started
     common = dict(
         bound=run.bound, build_s=build_s, solve_s=solve_s,
