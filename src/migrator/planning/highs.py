@@ -1,4 +1,4 @@
-"""HiGHS instances and the threads that solve separate programs side by side.
+"""HiGHS instances, runs held to their time limit, and runs checked against their objective.
 
 The one place the planning stage makes a ``highspy.Highs``: the planner's program, the
 split's parts and the split's bound (``split_bound``) all take theirs from here.
