@@ -566,7 +566,9 @@ class Planner:
                                    relative_gap(start_worth, the_bound), 0.0, 0.0, kept_gpus=(), scored=True)
             parts, subs = split_by_plan(problem, start, fill_empty=self.fills_empty_gpus(problem))
             # The parts run in `lanes` queues: each gets its queue's share of the time left.
-            budget = deadline.left() * lanes / len(subs)
+            # One after another the bound is one more job in the one queue, so that parts
+            # that use their whole share (a loaded machine) still leave it its turn.
+            budget = deadline.left() * lanes / (len(subs) + (bounding is None))
             jobs = [solve(sub, budget) for sub in subs]
             solutions = list(pool.map(lambda job: job(), jobs)) if lanes > 1 else [job() for job in jobs]
             the_bound, basis, bound_s = bounding.result() if bounding is not None else bound()
