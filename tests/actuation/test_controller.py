@@ -106,7 +106,7 @@ def test_external_change_is_counted_and_planned_from(scenario):
     summary = c.summary()
     assert summary["external_changes"] == 1 and summary["failures"] == 0
     assert decision.layouts[0] == emu.layout(0)
-    assert sample(c.metrics, "migrator_external_changes_total", gpu="0", gpu_uuid=emulated_uuid(0)) == 1
+    assert sample(c.metrics, "migrator_external_changes_total", gpu="0", gpu_uuid=emulated_uuid(emu, 0)) == 1
 
 
 def test_a_failed_apply_is_counted_and_the_gpu_keeps_a_valid_layout(scenario):
@@ -119,7 +119,7 @@ def test_a_failed_apply_is_counted_and_the_gpu_keeps_a_valid_layout(scenario):
     ok = c.step()
     assert not ok.failures and emu.layout(0) == ok.layouts[0] != ""
     assert migrator.Geometry.for_gpu("A100-40GB").is_valid(emu.layout(0))
-    assert sample(c.metrics, "migrator_failures_total", stage="apply", gpu="0", gpu_uuid=emulated_uuid(0)) == 1
+    assert sample(c.metrics, "migrator_failures_total", stage="apply", gpu="0", gpu_uuid=emulated_uuid(emu, 0)) == 1
 
 
 def test_dry_run_plans_actions_and_changes_nothing(scenario):
@@ -182,7 +182,7 @@ def test_scenario_gpus_map_to_the_devices_given(scenario):
     assert emu.layout(0) == "3g.40gb@0" and emu.layout(1) == "7g.40gb@0"  # untouched
     assert emu.layout(2) == c.summary()["gpus"][0]["layout"] != ""
     assert c.summary()["gpus"][0]["device"] == 2
-    assert sample(c.metrics, "migrator_reconfigurations_total", gpu="2", gpu_uuid=emulated_uuid(2)) == 1
+    assert sample(c.metrics, "migrator_reconfigurations_total", gpu="2", gpu_uuid=emulated_uuid(emu, 2)) == 1
 
 
 def test_the_scenario_names_its_devices(scenario):
@@ -209,12 +209,13 @@ def sample(metrics: Any, name: str, **labels: str) -> float:
     return samples(metrics.render())[(name, frozenset(labels.items()))]
 
 
-def emulated_uuid(index: int) -> str:
-    return f"GPU-00000000-0000-0000-0000-emulated{index:04d}"
+def emulated_uuid(emu: NvmlEmulator, index: int) -> str:
+    return f"GPU-{emu.machine}-0000-0000-0000-emulated{index:04d}"
 
 
 def test_metrics_render_in_prometheus_text_format(scenario):
-    c = controller(scenario, NvmlEmulator(["A100-40GB"], layouts=[""]))
+    emu = NvmlEmulator(["A100-40GB"], layouts=[""])
+    c = controller(scenario, emu)
     c.run(steps=2)
     text = c.metrics.render()
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
@@ -233,7 +234,7 @@ def test_metrics_render_in_prometheus_text_format(scenario):
     assert values[("migrator_decision_latency_seconds_sum", frozenset())] > 0
     # every per-GPU sample carries the GPU's index and NVML UUID
     per_gpu = [dict(labels) for (n, labels), _ in values.items() if n == "migrator_gpu_instances"]
-    assert per_gpu == [{"gpu": "0", "gpu_uuid": emulated_uuid(0), "model": "A100-40GB"}]
+    assert per_gpu == [{"gpu": "0", "gpu_uuid": emulated_uuid(emu, 0), "model": "A100-40GB"}]
 
 
 def test_metrics_gauges_hold_the_last_plans_goodput_and_slo_attainment(scenario):
@@ -408,7 +409,7 @@ def test_a_gpu_refused_by_the_node_wide_backend_does_not_hold_back_the_others(tw
     assert decision.failures == ("gpu0: busy",) and [set(call) for call in backend.calls] == [{0, 1}, {1}]
     assert emu.layout(0) == "" and emu.layout(1) == decision.layouts[1]
     assert decision.reconfigured == ((1,) if decision.layouts[1] else ())
-    assert sample(c.metrics, "migrator_failures_total", stage="apply", gpu="0", gpu_uuid=emulated_uuid(0)) == 1
+    assert sample(c.metrics, "migrator_failures_total", stage="apply", gpu="0", gpu_uuid=emulated_uuid(emu, 0)) == 1
 
 
 def test_a_node_wide_failure_is_one_failure_of_the_step(two_gpus):

@@ -496,6 +496,38 @@ def test_saved_state_round_trips_with_ids_and_processes(tmp_path, emu):
     assert again.layout(1) == "1g.10gb@0,3g.40gb@4"
 
 
+def uuids(emulator: NvmlEmulator) -> list[str]:
+    emulator.nvmlInit()
+    try:
+        return [emulator.nvmlDeviceGetUUID(emulator.nvmlDeviceGetHandleByIndex(i))
+                for i in range(emulator.nvmlDeviceGetCount())]
+    finally:
+        emulator.nvmlShutdown()
+
+
+def test_emulated_machines_do_not_share_gpu_uuids(tmp_path):
+    # Metrics are labelled by GPU UUID: two emulated nodes of a cluster must not collide.
+    first, second = (NvmlEmulator(["A100-40GB"] * 2) for _ in range(2))
+    assert len(set(uuids(first)) | set(uuids(second))) == 4
+    assert all(u.startswith(f"GPU-{first.machine}-") for u in uuids(first))
+    first.save(tmp_path / "emu.json")
+    assert uuids(NvmlEmulator.load(tmp_path / "emu.json")) == uuids(first)
+
+
+def test_a_state_file_without_a_machine_id_keeps_its_old_uuids(tmp_path):
+    document = NvmlEmulator(["A100-40GB"]).to_dict()
+    del document["machine"]  # as saved before machine ids
+    assert uuids(NvmlEmulator.from_dict(document)) == ["GPU-00000000-0000-0000-0000-emulated0000"]
+
+
+@pytest.mark.parametrize("machine", ["", "0000000", "0000000G", "ABCDEF01", 12345678, None])
+def test_a_bad_machine_id_is_refused(machine):
+    document = NvmlEmulator(["A100-40GB"]).to_dict()
+    document["machine"] = machine
+    with pytest.raises(ValueError, match="machine must be eight lowercase hex digits"):
+        NvmlEmulator.from_dict(document)
+
+
 def test_invalid_starting_layout_is_refused():
     with pytest.raises(migrator.errors.InvalidLayout):
         NvmlEmulator(["A100-40GB"], layouts=["3g.20gb@0,4g.20gb@0"])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -153,7 +154,10 @@ def test_run_serves_metrics_while_it_runs(monkeypatch):
     values = samples(text)
     assert values[("migrator_decisions_total", frozenset())] == summary["decisions"] == 2
     uuids = {dict(labels)["gpu_uuid"] for (name, labels), _ in values.items() if name == "migrator_gpu_instances"}
-    assert uuids == {f"GPU-00000000-0000-0000-0000-emulated{i:04d}" for i in range(len(summary["gpus"]))}
+    # One emulated machine: its GPUs share the machine id and differ by index.
+    machines = {uuid[4:12] for uuid in uuids}
+    assert len(machines) == 1 and re.fullmatch(r"[0-9a-f]{8}", machines.pop())
+    assert {uuid[12:] for uuid in uuids} == {f"-0000-0000-0000-emulated{i:04d}" for i in range(len(summary["gpus"]))}
 
 
 def test_run_without_a_port_serves_nothing(monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 
 import pytest
@@ -20,7 +21,8 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 def test_an_agent_serves_its_gpus_metrics(tmp_path, monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, "s3cret")
     state = tmp_path / "gpus.json"
-    NvmlEmulator(["A100-40GB", "H100-80GB"], layouts=["", "7g.80gb@0"]).save(state)
+    emulator = NvmlEmulator(["A100-40GB", "H100-80GB"], layouts=["", "7g.80gb@0"])
+    emulator.save(state)
     agent = NodeAgent(AgentSpec(node="n0", backend="emulator", emulator_state=str(state), metrics_port=0))
     try:
         host, port = agent.metrics_address
@@ -31,7 +33,7 @@ def test_an_agent_serves_its_gpus_metrics(tmp_path, monkeypatch):
             values = samples(response.read().decode())
     finally:
         agent.close()
-    uuid = {i: f"GPU-00000000-0000-0000-0000-emulated{i:04d}" for i in range(2)}
+    uuid = {i: f"GPU-{emulator.machine}-0000-0000-0000-emulated{i:04d}" for i in range(2)}
     gpu0 = frozenset({("gpu", "0"), ("gpu_uuid", uuid[0])})
     gpu1 = frozenset({("gpu", "1"), ("gpu_uuid", uuid[1])})
     assert values[("migrator_reconfigurations_total", gpu0)] == 1
@@ -47,8 +49,9 @@ def test_an_agent_without_a_port_serves_nothing(tmp_path):
     try:
         agent.report()
         assert agent.metrics_address is None
+        machine = json.loads((tmp_path / "s.json").read_text())["machine"]  # the state file the agent made
         assert ("migrator_gpu_instances", frozenset({("gpu", "0"), ("model", "A100-40GB"), (
-            "gpu_uuid", "GPU-00000000-0000-0000-0000-emulated0000")})) in samples(agent.metrics_text())
+            "gpu_uuid", f"GPU-{machine}-0000-0000-0000-emulated0000")})) in samples(agent.metrics_text())
     finally:
         agent.close()
 

@@ -59,6 +59,7 @@ import ctypes
 import functools
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Mapping, Sequence, TypeVar
@@ -156,6 +157,15 @@ MUTATING_CALLS = frozenset({
     "nvmlGpuInstanceDestroy",
     "nvmlDeviceSetMigMode",
 })
+
+#: The machine id of state files saved before emulators had one: their GPUs keep their UUIDs.
+LEGACY_MACHINE = "00000000"
+
+
+def _machine_id(machine: Any) -> str:
+    if not (isinstance(machine, str) and re.fullmatch(r"[0-9a-f]{8}", machine)):
+        raise ValueError(f"machine must be eight lowercase hex digits, got {machine!r}")
+    return machine
 
 
 class NVMLError(Exception):
@@ -360,6 +370,11 @@ class NvmlEmulator:
     privileged : bool
         Whether the caller is root: without, the calls nvml.h marks "Requires privileged
         user" (changes, instance listings, placements) answer ``NO_PERMISSION``.
+    machine : str, optional
+        Eight hex digits naming the emulated machine, the first group of its GPUs' UUIDs
+        (``GPU-<machine>-0000-0000-0000-emulated<index>``); a fresh random one by default, so
+        that the emulated nodes of a cluster do not share GPU UUIDs (metrics are labelled by
+        them). Kept by :meth:`save`.
     """
 
     NVMLError = NVMLError
@@ -382,6 +397,7 @@ class NvmlEmulator:
         layouts: Sequence[LayoutLike] | None = None,
         mig_enabled: bool | Sequence[bool] = True,
         privileged: bool = True,
+        machine: str | None = None,
     ) -> None:
         geometries = [g if isinstance(g, Geometry) else Geometry.for_gpu(g) for g in gpus]
         for g in geometries:
@@ -393,6 +409,7 @@ class NvmlEmulator:
             raise ValueError(f"mig_enabled has {len(modes)} entries for {len(geometries)} GPUs")
         self._gpus = [_Gpu(g, bool(m), bool(m)) for g, m in zip(geometries, modes)]
         self.privileged = privileged
+        self.machine = secrets.token_hex(4) if machine is None else _machine_id(machine)
         self.calls: list[str] = []
         self._initialized = 0
         self._faults: list[_Fault] = []
@@ -508,6 +525,7 @@ class NvmlEmulator:
     def to_dict(self) -> dict[str, Any]:
         return {
             "privileged": self.privileged,
+            "machine": self.machine,
             "gpus": [
                 {
                     "model": g.geometry.name,
@@ -530,8 +548,10 @@ class NvmlEmulator:
     def from_dict(cls, document: Mapping[str, Any]) -> NvmlEmulator:
         """Rebuild from :meth:`to_dict`'s document, ids included."""
         gpus = document["gpus"]
+        # Files saved before machine ids existed keep the UUIDs their GPUs had then.
         emulator = cls([g["model"] for g in gpus], mig_enabled=[g["mig_enabled"] for g in gpus],
-                       privileged=document.get("privileged", True))
+                       privileged=document.get("privileged", True),
+                       machine=_machine_id(document.get("machine", LEGACY_MACHINE)))
         for index, (state, saved) in enumerate(zip(emulator._gpus, gpus)):
             state.mig_pending = bool(saved.get("mig_pending", saved["mig_enabled"]))  # older files lack it
             for row in saved["instances"]:
@@ -658,7 +678,7 @@ class NvmlEmulator:
     @_surface
     def nvmlDeviceGetUUID(self, handle: Any) -> str:  # noqa: N802
         index, _ = self._gpu(handle)
-        return f"GPU-00000000-0000-0000-0000-emulated{index:04d}"
+        return f"GPU-{self.machine}-0000-0000-0000-emulated{index:04d}"
 
     @_surface
     def nvmlDeviceGetPciInfo(self, handle: Any) -> nvmlPciInfo_t:  # noqa: N802
