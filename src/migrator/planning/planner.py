@@ -43,7 +43,7 @@ from .planner_problem import (
     task_name,
 )
 from .retraining import eligible_tenants, retrain_over_window
-from .split_bound import LpBasis, whole_bound
+from .split_bound import BoundKeeper
 
 __all__ = ["Plan", "PlanStats", "Planner", "SlotPlan", "GpuPlan", "solve_problem"]
 
@@ -385,7 +385,7 @@ class Planner:
         self._models = scenario.model_tables()
         self._arrivals: np.ndarray | None = None  # the scenario's trace, drawn on first use
         self._previous: tuple[np.ndarray, ...] | None = None
-        self._bound_start: LpBasis | None = None  # the last split bound's basis
+        self._bounds = BoundKeeper()  # the split bounds of this planner's decisions
         # The tenants' figures per GPU model and profile do not change between decisions.
         self._figures = ProfileFigures(scenario.tenants, self._models, self.config.load_headroom)
         # Figures and compiled kernels are the planner's to set up, not a decision's to wait for.
@@ -540,16 +540,15 @@ class Planner:
                                      warm_start=greedy_tasks(sub))
             return run
 
-        def bound() -> tuple[float, LpBasis | None, float]:
+        def bound() -> tuple[float, float]:
             started = time.perf_counter()
             if len(problem.tenants) * problem.horizon > MAX_BOUND_TENANT_SLOTS:
                 deadline.skipped.append("bound (too large to solve in time)")
-                return float("inf"), None, 0.0
-            value, basis = (whole_bound(problem, time_limit_s=deadline.left(), start=self._bound_start, deadline=deadline)
-                            if deadline.reaches("bound", needs_s=0.01) else (float("inf"), None))
+                return float("inf"), 0.0
+            value = self._bounds.bound(problem, deadline) if deadline.reaches("bound", needs_s=0.01) else float("inf")
             if not np.isfinite(value) and "bound" not in deadline.skipped:  # started, but not proven in time
                 deadline.skipped.append("bound")
-            return value, basis, time.perf_counter() - started
+            return value, time.perf_counter() - started
 
         lanes = self.workers(len(problem.gpus))
         with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="migrator-part") as pool:
@@ -571,10 +570,8 @@ class Planner:
             budget = deadline.left() * lanes / (len(subs) + (bounding is None))
             jobs = [solve(sub, budget) for sub in subs]
             solutions = list(pool.map(lambda job: job(), jobs)) if lanes > 1 else [job() for job in jobs]
-            the_bound, basis, bound_s = bounding.result() if bounding is not None else bound()
+            the_bound, bound_s = bounding.result() if bounding is not None else bound()
         deadline.solved()
-        if basis is not None:
-            self._bound_start = basis
         merged = merge(problem, parts, solutions)
         skipped = {g for g, s in enumerate(solutions) if s.status == NOT_REACHED}
         if skipped:

@@ -14,9 +14,11 @@ a valid bound; it is a linear program of a few thousand columns (tens of ms).
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import highspy
 import numpy as np
@@ -26,22 +28,31 @@ from .deadline import Deadline
 from .highs import new_highs, run_within
 from .planner_problem import GpuProblem, Problem, alike_gpus, core_gpu
 
-__all__ = ["LpBasis", "split_bound", "whole_bound"]
+__all__ = ["BACKGROUND_S", "BY_PERIOD_ABOVE", "BoundKeeper", "LpBasis", "split_bound", "whole_bound"]
+
+#: Tenant-slots above which the tenants' rows are relaxed to periods (docs/model.md, "At scale").
+BY_PERIOD_ABOVE = 1000
+#: How long a bound's solve that its decision could not wait for goes on in the background.
+BACKGROUND_S = 20.0
 
 
 @dataclass(frozen=True)
 class LpBasis:
     """A simplex basis of the bound's linear program (HiGHS basis statuses, int8 arrays), to
     start the next decision's from: from one decision to the next only bounds move, and
-    starting there took a third of the iterations on 64 A100s / 128 tenants."""
+    starting there took a third of the iterations on 64 A100s / 128 tenants. With it, the
+    row multipliers of the last solve that finished (``row_dual``): any multipliers bound
+    any program (:func:`_dual_bound`), so the next decision has a bound before its own
+    solve ends, or where it does not."""
 
     columns: np.ndarray
     rows: np.ndarray
+    row_dual: np.ndarray | None = None
 
     @classmethod
-    def of(cls, basis: highspy.HighsBasis) -> LpBasis:
+    def of(cls, basis: highspy.HighsBasis, row_dual: np.ndarray | None = None) -> LpBasis:
         return cls(np.fromiter((v.value for v in basis.col_status), dtype=np.int8),
-                   np.fromiter((v.value for v in basis.row_status), dtype=np.int8))
+                   np.fromiter((v.value for v in basis.row_status), dtype=np.int8), row_dual)
 
     def highs(self) -> highspy.HighsBasis:
         status = {int(v): v for v in highspy.HighsBasisStatus.__members__.values()}
@@ -127,7 +138,8 @@ class _Lp:
         return start.astype(np.int32), col.astype(np.int32), summed
 
     def solve(self, time_limit_s: float, start: LpBasis | None = None, deadline: Deadline | None = None,
-              cancel: threading.Event | None = None) -> tuple[float, LpBasis | None]:
+              cancel: threading.Event | None = None,
+              on_early: Callable[[float], None] | None = None) -> tuple[float, LpBasis | None]:
         self._flush_cols()
         self._flush_rows()
         lp = highspy.HighsLp()
@@ -147,25 +159,70 @@ class _Lp:
             # A basis of another decision's program of the same shape; HiGHS refuses (and
             # starts afresh) where it does not fit.
             h.setBasis(start.highs())
+        # The last decision's multipliers bound this program at once (valid whatever they
+        # are; tight where only the bounds moved), whether or not its own solve finishes.
+        earlier_dual = (start.row_dual if start is not None and start.row_dual is not None
+                        and len(start.row_dual) == lp.num_row_ else None)
+        earlier = _dual_bound(lp, earlier_dual) if earlier_dual is not None else float("inf")
+        if on_early is not None:
+            on_early(earlier)
         if deadline is not None:
             # Handing the rows to HiGHS takes a tenth of a second at 128 GPUs / 256 tenants:
             # what the deadline leaves is what it leaves now.
             time_limit_s = min(time_limit_s, deadline.left())
+        solved = threading.Event()
         if cancel is not None:
-            threading.Thread(target=_cancel_on, args=(cancel, h), name="migrator-bound-cancel", daemon=True).start()
-        run_within(h, time_limit_s)
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            # No proven bound in time; the basis reached is where the next decision's solve
-            # goes on from, so that from one decision to the next the simplex gets there.
-            basis = h.getBasis()
-            return float("inf"), LpBasis.of(basis) if basis.valid else None
-        # A relative slack guards the bound against the solver's feasibility tolerances.
-        return float(h.getInfo().objective_function_value) * (1 + 1e-7) + 1e-6, LpBasis.of(h.getBasis())
+            threading.Thread(target=_cancel_on, args=(cancel, solved, h), name="migrator-bound-cancel",
+                             daemon=True).start()
+        try:
+            run_within(h, time_limit_s)
+        finally:
+            solved.set()
+        solution = h.getSolution()
+        finished = h.getModelStatus() == highspy.HighsModelStatus.kOptimal and solution.dual_valid
+        row_dual = np.asarray(solution.row_dual) if finished else earlier_dual
+        bound = min(earlier, _dual_bound(lp, row_dual) if finished else float("inf"))
+        basis = h.getBasis()
+        # Where the solve stopped early, the basis reached is where the next decision's solve
+        # goes on from, so that from one decision to the next the simplex gets there; the
+        # multipliers are the last finished solve's.
+        if basis.valid:
+            return bound, LpBasis.of(basis, row_dual)
+        return bound, (LpBasis(np.zeros(0, np.int8), np.zeros(0, np.int8), row_dual) if row_dual is not None
+                       else None)
 
 
-def _cancel_on(event: threading.Event, h: highspy.Highs) -> None:
-    event.wait()
-    h.cancelSolve()
+def _dual_bound(lp: highspy.HighsLp, row_dual: np.ndarray) -> float:
+    """The Lagrangian bound of the maximisation ``lp`` at multipliers ``row_dual``: for any
+    ``y``, ``c.x = (c - A'y).x + y.Ax`` is at most the best of each term over the column and
+    row bounds, so the bound holds whatever the solver's tolerances or whether it finished
+    (every column has finite bounds, which the builders see to). HiGHS's sign convention
+    does not matter: both signs give valid bounds and the lesser is kept; a multiplier
+    that would meet an infinite row bound is set to 0, which keeps it valid."""
+    start, index, value = (np.asarray(a) for a in (lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_))
+    row_of = np.repeat(np.arange(lp.num_row_), np.diff(start))
+    cost, lower, upper = (np.asarray(a, dtype=np.float64) for a in (lp.col_cost_, lp.col_lower_, lp.col_upper_))
+    row_lower, row_upper = np.asarray(lp.row_lower_, dtype=np.float64), np.asarray(lp.row_upper_, dtype=np.float64)
+    best = float("inf")
+    for y in (row_dual, -row_dual):
+        y = np.where(((y > 0) & np.isinf(row_upper)) | ((y < 0) & np.isinf(row_lower)), 0.0, y)
+        reduced = cost - np.bincount(index, weights=value * y[row_of], minlength=lp.num_col_)
+        rows = np.where(y > 0, y * np.where(y > 0, row_upper, 0.0), y * np.where(y < 0, row_lower, 0.0))
+        cols = np.where(reduced > 0, reduced * np.where(reduced > 0, upper, 0.0),
+                        reduced * np.where(reduced < 0, lower, 0.0))
+        value_at = float(rows.sum() + cols.sum())
+        if np.isfinite(value_at):
+            # Rounding in the sums above, on the scale of the terms.
+            best = min(best, value_at + 1e-9 * float(np.abs(rows).sum() + np.abs(cols).sum()) + 1e-9)
+    return best
+
+
+def _cancel_on(event: threading.Event, solved: threading.Event, h: highspy.Highs) -> None:
+    """Cancel ``h``'s solve when ``event`` is set, until the solve ends (``solved``)."""
+    while not solved.is_set():
+        if event.wait(0.05):
+            h.cancelSolve()
+            return
 
 
 def _classes(problem: Problem) -> list[list[int]]:
@@ -212,7 +269,9 @@ def _joined(parts: list[tuple[np.ndarray, ...]], width: int) -> tuple[np.ndarray
     return tuple(np.concatenate([part[k] for part in parts]) for k in range(width))
 
 
-def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply) -> None:
+def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply, by_period: bool = False) -> None:
+    """The class's counts per period; their supply terms per slot, or per period where
+    ``by_period`` (each term summed over the period's slots)."""
     gpu = problem.gpus[members[0]]
     profiles = len(gpu.max_count)
     layouts = np.array([np.bincount(gpu.profile[list(lay)], minlength=profiles)
@@ -231,16 +290,19 @@ def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply) -
     mixes, kinds = np.nonzero(layouts), [(k, kind == k) for k in (0, 1)]
     starts = problem.period_starts()
     previous = None
+    # Finite column bounds every point of the relaxation keeps (for _dual_bound): the most
+    # instances of a profile the class's layouts hold.
+    most = (layouts.max(axis=0) if len(layouts) else np.zeros(profiles))[profile] * float(len(members))
     for j, length in enumerate(problem.periods):
         # Instances per (task, profile) within the hull of as many layouts as GPUs.
-        mix = lp.cols(len(layouts))
+        mix = lp.cols(len(layouts), upper=float(len(members)))
         lp.add(lp.rows(1, upper=float(len(members))), mix, 1.0)
-        count = lp.cols(len(task))
+        count = lp.cols(len(task), upper=most)
         per_profile = lp.rows(profiles, upper=0.0)
         lp.add(per_profile[profile], count, 1.0)
         lp.add(per_profile[mixes[1]], mix[mixes[0]], -layouts[mixes].astype(np.float64))
         # New instances: at least the increase of the count (from those now serving).
-        new = lp.cols(len(task), cost=-problem.reconfig_penalty)
+        new = lp.cols(len(task), cost=-problem.reconfig_penalty, upper=most)
         increase = lp.rows(len(task), lower=-kept[task, profile] if j == 0 else 0.0)
         lp.add(increase, new, 1.0)
         lp.add(increase, count, -1.0)
@@ -252,6 +314,10 @@ def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply) -
         for k, chosen in kinds:
             supply.count(k, tenant[chosen], j, count[chosen])
             who, col, value = tenant[chosen][:, None], count[chosen][:, None], figure[chosen][:, None]
+            if by_period:
+                supply.add(k, who, j, col, value * length)
+                supply.add(k, who, j, new[chosen][:, None], -value * lost.sum())
+                continue
             supply.add(k, who, slots[None, :], col, value)
             supply.add(k, who, slots[setting_up][None, :], new[chosen][:, None], -value * lost[setting_up][None, :])
         previous = count
@@ -357,7 +423,7 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
             if completed is not None:
                 lp.row(0.0, np.inf, {completion: 1.0, completed: -1.0})
             completed = completion
-        now = lp.col()
+        now = lp.col(upper=_most_progress(max_rate, problem, t + 1 - window_first))
         progress_rows[i, t] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
         progress = now
     gain = 0.0 if problem.terminal_gain is None else float(problem.terminal_gain[i])
@@ -368,11 +434,113 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
 
 
 def _add_progress_terms(lp: _Lp, supply: _Supply, progress_rows: np.ndarray) -> None:
-    """The classes' retraining terms in the progress rows (slots where one exists)."""
+    """The classes' retraining terms in the progress rows: (N, T) rows, one per slot where
+    one exists, or (N, J, S) rows, one per window segment of a period (by period)."""
     tenant, slot, column, value = supply.terms(0)
     rows = progress_rows[tenant, slot]
-    kept = rows >= 0
-    lp.add(rows[kept], column[kept], -value[kept])
+    for k in range(1 if rows.ndim == 1 else rows.shape[1]):
+        ours = rows if rows.ndim == 1 else rows[:, k]
+        kept = ours >= 0
+        lp.add(ours[kept], column[kept], -value[kept])
+
+
+def _most_progress(max_rate: float, problem: Problem, slots: int) -> float:
+    """The most retraining progress ``slots`` slots at the most rate give: a finite bound
+    on a progress column that every point of the relaxation keeps."""
+    return max_rate * problem.slot_s * slots * (1 + 1e-9) + 1e-9
+
+
+def _period_start_of(problem: Problem, t: int) -> int:
+    """The first slot of the period holding slot ``t``."""
+    starts = problem.period_starts()
+    return int(starts[np.searchsorted(starts, t, side="right") - 1])
+
+
+def _period_sums(problem: Problem, per_slot: np.ndarray) -> np.ndarray:
+    """(N, J): a per-slot (N, T) figure summed over each period."""
+    return np.add.reduceat(np.asarray(per_slot, dtype=np.float64), problem.period_starts(), axis=1)
+
+
+def _add_requests_by_period(lp: _Lp, problem: Problem, supply: _Supply) -> np.ndarray:
+    """:func:`_add_requests` with every row summed over the slots of a period: the requests
+    served in a period within its arrivals and within the capacity its counts give, and
+    within its arrivals times the count of its instances. The served columns, (N, J)."""
+    n, periods = len(problem.tenants), len(problem.periods)
+    arrivals = _period_sums(problem, problem.arrivals)
+    served = lp.cols(n * periods, cost=np.repeat(np.asarray(problem.acc_before, dtype=np.float64), periods),
+                     upper=arrivals.ravel()).reshape(n, periods)
+    capacity = lp.rows(n * periods, upper=0.0).reshape(n, periods)
+    lp.add(capacity, served, 1.0)
+    tenant, period, column, value = supply.terms(1)
+    lp.add(capacity[tenant, period], column, -value)
+    who, period, column = supply.counts(1)
+    has = np.zeros((n, periods), dtype=bool)
+    has[who, period] = True
+    needed = (arrivals > 0) & has
+    whole = np.full((n, periods), -1, dtype=np.int64)
+    whole[needed] = lp.rows(int(needed.sum()), upper=0.0)
+    lp.add(whole[needed], served[needed], 1.0)
+    ok = needed[who, period]
+    lp.add(whole[who[ok], period[ok]], column[ok], -arrivals[who[ok], period[ok]])
+    return served
+
+
+def _segments(problem: Problem, i: int, j: int) -> list[tuple[int, int]]:
+    """Period ``j``'s slots cut where tenant ``i``'s retraining windows start: (first, last)."""
+    first = int(problem.period_starts()[j])
+    last = first + int(problem.periods[j]) - 1
+    cuts = [t for t in range(first + 1, last + 1) if _window_start(problem, i, t)]
+    bounds = [first, *cuts, last + 1]
+    return [(a, b - 1) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progress_rows: np.ndarray,
+                              max_rate: float, retraining_now: bool) -> None:
+    """Rows (9)-(13) of tenant ``i`` relaxed to periods. Per period, the retrained requests
+    are at most those served and at most each window segment's arrivals times its completion
+    ``C``, where ``work x C`` is at most the progress through the segment's end (the progress
+    of the whole period: a period cut by a window start lends it to both of its segments).
+    Every plan's completions ``c[t]`` (monotone in a window, each within the progress before
+    ``t``) give ``C`` = the segment's last ``c``; rows it does not need (completions at a
+    window's first slot, monotonicity) are left out, so it bounds the program from above."""
+    before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
+    if not (problem.window_slots[i] > 0 and after > before):
+        return
+    arrivals = np.asarray(problem.arrivals[i], dtype=np.float64)
+    setup = 0.0 if retraining_now else problem.setup_s
+    first_window, progress, window_first = True, None, 0
+    for j in range(len(problem.periods)):
+        first = int(problem.period_starts()[j])
+        retrained = lp.col(cost=after - before, upper=float(arrivals[first:first + problem.periods[j]].sum()))
+        lp.row(-np.inf, 0.0, {retrained: 1.0, int(served[j]): -1.0})
+        limit, free = {retrained: 1.0}, 0.0
+        for k, (lo, hi) in enumerate(_segments(problem, i, j)):
+            starts = _window_start(problem, i, lo)
+            if starts and lo > 0:
+                first_window = False
+            if starts:
+                progress, window_first = None, lo
+            arrived = float(arrivals[lo:hi + 1].sum())
+            # The whole period's progress counts here (and the periods before, in the window).
+            periods_in = int(problem.period_starts()[j]) + int(problem.periods[j]) - _period_start_of(problem, window_first)
+            now = lp.col(upper=_most_progress(max_rate, problem, periods_in))
+            progress_rows[i, j, k] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
+            progress = now
+            if first_window and not starts and bool(problem.done0[i]):
+                free += arrived
+                continue
+            work = float(problem.work_left[i] if first_window else problem.work_full[i])
+            seconds = (hi + 1 - window_first) * problem.slot_s - (setup if first_window else 0.0)
+            reachable = work <= 0 or max_rate * max(0.0, seconds) >= work * (1 - 1e-9)
+            completion = lp.col(upper=1.0 if reachable else 0.0)
+            lp.row(-np.inf, 0.0, {completion: work, progress: -1.0})
+            limit[completion] = -arrived
+        lp.row(-np.inf, free, limit)
+    gain = 0.0 if problem.terminal_gain is None else float(problem.terminal_gain[i])
+    if gain > 0 and progress is not None:
+        work = float(problem.work_left[i] if first_window else problem.work_full[i])
+        share = lp.col(cost=gain, upper=1.0)
+        lp.row(-np.inf, 0.0, {share: work, progress: -1.0})
 
 
 def _add_one_job(lp: _Lp, problem: Problem, supply: _Supply) -> None:
@@ -383,38 +551,135 @@ def _add_one_job(lp: _Lp, problem: Problem, supply: _Supply) -> None:
     lp.add(rows[group.ravel()], column, 1.0)
 
 
-def split_bound(problem: Problem, time_limit_s: float = 1.0) -> float:
+def split_bound(problem: Problem, time_limit_s: float = 1.0, by_period: bool | None = None) -> float:
     """An upper bound on the optimum of the whole program of ``problem`` (objective of
-    docs/model.md), or inf where the relaxation is not solved within ``time_limit_s``."""
-    return whole_bound(problem, time_limit_s)[0]
+    docs/model.md), or inf where the relaxation is not solved within ``time_limit_s``.
+    ``by_period`` relaxes the tenants' rows from slots to periods (smaller, looser); by
+    default above ``BY_PERIOD_ABOVE`` tenant-slots."""
+    return whole_bound(problem, time_limit_s, by_period=by_period)[0]
 
 
 def whole_bound(
     problem: Problem, time_limit_s: float = 1.0, start: LpBasis | None = None, deadline: Deadline | None = None,
-    cancel: threading.Event | None = None,
+    cancel: threading.Event | None = None, by_period: bool | None = None,
+    on_early: Callable[[float], None] | None = None,
 ) -> tuple[float, LpBasis | None]:
     """:func:`split_bound`, started from ``start`` (the basis an earlier decision's bound
     returned), and the basis to start the next one from (None when not solved). With a
     ``deadline``, the relaxation is given up (inf) where building it outlasts the deadline
     and solved within what the deadline leaves of ``time_limit_s``; setting ``cancel``
     stops the solve (as its time limit would)."""
+    if by_period is None:
+        by_period = len(problem.tenants) * problem.horizon > BY_PERIOD_ABOVE
     lp, supply = _Lp(), _Supply()
     for members in _classes(problem):
         if _late(deadline):
             return float("inf"), None
-        _add_class(lp, problem, members, supply)
-    served = _add_requests(lp, problem, supply)
+        _add_class(lp, problem, members, supply, by_period)
+    n = len(problem.tenants)
+    if by_period:
+        served = _add_requests_by_period(lp, problem, supply)
+        progress_rows = np.full((n, len(problem.periods), max(problem.periods, default=1)), -1, dtype=np.int64)
+        add_retraining = _add_retraining_by_period
+    else:
+        served = _add_requests(lp, problem, supply)
+        progress_rows = np.full((n, problem.horizon), -1, dtype=np.int64)
+        add_retraining = _add_retraining
     rates, now = _max_rates(problem), _retraining_now(problem)
-    progress_rows = np.full((len(problem.tenants), problem.horizon), -1, dtype=np.int64)
-    for i in range(len(problem.tenants)):
+    for i in range(n):
         if _late(deadline):
             return float("inf"), None
-        _add_retraining(lp, problem, i, served[i], progress_rows, float(rates[i]), bool(now[i]))
+        add_retraining(lp, problem, i, served[i], progress_rows, float(rates[i]), bool(now[i]))
     _add_progress_terms(lp, supply, progress_rows)
     if problem.retrain_instances > 0:
         _add_one_job(lp, problem, supply)
-    return lp.solve(time_limit_s, start, deadline, cancel)
+    return lp.solve(time_limit_s, start, deadline, cancel, on_early)
 
 
 def _late(deadline: Deadline | None) -> bool:
     return deadline is not None and deadline.left() <= 0
+
+
+class _Pending:
+    """One bound's solve, as its decision sees it: the bound the earlier multipliers give
+    once the program is built, then the solve's own when it ends."""
+
+    def __init__(self) -> None:
+        self._early = float("inf")
+        self._value = float("inf")
+        self._done = threading.Event()
+
+    def early(self, value: float) -> None:
+        self._early = value
+
+    def finish(self, value: float) -> None:
+        self._value = value
+        self._done.set()
+
+    def wait(self, wait_s: float) -> float:
+        if self._done.wait(max(wait_s, 0.0)):
+            return self._value
+        return self._early
+
+
+class BoundKeeper:
+    """The split bounds of one receding loop. Each decision's relaxation starts from the last
+    finished solve's basis and is bounded at once by its multipliers; a solve the decision
+    cannot wait for goes on in a background thread (one at a time, for at most
+    ``BACKGROUND_S``), so that the decisions after it start from its basis and multipliers.
+    At 128 GPUs a cold solve takes longer than a decision while a warm one fits in it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._start: LpBasis | None = None
+        self._running: threading.Thread | None = None
+        self._cancel = threading.Event()
+        _KEEPERS.add(self)
+
+    @property
+    def start(self) -> LpBasis | None:
+        """The basis and multipliers the next bound starts from."""
+        return self._start
+
+    def bound(self, problem: Problem, deadline: Deadline) -> float:
+        """The bound of ``problem`` by what ``deadline`` leaves: the solve's own where it
+        ends in time, else the last multipliers' (inf where there are none)."""
+        with self._lock:
+            start, busy = self._start, self._running is not None and self._running.is_alive()
+        if busy:
+            # The last solve goes on: this program gets what its multipliers give.
+            return whole_bound(problem, time_limit_s=0.0, start=start, deadline=deadline)[0]
+        pending = _Pending()
+        thread = threading.Thread(target=self._solve, args=(problem, start, pending), name="migrator-bound",
+                                  daemon=True)
+        with self._lock:
+            self._running = thread
+        thread.start()
+        return pending.wait(deadline.left())
+
+    def _solve(self, problem: Problem, start: LpBasis | None, pending: _Pending) -> None:
+        value = float("inf")
+        try:
+            value, basis = whole_bound(problem, time_limit_s=BACKGROUND_S, start=start, cancel=self._cancel,
+                                       on_early=pending.early)
+            if basis is not None:
+                with self._lock:
+                    self._start = basis
+        finally:
+            pending.finish(value)
+
+    def close(self) -> None:
+        """Stop a solve going on in the background (at exit, before the interpreter goes)."""
+        self._cancel.set()
+        running = self._running
+        if running is not None:
+            running.join(timeout=5.0)
+
+
+_KEEPERS: weakref.WeakSet[BoundKeeper] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_keepers() -> None:
+    for keeper in list(_KEEPERS):
+        keeper.close()
