@@ -5,7 +5,6 @@ that serves every request at its best accuracy."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -67,10 +66,7 @@ def test_a_solve_the_decision_cannot_wait_for_bounds_the_decisions_after_it() ->
     keeper = BoundKeeper()
     first = loop.problem()
     assert keeper.bound(first, Deadline(0.0)) == float("inf")  # no time, nothing earlier
-    for _ in range(200):  # the solve goes on in the background
-        if keeper.start is not None:
-            break
-        time.sleep(0.05)
+    assert keeper.join(60.0)  # the solve went on in the background, and ended
     assert keeper.start is not None and keeper.start.row_dual is not None
     later = loop.problem(state=loop.advance(loop.plan()))
     fresh = split_bound(later, 60)
@@ -81,13 +77,14 @@ def test_a_solve_the_decision_cannot_wait_for_bounds_the_decisions_after_it() ->
 
 
 def test_closing_the_keeper_stops_its_background_solve() -> None:
+    # A cold solve at 128 GPUs takes seconds; closed at once, it ends unfinished: no
+    # multipliers to start from (a solve left to finish would leave them).
     keeper = BoundKeeper()
-    problem = planner.Planner(sized(32, 64)).problem()
+    problem = planner.Planner(sized(128, 256)).problem()
     keeper.bound(problem, Deadline(0.0))
-    started = time.perf_counter()
     keeper.close()
-    assert time.perf_counter() - started < 5.0
-    assert not keeper._running.is_alive()
+    assert keeper.join(0.0)
+    assert keeper.start is None or keeper.start.row_dual is None
 
 
 @pytest.mark.parametrize("n_gpus,n_tenants", [(2, 4), (2, 8), (4, 8)])

@@ -354,6 +354,20 @@ def _retraining_now(problem: Problem) -> np.ndarray:
     return now
 
 
+def _served_within_capacity(lp: _Lp, problem: Problem, supply: _Supply, arrivals: np.ndarray) -> np.ndarray:
+    """Each tenant's served requests per slot or per period (as ``arrivals``, (N, slots or
+    periods), and ``supply`` are kept), within its arrivals and within the capacity its
+    counts give (8). The served columns, shaped as ``arrivals``."""
+    n, width = arrivals.shape
+    served = lp.cols(n * width, cost=np.repeat(np.asarray(problem.acc_before, dtype=np.float64), width),
+                     upper=arrivals.ravel()).reshape(n, width)
+    capacity = lp.rows(n * width, upper=0.0).reshape(n, width)
+    lp.add(capacity, served, 1.0)
+    tenant, when, column, value = supply.terms(1)
+    lp.add(capacity[tenant, when], column, -value)
+    return served
+
+
 def _add_requests(lp: _Lp, problem: Problem, supply: _Supply) -> np.ndarray:
     """Every tenant's served requests per slot within the capacity its counts give (8), and
     within its arrivals times the count of its instances: serving anything takes a whole
@@ -361,12 +375,7 @@ def _add_requests(lp: _Lp, problem: Problem, supply: _Supply) -> np.ndarray:
     fraction of its set-up and penalty. The served columns, (N, T)."""
     n, horizon = len(problem.tenants), problem.horizon
     arrivals = np.asarray(problem.arrivals, dtype=np.float64)
-    served = lp.cols(n * horizon, cost=np.repeat(np.asarray(problem.acc_before, dtype=np.float64), horizon),
-                     upper=arrivals.ravel()).reshape(n, horizon)
-    capacity = lp.rows(n * horizon, upper=0.0).reshape(n, horizon)
-    lp.add(capacity, served, 1.0)
-    tenant, slot, column, value = supply.terms(1)
-    lp.add(capacity[tenant, slot], column, -value)
+    served = _served_within_capacity(lp, problem, supply, arrivals)
     who, period, column = supply.counts(1)
     has = np.zeros((n, len(problem.periods)), dtype=bool)
     has[who, period] = True
@@ -467,12 +476,7 @@ def _add_requests_by_period(lp: _Lp, problem: Problem, supply: _Supply) -> np.nd
     within its arrivals times the count of its instances. The served columns, (N, J)."""
     n, periods = len(problem.tenants), len(problem.periods)
     arrivals = _period_sums(problem, problem.arrivals)
-    served = lp.cols(n * periods, cost=np.repeat(np.asarray(problem.acc_before, dtype=np.float64), periods),
-                     upper=arrivals.ravel()).reshape(n, periods)
-    capacity = lp.rows(n * periods, upper=0.0).reshape(n, periods)
-    lp.add(capacity, served, 1.0)
-    tenant, period, column, value = supply.terms(1)
-    lp.add(capacity[tenant, period], column, -value)
+    served = _served_within_capacity(lp, problem, supply, arrivals)
     who, period, column = supply.counts(1)
     has = np.zeros((n, periods), dtype=bool)
     has[who, period] = True
@@ -638,8 +642,14 @@ class BoundKeeper:
 
     @property
     def start(self) -> LpBasis | None:
-        """The basis and multipliers the next bound starts from."""
+        """The basis and multipliers the next bound starts from (settable: a benchmark
+        replays one decision from the same start)."""
         return self._start
+
+    @start.setter
+    def start(self, basis: LpBasis | None) -> None:
+        with self._lock:
+            self._start = basis
 
     def bound(self, problem: Problem, deadline: Deadline) -> float:
         """The bound of ``problem`` by what ``deadline`` leaves: the solve's own where it
@@ -668,12 +678,17 @@ class BoundKeeper:
         finally:
             pending.finish(value)
 
+    def join(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a solve going on in the background; whether none is."""
+        running = self._running
+        if running is not None:
+            running.join(timeout=max(timeout_s, 0.0))
+        return running is None or not running.is_alive()
+
     def close(self) -> None:
         """Stop a solve going on in the background (at exit, before the interpreter goes)."""
         self._cancel.set()
-        running = self._running
-        if running is not None:
-            running.join(timeout=5.0)
+        self.join(5.0)
 
 
 _KEEPERS: weakref.WeakSet[BoundKeeper] = weakref.WeakSet()
