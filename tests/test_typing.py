@@ -42,6 +42,23 @@ MISTAKES = {
 }
 
 
+# A controller on either kind of backend, as deploy/ and `migrator run --backend` build them.
+BACKENDS = """\
+import migrator
+from migrator.actuation.controller import Controller
+from migrator.actuation.migmanager import MigManagerBackend
+from migrator.actuation.nvml import NvmlBackend
+
+
+def per_gpu(scenario: migrator.Scenario, backend: NvmlBackend) -> Controller:
+    return Controller(scenario, backend)
+
+
+def whole_node(scenario: migrator.Scenario, backend: MigManagerBackend) -> Controller:
+    return Controller(scenario, backend)
+"""
+
+
 def _python_examples() -> str:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert len(blocks) >= 2, "the README's Python examples are gone"
@@ -71,9 +88,11 @@ def test_readme_examples_pass_mypy_strict_and_mistakes_do_not(tmp_path):
     examples.write_text(_python_examples(), encoding="utf-8")
     mistakes = tmp_path / "mistakes.py"
     mistakes.write_text(SETUP + "\n".join(MISTAKES) + "\n", encoding="utf-8")
-    errors = _mypy(tmp_path, examples, mistakes)
+    backends = tmp_path / "backends.py"
+    backends.write_text(BACKENDS, encoding="utf-8")
+    errors = _mypy(tmp_path, examples, mistakes, backends)
 
-    assert [e for e in errors if e.startswith("readme_examples.py")] == []
+    assert [e for e in errors if e.startswith(("readme_examples.py", "backends.py"))] == []
     first = SETUP.count("\n") + 1
     found: dict[int, list[str]] = {}
     for error in errors:

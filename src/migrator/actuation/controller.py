@@ -37,12 +37,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, cast
 
 import numpy as np
 
 from ..errors import ConfigError, MigratorError, ReconfigError
-from ..geometry.layout import Layout
+from ..geometry.layout import Layout, LayoutLike
 from ..planning.planner import Plan, Planner, SlotPlan
 from ..planning.planner_problem import PlannerState, TenantState
 from ..workload.scenario import Scenario
@@ -59,6 +59,7 @@ __all__ = [
     "CsvTailArrivals",
     "Decision",
     "Metrics",
+    "NodeBackend",
     "PushArrivals",
     "SimulatedClock",
     "TraceArrivals",
@@ -79,6 +80,21 @@ class ArrivalSource(Protocol):
     ended since the last poll, oldest first; an empty list when none did."""
 
     def poll(self) -> list[np.ndarray]: ...
+
+
+class NodeBackend(Protocol):
+    """A backend that changes a node's GPUs together, in one :meth:`apply_layouts` call per
+    step (:class:`~migrator.actuation.migmanager.MigManagerBackend`); the controller tells
+    it from an :class:`~migrator.actuation.nvml.NvmlBackend` by that method."""
+
+    def device_count(self) -> int: ...
+
+    def geometry(self, gpu: int) -> Any: ...
+
+    def state(self, gpu: int) -> GpuState: ...
+
+    def apply_layouts(self, targets: Mapping[int, LayoutLike], *, expected: Mapping[int, LayoutLike] | None = None,
+                      force: bool = False, dry_run: bool = False, journal: Journal | None = None) -> Any: ...
 
 
 def _counts_row(values: Any, n: int, where: str) -> np.ndarray:
@@ -316,7 +332,7 @@ class Controller:
     ----------
     scenario : Scenario
         Tenants, planner settings, slot length, GPUs.
-    backend : NvmlBackend or MigManagerBackend
+    backend : NvmlBackend or NodeBackend (the MigManagerBackend)
         Open backend. One with ``apply_layouts`` (the mig-manager backend) is given each
         step's layouts for all its GPUs in one call, and is not asked to repair GPU
         instances left without a compute instance (mig-parted rebuilds such a GPU itself).
@@ -344,7 +360,7 @@ class Controller:
     def __init__(
         self,
         scenario: Scenario,
-        backend: NvmlBackend,
+        backend: NvmlBackend | NodeBackend,
         *,
         arrivals: ArrivalSource | None = None,
         config: PlannerConfig | None = None,
@@ -385,8 +401,11 @@ class Controller:
         count = self.backend.device_count()
         if devices is None:
             own = [g.device for g in self.scenario.gpus]
-            devices = own if all(d is not None for d in own) else range(len(self._gpus))
-        wanted = tuple(int(d) for d in devices)
+            wanted = tuple(int(d) for d in own if d is not None)
+            if len(wanted) != len(own):
+                wanted = tuple(range(len(self._gpus)))
+        else:
+            wanted = tuple(int(d) for d in devices)
         if len(wanted) != len(self._gpus) or len(set(wanted)) != len(wanted):
             raise ConfigError(f"devices must name {len(self._gpus)} distinct device indices (one per scenario GPU), "
                               f"got {list(wanted)}", field="devices")
@@ -402,7 +421,7 @@ class Controller:
 
     # -- inputs from an embedding scheduler --------------------------------------------------
 
-    def observe(self, counts: Mapping[str, float] | Sequence[float]) -> None:
+    def observe(self, counts: Mapping[str, float] | Sequence[float] | np.ndarray) -> None:
         """Fold one slot's observed counts into the forecaster now (thread-safe)."""
         if isinstance(counts, Mapping):
             counts = [counts.get(t, 0.0) for t in self.tenants]
@@ -480,7 +499,8 @@ class Controller:
         log.warning("gpu%d: GPU instances without a compute instance: %s; removing them", state.index,
                     ", ".join(str(i.placement) for i in state.incomplete))
         try:
-            apply(self.backend, state.index, ",".join(keep), journal=self.journal, force=self.force)
+            # Only a per-GPU backend is asked to repair (mig-parted rebuilds a node's GPUs itself).
+            apply(cast(NvmlBackend, self.backend), state.index, ",".join(keep), journal=self.journal, force=self.force)
         except ReconfigError as exc:
             self.metrics.record_failure("repair", state.index)
             log.error("gpu%d: repair failed: %s", state.index, exc)
@@ -544,7 +564,7 @@ class Controller:
         for g, state in zip(self._gpus, states):
             wanted = plan.first(g)
             try:
-                results[g] = apply(self.backend, state.index, wanted.layout, expected=state.layout,
+                results[g] = apply(cast(NvmlBackend, self.backend), state.index, wanted.layout, expected=state.layout,
                                    tasks=self._assignments[g], drain=self.drain, force=self.force,
                                    journal=self.journal, dry_run=self.dry_run)
             except MigratorError as exc:  # rolled back, or refused before any change
@@ -560,8 +580,7 @@ class Controller:
         targets = {state.index: plan.first(g).layout for g, state in zip(self._gpus, states)}
         expected = {state.index: str(state.layout) for state in states}
         failures: list[str] = []
-        # Not an NvmlBackend method, so not one the type checker knows.
-        apply_layouts = getattr(self.backend, "apply_layouts")
+        apply_layouts = cast(NodeBackend, self.backend).apply_layouts  # _node_wide said it has one
         while targets:
             try:
                 result = apply_layouts(targets, expected=expected, force=self.force, dry_run=self.dry_run,
