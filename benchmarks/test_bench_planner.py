@@ -241,6 +241,44 @@ def test_long_horizon_keeps_its_deadline(benchmark, horizon: int) -> None:
         benchmark.extra_info["within_limit_ratio"] = benchmark.stats.stats.mean / p.config.time_limit_s
 
 
+# Issue 16's receding target at scale: 128 GPUs / 256 tenants, p50 <= 1 s with a proven gap
+# <= 0.5 %. A receding run of RECEDING_DECISIONS; the first bound solve takes several
+# decisions from cold (docs/model.md, "At scale"), so the figures are of the decisions after
+# RECEDING_WARMUP. Slow-marked (about half a minute); extra_info: p50 and max decision time,
+# p50 and best proven gap, how many of those decisions proved one.
+RECEDING_DECISIONS, RECEDING_WARMUP = 16, 6
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark(group="receding at scale")
+def test_receding_gap_at_128_gpus(benchmark) -> None:
+    import time
+
+    scenario = sized(128, 256)
+
+    def run() -> tuple[list[float], list[float]]:
+        p = planner.Planner(scenario)
+        state, times, gaps = p.initial_state(), [], []
+        for _ in range(RECEDING_DECISIONS):
+            started = time.perf_counter()
+            plan = p.plan(state=state)
+            times.append(time.perf_counter() - started)
+            # A bound is a bound: never below the plan it bounds.
+            assert not plan.stats.bound < plan.stats.objective * (1 - 1e-9), (plan.stats.bound, plan.stats.objective)
+            gaps.append(plan.stats.mip_gap)
+            state = planner.Planner.advance(plan)
+        return times[RECEDING_WARMUP:], gaps[RECEDING_WARMUP:]
+
+    times, gaps = benchmark.pedantic(run, rounds=1, iterations=1)
+    proven = [g for g in gaps if np.isfinite(g)]
+    benchmark.extra_info.update(
+        decision_p50_s=float(np.median(times)), decision_max_s=max(times),
+        within_limit_ratio=float(np.median(times)) / scenario.planner.time_limit_s,
+        time_limit_s=scenario.planner.time_limit_s, proven=f"{len(proven)} of {len(gaps)}",
+        gap_p50=float(np.median(gaps)), gap_best=min(gaps),
+    )
+
+
 @pytest.fixture(scope="module")
 def pricing_case():
     """The master's pricing on one A100 / 4 tenants / 30 slots (4 periods), a GPU serving two
