@@ -101,3 +101,15 @@ def test_readme_examples_pass_mypy_strict_and_mistakes_do_not(tmp_path):
         found.setdefault(int(match[1]), []).append(match[2])
     expected = {first + i: [code] for i, code in enumerate(MISTAKES.values())}
     assert found == expected, "\n".join(errors)
+
+
+def test_the_package_passes_mypy(tmp_path):
+    # The package's own annotations hold together (pyproject's [tool.mypy]), so that what a
+    # user's type checker reads from them is what the code does.
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(root / "pyproject.toml"), "--show-error-codes",
+         "--no-color-output", "--cache-dir", str(tmp_path / ".mypy_cache"), str(root / "src" / "migrator")],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

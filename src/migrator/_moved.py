@@ -90,7 +90,7 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return getattr(real, name)
 
         module.__getattr__ = forward  # type: ignore[method-assign]
-        module.__all__ = list(getattr(real, "__all__", ()))
+        module.__all__ = list(getattr(real, "__all__", ()))  # type: ignore[attr-defined]
         module.__doc__ = real.__doc__
 
 

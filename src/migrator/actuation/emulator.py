@@ -586,6 +586,8 @@ class NvmlEmulator:
                               start: int | None = None) -> _ComputeInstance:
         if start is None:
             start = _free_ci_start(gi, slices)
+            if start is None:  # the callers check first; a full GPU instance is NVML's error
+                raise NVMLError(NVML_ERROR_INSUFFICIENT_RESOURCES)
         ci_id = ci_id if ci_id is not None else next(i for i in range(len(gi.compute) + 1) if i not in gi.compute)
         ci = _ComputeInstance(ci_id, slices, start, self._next_serial())
         gi.compute[ci.id] = ci
@@ -621,7 +623,7 @@ class NvmlEmulator:
         ref = handle.contents
         state = self._gpus[ref.device] if ref.device < len(self._gpus) else None
         gi = state.instances.get(ref.id) if state is not None else None
-        if gi is None or gi.serial != ref.serial:  # destroyed since the handle was made
+        if state is None or gi is None or gi.serial != ref.serial:  # destroyed since the handle was made
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         if not state.mig_enabled:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
@@ -633,7 +635,7 @@ class NvmlEmulator:
         ref = handle.contents
         gi = self._gpus[ref.device].instances.get(ref.gpuInstanceId) if ref.device < len(self._gpus) else None
         ci = gi.compute.get(ref.id) if gi is not None else None
-        if ci is None or ci.serial != ref.serial:
+        if gi is None or ci is None or ci.serial != ref.serial:
             raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         return ref.device, gi, ci
 

@@ -34,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, cast
 
 import yaml
 
@@ -149,7 +149,7 @@ def _plan_gpus(plan: Any) -> list[Mapping[str, Any]]:
     if not ok:
         raise ConfigError("plan.gpus must be a list of GPUs, each with slots [{layout: \"...\"}, ...] "
                           "(as `migrator plan --json` writes)", field="plan.gpus")
-    return gpus
+    return cast("list[Mapping[str, Any]]", gpus)
 
 
 def dump(document: Mapping[str, Any]) -> str:

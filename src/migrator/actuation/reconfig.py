@@ -373,7 +373,7 @@ def _run(ctx: _Context, actions: Sequence[Action], phase: str) -> None:
             raise
         ctx.failed = None
         ctx.executed += 1
-        if action.kind == "create_gi":
+        if action.kind == "create_gi" and new_gi is not None:
             created[action.placement] = new_gi
         ctx.write("done", seq=seq, gi_id=new_gi, ci_id=new_ci)
 

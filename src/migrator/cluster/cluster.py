@@ -324,7 +324,8 @@ def solve_part(
     return raw, time.perf_counter() - started
 
 
-_solve_part_task = ray.remote(num_cpus=1, max_retries=0)(solve_part)
+# Any: Ray's stubs type a remote function's .remote() by arity and see no keyword arguments.
+_solve_part_task: Any = ray.remote(num_cpus=1, max_retries=0)(solve_part)  # type: ignore[arg-type]
 
 
 def solve_parts(
@@ -392,7 +393,7 @@ class WholeBound:
             return float("inf"), None
 
 
-_bound_task = ray.remote(num_cpus=1, max_retries=0)(whole_bound)
+_bound_task: Any = ray.remote(num_cpus=1, max_retries=0)(whole_bound)  # Any: as _solve_part_task
 
 
 def _wait_each(refs: list[Any], deadline: float) -> dict[Any, float]:

@@ -357,12 +357,14 @@ def ekya_tables(
     return tables, pending
 
 
-def _window_left_s(window_s: float, observation: Observation) -> float:
+def _window_left_s(window_s: float | None, observation: Observation) -> float:
+    if window_s is None:  # no window: the retraining never runs out of time
+        return float("inf")
     slots = max(1, int(round(window_s / observation.slot_s)))
     return (slots - observation.slot % slots) * observation.slot_s
 
 
-def _jobs(pending: Sequence[bool]) -> list[int]:
+def _jobs(pending: Sequence[bool] | np.ndarray) -> list[int]:
     """Ekya's jobs: every tenant's inference, and the retraining of those with work left
     (inference jobs first, so that the fair split's remainder goes to them)."""
     n = len(pending)
@@ -544,8 +546,8 @@ class _Cover(_Rule):
         self.max_nodes = max_nodes
 
     def __call__(self, shape: _Shape, current: Mapping[str, int]) -> tuple[tuple[Any, ...], tuple[int, ...]]:
-        uncovered, used, jobs = self.search(shape)
-        jobs = _keep_current(shape, list(jobs), current)
+        uncovered, used, found = self.search(shape)
+        jobs = _keep_current(shape, list(found), current)
         return (round(uncovered, 9), used, -shape.compute, _changes(shape, jobs, current)), tuple(jobs)
 
     def commit(self, shape: _Shape, jobs: Sequence[int]) -> None:

@@ -62,7 +62,8 @@ class CalibrationRow:
 
 
 def request_capacity(
-    batch_sizes: Sequence[int], service_ms: Sequence[float], slo_ms: float, *, percentile: float = 99.0,
+    batch_sizes: Sequence[int] | np.ndarray, service_ms: Sequence[float] | np.ndarray, slo_ms: float, *,
+    percentile: float = 99.0,
     max_batch: int | None = None, n_requests: int = 40_000, seed: int = 0, steps: int = 18,
 ) -> float:
     """Highest Poisson rate (req/s) at which one instance of the request-level grader keeps
@@ -116,7 +117,8 @@ def calibration_table(
                       key=lambda name: (int(name.split("g")[0]), name))
     measured: dict[tuple[Any, ...], float] = {}
 
-    def measure(sizes: Sequence[int], service: Sequence[float], slo: float, cap: int, n: int) -> float:
+    def measure(sizes: Sequence[int] | np.ndarray, service: Sequence[float] | np.ndarray, slo: float, cap: int,
+                n: int) -> float:
         key = (tuple(sizes), tuple(float(x) for x in service), slo, cap, n)
         if key not in measured:
             measured[key] = request_capacity(sizes, service, slo, percentile=percentile, max_batch=cap,

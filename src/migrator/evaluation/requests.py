@@ -151,7 +151,7 @@ def replay_requests(
         infer = [(k, s) for k, s in zip(by_tenant[i], mine) if s.task.rpartition(":")[2] == INFER]
         serving, arrays = _serving_arrays(scenario, tenant, infer, tables)
         timeout_s = tenant.slo_ms / 1000.0 + scenario.planner.max_wait_slots * slot_s
-        start, done, local = replay_tenant(arrival, *arrays, timeout_s)
+        start, done, local = replay_tenant(arrival, *arrays, timeout_s)  # type: ignore[call-arg]  # a Numba dispatcher
         segment = np.where(local >= 0, np.asarray(serving, dtype=np.int64)[np.maximum(local, 0)], -1) \
             if serving else np.full(arrival.shape, -1, dtype=np.int64)
         retraining = [s for s in mine if s.task.rpartition(":")[2] != INFER]

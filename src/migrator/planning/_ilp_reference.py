@@ -373,7 +373,8 @@ def _objective(m: _Model) -> Any:
             terms.append(a0 * s + (a1 - a0) * m.u[(i, t)])
     if p.reconfig_penalty > 0:
         terms.extend(-p.reconfig_penalty * n for per_gpu in m.n for n in per_gpu.values())
-    terms.extend(float(p.terminal_gain[i]) * tau for i, tau in m.tau.items())
+    if p.terminal_gain is not None:  # m.tau holds variables only then
+        terms.extend(float(p.terminal_gain[i]) * tau for i, tau in m.tau.items())
     terms.extend(-FLOOR_WEIGHT * short for short in m.short.values())
     return highspy.Highs.qsum(terms)
 

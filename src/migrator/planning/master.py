@@ -191,7 +191,7 @@ class _Master:
         n, periods = len(problem.tenants), len(problem.periods)
         self.limit_rows = np.full((n, periods), -1, dtype=np.int64)
         if problem.retrain_instances > 0:
-            for i in np.flatnonzero(problem.window_slots > 0):
+            for i in map(int, np.flatnonzero(problem.window_slots > 0)):
                 for j in range(periods):
                     self.limit_rows[i, j] = self._empty_row(-highspy.kHighsInf, problem.retrain_instances)
         self.convexity_rows = [self._empty_row(len(c), len(c)) for c in classes]
@@ -260,7 +260,7 @@ class _Master:
     def held(self, cls: int) -> dict[tuple[int, int, int], float]:
         """How many of class ``cls``'s GPUs have each (period, placement, task) in the last
         LP solution."""
-        counts, out = self.counts(), {}
+        counts, out = self.counts(), dict[tuple[int, int, int], float]()
         for c, (owner, column) in enumerate(self.columns):
             if owner != cls or counts[c] <= 1e-9:
                 continue
@@ -281,7 +281,8 @@ class _Master:
     def _integrality(self, kind: Any) -> None:
         cols = self.integers + list(range(self.first_x, self.h.getNumCol()))
         if cols:
-            self.h.changeColsIntegrality(len(cols), np.asarray(cols, dtype=np.int32), [kind] * len(cols))
+            # highspy takes a list of HighsVarType here, which its stubs do not say.
+            self.h.changeColsIntegrality(len(cols), np.asarray(cols, dtype=np.int32), [kind] * len(cols))  # type: ignore[arg-type]
 
     def solve_lp(self) -> tuple[float, _Duals]:
         self._integrality(_CONTINUOUS)
@@ -364,8 +365,8 @@ def solve_master(
     pricing = [_Pricing(problem, problem.gpus[members[0]], cls) for cls, members in enumerate(classes)]
     for cls, members in enumerate(classes):
         gpu = problem.gpus[members[0]]
-        for tasks in [_empty(problem, gpu), np.tile(gpu.current, (len(problem.periods), 1))]:
-            master.add(cls, column_of(problem, gpu, tasks))
+        for timeline in [_empty(problem, gpu), np.tile(gpu.current, (len(problem.periods), 1))]:
+            master.add(cls, column_of(problem, gpu, timeline))
         for plan in starts:
             for g in members:
                 master.add(cls, column_of(problem, gpu, plan[g]))
@@ -374,9 +375,10 @@ def solve_master(
     root = generation.run()
     generation.dive()
     solved = time.perf_counter()
-    run, tasks = master.solve_mip(time_limit_s - (solved - began), mip_gap)
+    run, found = master.solve_mip(time_limit_s - (solved - began), mip_gap)
     status = f"master: {generation.rounds} pricing rounds, {len(master.columns)} columns; {run.status}"
-    objective, kept = run.objective, ()
+    objective, kept = run.objective, tuple[int, ...]()
+    tasks = tuple(found)
     if not tasks:  # no integer plan in time: the GPUs stay as they are
         tasks = tuple(np.tile(g.current, (len(problem.periods), 1)) for g in problem.gpus)
         objective, kept, status = float("nan"), tuple(range(len(problem.gpus))), status + "; current layouts kept"

@@ -209,8 +209,8 @@ def twin_ordered(problem: Problem, arrays: Any, tasks: Sequence[np.ndarray]) -> 
     for g, first, r in np.asarray(arrays.twin_pairs, dtype=np.int64).reshape(-1, 3).tolist():
         groups.setdefault((g, first), [first]).append(r)
     for (g, _), members in groups.items():
-        first = out[g][0, members]
-        rank = np.where(first >= 0, problem.n_tasks - first, 0)
+        first_tasks = out[g][0, members]
+        rank = np.where(first_tasks >= 0, problem.n_tasks - first_tasks, 0)
         order = [members[m] for m in np.argsort(-rank, kind="stable")]
         out[g][:, members] = out[g][:, order]
     return tuple(out)
@@ -590,7 +590,7 @@ class Planner:
         # Where every part kept its share, the merged plan is the start.
         merged_worth = start_worth if len(skipped) == len(solutions) else self._worth(problem, merged.tasks)
         worth = {"merged": merged_worth, "start": start_worth}
-        best = max(worth, key=worth.get)
+        best = max(worth, key=lambda name: worth[name])
         return dataclasses.replace(
             merged,
             tasks=merged.tasks if best == "merged" else start,

@@ -319,7 +319,7 @@ def planning_placements(geometry: Geometry, models_fit: Any = None, keep: Sequen
     """Placements worth planning with: no media variants, no profile whose compute a
     smaller-memory profile already offers (where ``models_fit(profile)`` says every model
     fits it), plus every placement in ``keep`` (the current layout)."""
-    useful = {}
+    useful: dict[int, Any] = {}  # compute slices -> the profile kept
     for p in sorted(geometry.profiles, key=lambda p: (p.compute_slices, p.memory_slices, p.name)):
         if _MEDIA_VARIANT.match(p.name):
             continue

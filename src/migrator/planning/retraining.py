@@ -176,11 +176,11 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     # Keep retraining under way where it still pays (where the plan dropped its instance,
     # as long as nothing planned took its place).
     for g, gpu in enumerate(problem.gpus):
-        for q in np.flatnonzero(gpu.current > IDLE):
+        for q in map(int, np.flatnonzero(gpu.current > IDLE)):
             j = int(gpu.current[q])
             i = (j - 2) // 2
-            if j % 2 == 0 and eligible[i] and table.value(g, i, int(q)) > 0:
-                take(g, int(q), j)
+            if j % 2 == 0 and eligible[i] and table.value(g, i, q) > 0:
+                take(g, q, j)
                 eligible[i] = False
 
     # Weighted shortest job first (Smith's rule): the most gain per unit of work picks first, so

@@ -87,7 +87,8 @@ class _Lp:
     def cols(self, n: int, cost: Any = 0.0, lower: Any = 0.0, upper: Any = np.inf) -> np.ndarray:
         """``n`` columns at once (each figure a scalar or an array of ``n``); their indices."""
         self._flush_cols()
-        self._cols.append(tuple(np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for v in (cost, lower, upper)))
+        cost_, lower_, upper_ = (np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for v in (cost, lower, upper))
+        self._cols.append((cost_, lower_, upper_))
         self.n_cols += n
         return np.arange(self.n_cols - n, self.n_cols)
 
@@ -105,7 +106,8 @@ class _Lp:
     def rows(self, n: int, lower: Any = -np.inf, upper: Any = np.inf) -> np.ndarray:
         """``n`` rows at once, without terms (:meth:`add` gives them); their indices."""
         self._flush_rows()
-        self._rows.append(tuple(np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for v in (lower, upper)))
+        lower_, upper_ = (np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for v in (lower, upper))
+        self._rows.append((lower_, upper_))
         self.n_rows += n
         return np.arange(self.n_rows - n, self.n_rows)
 
@@ -117,12 +119,14 @@ class _Lp:
 
     def _flush_cols(self) -> None:
         if self._col_list[0]:
-            self._cols.append(tuple(np.asarray(v, dtype=np.float64) for v in self._col_list))
+            cost, lower, upper = (np.asarray(v, dtype=np.float64) for v in self._col_list)
+            self._cols.append((cost, lower, upper))
             self._col_list = ([], [], [])
 
     def _flush_rows(self) -> None:
         if self._row_list[0]:
-            self._rows.append(tuple(np.asarray(v, dtype=np.float64) for v in self._row_list))
+            lower, upper = (np.asarray(v, dtype=np.float64) for v in self._row_list)
+            self._rows.append((lower, upper))
             self._row_list = ([], [])
 
     def _matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -181,7 +185,7 @@ class _Lp:
         solution = h.getSolution()
         finished = h.getModelStatus() == highspy.HighsModelStatus.kOptimal and solution.dual_valid
         row_dual = np.asarray(solution.row_dual) if finished else earlier_dual
-        bound = min(earlier, _dual_bound(lp, row_dual) if finished else float("inf"))
+        bound = min(earlier, _dual_bound(lp, row_dual) if finished and row_dual is not None else float("inf"))
         basis = h.getBasis()
         # Where the solve stopped early, the basis reached is where the next decision's solve
         # goes on from, so that from one decision to the next the simplex gets there; the

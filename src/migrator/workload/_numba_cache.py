@@ -68,5 +68,6 @@ def numba_cache() -> bool:
         os.environ[ENV] = str(folder)
         from numba.core import config  # only after the variable is set, for a first import
 
-        config.CACHE_DIR = str(folder)  # an earlier import of Numba read the variable unset
+        # An earlier import of Numba read the variable unset (its stubs do not list the attribute).
+        config.CACHE_DIR = str(folder)  # type: ignore[attr-defined]
     return True

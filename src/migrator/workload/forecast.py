@@ -365,7 +365,7 @@ def _check_season_length(value: Any) -> int:
     if length is None or isinstance(value, bool) or not 1 <= length <= MAX_SEASON_LENGTH:
         # repr refuses integers of 4300+ digits: such a length is shown by its size.
         big = length is not None and length.bit_length() > 64
-        got = f"an integer of {length.bit_length()} bits" if big else repr(value)
+        got = f"an integer of {length.bit_length()} bits" if big and length is not None else repr(value)
         raise ConfigError(
             f"season_length must be an integer >= 1 and <= {MAX_SEASON_LENGTH} (slots per season), "
             f"got {got}",

@@ -52,7 +52,8 @@ MODELLED_CAP = 128
 
 
 def serving_batch_cap(
-    batch_sizes: Sequence[int], service_ms: Sequence[float], slo_ms: float, max_batch: int | None = None
+    batch_sizes: Sequence[int] | np.ndarray, service_ms: Sequence[float] | np.ndarray, slo_ms: float,
+    max_batch: int | None = None,
 ) -> int:
     """The largest batch an instance forms: ``max_batch`` where the tenant sets one (at most
     the table's largest), else the largest profiled batch ``b`` with ``2 s(b) <= slo_ms``
@@ -387,8 +388,8 @@ def score_arrays(
     slot_s: float = 1.0,
     max_wait_slots: int = 1,
     start_slot: int = 0,
-    progress_gpu_s: Sequence[float] | None = None,
-    done: Sequence[bool] | None = None,
+    progress_gpu_s: Sequence[float] | np.ndarray | None = None,
+    done: Sequence[bool] | np.ndarray | None = None,
 ) -> ScoreResult:
     """:func:`score` with the tenants given as :func:`tenant_arrays` (``before``, ``after``,
     ``work``, ``window``) and ``names``: for callers that hold those arrays already, as the

@@ -306,7 +306,7 @@ def _check_counts(counts: Any, *, n_tenants: int) -> np.ndarray:
         )
     # A private copy, so no caller can change the trace behind its back. Checked after the
     # conversion, so a uint64 too large for int64 shows up as the negative value it became.
-    stored = np.array(array, dtype=dtype, copy=True)
+    stored: np.ndarray = np.array(array, dtype=dtype, copy=True)
     if dtype is np.float64 and not np.all(np.isfinite(stored)):
         raise ConfigError("counts must be finite (no NaN or infinity)", field="counts")
     if np.any(stored < 0):
