@@ -576,7 +576,9 @@ def whole_bound(
     returned), and the basis to start the next one from (None when not solved). With a
     ``deadline``, the relaxation is given up (inf) where building it outlasts the deadline
     and solved within what the deadline leaves of ``time_limit_s``; setting ``cancel``
-    stops the solve (as its time limit would)."""
+    stops the solve (as its time limit would). ``on_early`` is called, once the program is
+    built and before it is solved, with the bound that ``start``'s multipliers give it (inf
+    without them). ``by_period`` as in :func:`split_bound`."""
     if by_period is None:
         by_period = len(problem.tenants) * problem.horizon > BY_PERIOD_ABOVE
     lp, supply = _Lp(), _Supply()
