@@ -463,9 +463,8 @@ def _most_progress(max_rate: float, problem: Problem, slots: int) -> float:
     return max_rate * problem.slot_s * slots * (1 + 1e-9) + 1e-9
 
 
-def _period_start_of(problem: Problem, t: int) -> int:
-    """The first slot of the period holding slot ``t``."""
-    starts = problem.period_starts()
+def _period_start_of(starts: np.ndarray, t: int) -> int:
+    """The first slot of the period holding slot ``t`` (``starts``: the periods' first slots)."""
     return int(starts[np.searchsorted(starts, t, side="right") - 1])
 
 
@@ -493,9 +492,9 @@ def _add_requests_by_period(lp: _Lp, problem: Problem, supply: _Supply) -> np.nd
     return served
 
 
-def _segments(problem: Problem, i: int, j: int) -> list[tuple[int, int]]:
-    """Period ``j``'s slots cut where tenant ``i``'s retraining windows start: (first, last)."""
-    first = int(problem.period_starts()[j])
+def _segments(problem: Problem, i: int, j: int, first: int) -> list[tuple[int, int]]:
+    """Period ``j`` (from slot ``first``) cut where tenant ``i``'s retraining windows start:
+    (first, last) slots."""
     last = first + int(problem.periods[j]) - 1
     cuts = [t for t in range(first + 1, last + 1) if _window_start(problem, i, t)]
     bounds = [first, *cuts, last + 1]
@@ -517,12 +516,13 @@ def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndar
     arrivals = np.asarray(problem.arrivals[i], dtype=np.float64)
     setup = 0.0 if retraining_now else problem.setup_s
     first_window, progress, window_first = True, None, 0
+    period_first = problem.period_starts()
     for j in range(len(problem.periods)):
-        first = int(problem.period_starts()[j])
-        retrained = lp.col(cost=after - before, upper=float(arrivals[first:first + problem.periods[j]].sum()))
+        first, end = int(period_first[j]), int(period_first[j]) + int(problem.periods[j])
+        retrained = lp.col(cost=after - before, upper=float(arrivals[first:end].sum()))
         lp.row(-np.inf, 0.0, {retrained: 1.0, int(served[j]): -1.0})
         limit, free = {retrained: 1.0}, 0.0
-        for k, (lo, hi) in enumerate(_segments(problem, i, j)):
+        for k, (lo, hi) in enumerate(_segments(problem, i, j, first)):
             starts = _window_start(problem, i, lo)
             if starts and lo > 0:
                 first_window = False
@@ -530,7 +530,7 @@ def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndar
                 progress, window_first = None, lo
             arrived = float(arrivals[lo:hi + 1].sum())
             # The whole period's progress counts here (and the periods before, in the window).
-            periods_in = int(problem.period_starts()[j]) + int(problem.periods[j]) - _period_start_of(problem, window_first)
+            periods_in = end - _period_start_of(period_first, window_first)
             now = lp.col(upper=_most_progress(max_rate, problem, periods_in))
             progress_rows[i, j, k] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
             progress = now
