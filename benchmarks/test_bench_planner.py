@@ -11,6 +11,8 @@ equal on smaller cases).
 
 from __future__ import annotations
 
+import time
+
 import highspy
 import numpy as np
 import pytest
@@ -252,8 +254,6 @@ RECEDING_DECISIONS, RECEDING_WARMUP = 16, 6
 @pytest.mark.slow
 @pytest.mark.benchmark(group="receding at scale")
 def test_receding_gap_at_128_gpus(benchmark) -> None:
-    import time
-
     scenario = sized(128, 256)
 
     def run() -> tuple[list[float], list[float]]:
