@@ -102,6 +102,35 @@ def test_split_parts_past_the_time_limit_keep_the_starting_plan(monkeypatch) -> 
     assert not np.isfinite(plan.stats.bound)
 
 
+def test_split_parts_without_a_plan_keep_the_starting_plan(monkeypatch) -> None:
+    # A part whose solve ends before HiGHS takes its warm start (its share of a large
+    # decision's time is tiny) keeps the starting plan's share, not the current layout.
+    scenario = sized(4, 8, horizon=4).with_planner(decompose_above=1, time_limit_s=10.0, retrain_over_window=False,
+                                                   workers=1)
+    p = planner.Planner(scenario)
+    state = p.initial_state()
+    problem = p.problem(state=state)
+    start = p.split_start(problem)
+    moved = [g for g in range(len(problem.gpus))
+             if not np.array_equal(start[g], np.tile(problem.gpus[g].current, (len(problem.periods), 1)))]
+    assert moved, "the start must move some GPU for this test to tell the two apart"
+    solve = planner.solve_problem
+    calls = []
+
+    def no_plan_for_one(sub, **kwargs):
+        calls.append(sub)
+        if len(calls) != moved[0] + 1:  # one after another (workers=1): the parts come in GPU order
+            return solve(sub, **kwargs)
+        return planner.RawSolution(planner.keep_current(sub), float("nan"), float("inf"),
+                                   "Time limit reached; current layouts kept", float("inf"), 0.0, 0.0, kept_gpus=(0,))
+
+    monkeypatch.setattr(planner, "solve_problem", no_plan_for_one)
+    plan = p.plan(state=state)
+    assert "0 of 4 parts not reached in time and 1 without a plan in time" in plan.stats.status
+    np.testing.assert_array_equal(plan.tasks[moved[0]], start[moved[0]])
+    assert plan.stats.objective == planner.Planner._worth(problem, plan.tasks)
+
+
 def test_without_time_the_split_is_not_even_started() -> None:
     # No time at all: the current layouts are the only start scored, nothing is split.
     scenario = sized(4, 8, horizon=4).with_planner(decompose_above=1, time_limit_s=NO_TIME, retrain_over_window=False,

@@ -68,6 +68,8 @@ PROGRAM_SLOTS_PER_S, MIN_PROGRAM_SLOTS = 60, 30
 #: starting plans took the time they needed (the decision went to 1.16 s under 1 s); at 128
 #: GPUs / 256 tenants (7 680) it takes 1.8 s from cold and 0.3 s from a basis.
 MAX_BOUND_TENANT_SLOTS = 16_000
+#: HiGHS's ``presolve_mode`` for the program's MIPs: 0 default, 1 initial sweep, 2 light, 3 full.
+_LIGHT_PRESOLVE = 2
 
 
 def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool = True) -> Any:
@@ -192,6 +194,12 @@ def _run_highs(lp: highspy.HighsLp, problem: Problem, arrays: Any, time_limit_s:
     # Without restarts 13 slow parts of the built-in scenario proved their gap in 8.1 s
     # instead of 17.1 s (docs/model.md, "How latency grows").
     h.setOptionValue("mip_allow_restart", False)
+    # HiGHS's full presolve took 0.07 s of a 0.18 s one-GPU decision and removed little; the
+    # light one halved the solve time of 1-GPU receding decisions and of the 8-GPU split's
+    # parts (docs/model.md, "HiGHS's presolve"). Feasibility jump looks for a first plan, and
+    # every caller passes one as the warm start.
+    h.setOptionValue("presolve_mode", _LIGHT_PRESOLVE)
+    h.setOptionValue("mip_heuristic_run_feasibility_jump", False)
     if not presolve:
         h.setOptionValue("presolve", "off")
     h.passModel(lp)
@@ -578,11 +586,16 @@ class Planner:
             the_bound, bound_s = bounding.result() if bounding is not None else bound()
         deadline.solved()
         merged = merge(problem, parts, solutions)
-        skipped = {g for g, s in enumerate(solutions) if s.status == NOT_REACHED}
+        # A part the deadline did not reach, or whose solve ended before HiGHS took its warm
+        # start (a part's share of a 128-GPU decision can be 15 ms), keeps the starting plan's
+        # share, a valid plan the start was scored with, rather than the current layout.
+        skipped = {g for g, s in enumerate(solutions) if s.kept_gpus}
         if skipped:
+            unsolved = len(skipped) - sum(s.status == NOT_REACHED for s in solutions)
             merged = dataclasses.replace(
                 merged, tasks=tuple(start[g] if g in skipped else t for g, t in enumerate(merged.tasks)),
-                status=f"{merged.status}; {len(skipped)} of {len(solutions)} parts not reached in time, their starting plan kept",
+                status=f"{merged.status}; {len(skipped) - unsolved} of {len(solutions)} parts not reached in time"
+                       + (f" and {unsolved} without a plan in time" if unsolved else "") + ", their starting plan kept",
             )
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
