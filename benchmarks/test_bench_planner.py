@@ -12,6 +12,7 @@ equal on smaller cases).
 from __future__ import annotations
 
 import time
+from types import MappingProxyType
 
 import highspy
 import numpy as np
@@ -157,6 +158,35 @@ def test_receding_decision_inference_only(benchmark) -> None:
     assert plan.stats.status.startswith("split into 8 GPUs")
     assert plan.stats.mip_gap <= 1e-3, plan.stats.mip_gap
     benchmark.extra_info.update(status=plan.stats.status, mip_gap=plan.stats.mip_gap)
+
+
+# HiGHS's defaults (but restarts, off since fdc67a1) against the planner's MIP_OPTIONS.
+HIGHS_SETTINGS = {"reference": MappingProxyType({"mip_allow_restart": False}), "fast": planner.MIP_OPTIONS}
+
+
+@pytest.mark.benchmark(group="decision")
+@pytest.mark.parametrize("settings", list(HIGHS_SETTINGS), ids=["highs-defaults", "planner-options"])
+def test_receding_decision_one_gpu(benchmark, timings, monkeypatch, settings: str) -> None:
+    """Issue 16's 1 A100 / 4 tenants / 30 slots case six decisions into a receding run (the
+    planner starting from its last plan, as it runs), with HiGHS's default presolve and
+    heuristics (the reference) and with the planner's ``MIP_OPTIONS`` (light presolve, no
+    feasibility jump): the goal is a p50 of 100 ms at a gap of 0.1 %."""
+    monkeypatch.setattr(planner, "MIP_OPTIONS", HIGHS_SETTINGS[settings])
+    p = planner.Planner(sized(1, 4))
+    state = None
+    for _ in range(6):
+        state = planner.Planner.advance(p.plan(state=state))
+    previous = p._previous
+
+    def decide():
+        p._previous = previous  # every round the same decision
+        return p.plan(state=state)
+
+    plan = benchmark.pedantic(decide, rounds=5, iterations=1)
+    assert plan.stats.status == "Optimal"
+    assert plan.stats.mip_gap <= 1e-3, plan.stats.mip_gap
+    benchmark.extra_info.update(mip_gap=plan.stats.mip_gap, solve_s=plan.stats.solve_s)
+    timings.record("receding decision 1gpu-4tenants", settings, benchmark)
 
 
 # The problem's build against the GPUs: linear when every profile's figures are computed once

@@ -14,6 +14,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 import highspy
@@ -68,8 +69,20 @@ PROGRAM_SLOTS_PER_S, MIN_PROGRAM_SLOTS = 60, 30
 #: starting plans took the time they needed (the decision went to 1.16 s under 1 s); at 128
 #: GPUs / 256 tenants (7 680) it takes 1.8 s from cold and 0.3 s from a basis.
 MAX_BOUND_TENANT_SLOTS = 16_000
-#: HiGHS's ``presolve_mode`` for the program's MIPs: 0 default, 1 initial sweep, 2 light, 3 full.
-_LIGHT_PRESOLVE = 2
+#: HiGHS options for the program's MIPs (the whole program and the split's parts).
+#: Restarts off: HiGHS restarts its search when a tenth of the integers are fixed at the
+#: root, and on the per-GPU parts that repeated five or six times, each a new presolve and
+#: cut loop (13 slow parts proved their gap in 8.1 s instead of 17.1 s; docs/model.md, "How
+#: latency grows"). Light presolve (``presolve_mode`` 2 of 0 default, 1 initial sweep, 2
+#: light, 3 full): the full one took 0.07 s of a 0.18 s one-GPU decision and removed little,
+#: the light one halved the solve time of 1-GPU receding decisions and of the 8-GPU split's
+#: parts (docs/model.md, "HiGHS's presolve"). No feasibility jump: it looks for a first plan,
+#: and every caller passes one as the warm start.
+MIP_OPTIONS: Mapping[str, Any] = MappingProxyType({
+    "mip_allow_restart": False,
+    "presolve_mode": 2,
+    "mip_heuristic_run_feasibility_jump": False,
+})
 
 
 def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool = True) -> Any:
@@ -189,17 +202,8 @@ def _run_highs(lp: highspy.HighsLp, problem: Problem, arrays: Any, time_limit_s:
                warm_start: Sequence[np.ndarray] | None, presolve: bool) -> HighsRun:
     h = new_highs()
     h.setOptionValue("mip_rel_gap", float(mip_gap))
-    # HiGHS restarts its search when a tenth of the integers are fixed at the root; on the
-    # per-GPU parts that repeated five or six times, each a new presolve and cut loop.
-    # Without restarts 13 slow parts of the built-in scenario proved their gap in 8.1 s
-    # instead of 17.1 s (docs/model.md, "How latency grows").
-    h.setOptionValue("mip_allow_restart", False)
-    # HiGHS's full presolve took 0.07 s of a 0.18 s one-GPU decision and removed little; the
-    # light one halved the solve time of 1-GPU receding decisions and of the 8-GPU split's
-    # parts (docs/model.md, "HiGHS's presolve"). Feasibility jump looks for a first plan, and
-    # every caller passes one as the warm start.
-    h.setOptionValue("presolve_mode", _LIGHT_PRESOLVE)
-    h.setOptionValue("mip_heuristic_run_feasibility_jump", False)
+    for name, value in MIP_OPTIONS.items():
+        h.setOptionValue(name, value)
     if not presolve:
         h.setOptionValue("presolve", "off")
     h.passModel(lp)
