@@ -140,6 +140,44 @@ def test_parts_solved_side_by_side_give_the_plan_solved_one_after_another():
         state = planner.Planner.advance(a)
 
 
+def test_parts_are_queued_longest_first_once_every_part_was_solved(monkeypatch):
+    # After a decision that solved every part, the next queues them by that decision's
+    # times, longest first; the plan is the same as in GPU order (each part's solution
+    # goes back to its GPU), only the lanes' loads differ.
+    scenario = sized(4, 8, horizon=8).with_planner(time_limit_s=30.0, workers=1)
+    queued, in_gpu_order = planner.Planner(scenario), planner.Planner(scenario)
+    first = queued.plan()
+    seconds = queued._part_seconds
+    assert seconds is not None and len(seconds) == 4 and (seconds > 0).all()
+    state = planner.Planner.advance(first)
+    in_gpu_order._previous = queued._previous
+    solve, called = planner.solve_problem, []
+
+    def recorded(sub, **kwargs):
+        called.append(sub.gpus[0].name)
+        return solve(sub, **kwargs)
+
+    monkeypatch.setattr(planner, "solve_problem", recorded)
+    a = queued.plan(state=state)
+    assert called == [f"gpu{g}" for g in np.argsort(-seconds, kind="stable")]
+    called.clear()
+    b = in_gpu_order.plan(state=state)
+    assert called == [f"gpu{g}" for g in range(4)]
+    assert [np.array_equal(x, y) for x, y in zip(a.tasks, b.tasks)] == [True] * 4
+    assert a.stats.objective == pytest.approx(b.stats.objective, rel=1e-9)
+
+
+def test_parts_stay_in_gpu_order_after_a_decision_that_cut_some():
+    p = planner.Planner(sized(4, 8, horizon=8))
+    p._remember_part_seconds([planner.RawSolution((), 1.0, 1.0, "Optimal", 0.0, 0.1, 0.2),
+                              planner.RawSolution((), float("nan"), float("inf"), planner.NOT_REACHED, float("inf"), 0.0, 0.0)])
+    assert p._part_order(2) == [0, 1]
+    p._remember_part_seconds([planner.RawSolution((), 1.0, 1.0, "Optimal", 0.0, 0.1, 0.2),
+                              planner.RawSolution((), 1.0, 1.0, "Optimal", 0.0, 0.1, 0.5)])
+    assert p._part_order(2) == [1, 0]
+    assert p._part_order(3) == [0, 1, 2]  # another split: no times for it
+
+
 def test_workers_default_to_the_cpu_count_and_never_exceed_the_parts(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 6)
     scenario = sized(2, 4, horizon=4)

@@ -403,6 +403,8 @@ class Planner:
         self._arrivals: np.ndarray | None = None  # the scenario's trace, drawn on first use
         self._previous: tuple[np.ndarray, ...] | None = None
         self._bounds = BoundKeeper()  # the split bounds of this planner's decisions
+        # Seconds each GPU's split part took at the last decision, where every part was solved.
+        self._part_seconds: np.ndarray | None = None
         # The tenants' figures per GPU model and profile do not change between decisions.
         self._figures = ProfileFigures(scenario.tenants, self._models, self.config.load_headroom)
         # Figures and compiled kernels are the planner's to set up, not a decision's to wait for.
@@ -585,10 +587,13 @@ class Planner:
             # One after another the bound is one more job in the one queue, so that parts
             # that use their whole share (a loaded machine) still leave it its turn.
             budget = deadline.left() * lanes / (len(subs) + (bounding is None))
-            jobs = [solve(sub, budget) for sub in subs]
-            solutions = list(pool.map(lambda job: job(), jobs)) if lanes > 1 else [job() for job in jobs]
+            order = self._part_order(len(subs))
+            jobs = [solve(subs[g], budget) for g in order]
+            ordered = list(pool.map(lambda job: job(), jobs)) if lanes > 1 else [job() for job in jobs]
             the_bound, bound_s = bounding.result() if bounding is not None else bound()
         deadline.solved()
+        solutions = [ordered[at] for at in np.argsort(order)]
+        self._remember_part_seconds(solutions)
         merged = merge(problem, parts, solutions)
         # A part the deadline did not reach, or whose solve ended before HiGHS took its warm
         # start (a part's share of a 128-GPU decision can be 15 ms), keeps the starting plan's
@@ -619,6 +624,21 @@ class Planner:
             status=merged.status + ("" if best == "merged" else "; starting plan kept (better)"),
             scored=True,
         )
+
+    def _part_order(self, parts: int) -> list[int]:
+        """The order the split's parts are queued in: longest first by the last decision's
+        times where it solved every part (so that the lanes finish together rather than one
+        waiting on a slow part queued last), else GPU order (where the deadline cuts parts
+        short, the ones reached stay the same from one decision to the next: docs/model.md,
+        "At scale", on rotating them)."""
+        seconds = self._part_seconds
+        if seconds is None or len(seconds) != parts:
+            return list(range(parts))
+        return [int(g) for g in np.argsort(-seconds, kind="stable")]
+
+    def _remember_part_seconds(self, solutions: Sequence[RawSolution]) -> None:
+        solved = all(s.status != NOT_REACHED for s in solutions)
+        self._part_seconds = np.array([s.build_s + s.solve_s for s in solutions]) if solved else None
 
     def fills_empty_gpus(self, problem: Problem) -> bool:
         """Whether the split may give room to inference that the retraining pass could use:
