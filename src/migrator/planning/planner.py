@@ -360,6 +360,15 @@ def _first_slots(periods: Sequence[int], slots: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _kept_parts(solutions: Sequence[RawSolution]) -> str:
+    """How many of the split's parts have no plan of their own, and why."""
+    n = len(solutions)
+    not_reached = sum(s.status == NOT_REACHED for s in solutions)
+    unsolved = sum(bool(s.kept_gpus) for s in solutions) - not_reached
+    said = [f"{not_reached} of {n} parts not reached in time"] if not_reached else []
+    return " and ".join(said + ([f"{unsolved} of {n} parts without a plan in time"] if unsolved else []))
+
+
 def reconfigurations(problem: Problem, tasks: Sequence[np.ndarray]) -> int:
     """Instances created or re-assigned over the plan (the penalty's count)."""
     count = 0
@@ -600,11 +609,9 @@ class Planner:
         # share, a valid plan the start was scored with, rather than the current layout.
         skipped = {g for g, s in enumerate(solutions) if s.kept_gpus}
         if skipped:
-            unsolved = len(skipped) - sum(s.status == NOT_REACHED for s in solutions)
             merged = dataclasses.replace(
                 merged, tasks=tuple(start[g] if g in skipped else t for g, t in enumerate(merged.tasks)),
-                status=f"{merged.status}; {len(skipped) - unsolved} of {len(solutions)} parts not reached in time"
-                       + (f" and {unsolved} without a plan in time" if unsolved else "") + ", their starting plan kept",
+                status=f"{merged.status}; {_kept_parts(solutions)}, their starting plan kept",
             )
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
