@@ -365,8 +365,12 @@ def _kept_parts(solutions: Sequence[RawSolution]) -> str:
     n = len(solutions)
     not_reached = sum(s.status == NOT_REACHED for s in solutions)
     unsolved = sum(bool(s.kept_gpus) for s in solutions) - not_reached
-    said = [f"{not_reached} of {n} parts not reached in time"] if not_reached else []
-    return " and ".join(said + ([f"{unsolved} of {n} parts without a plan in time"] if unsolved else []))
+    phrases = []
+    if not_reached:
+        phrases.append(f"{not_reached} of {n} parts not reached in time")
+    if unsolved:
+        phrases.append(f"{unsolved} of {n} parts without a plan in time")
+    return " and ".join(phrases)
 
 
 def reconfigurations(problem: Problem, tasks: Sequence[np.ndarray]) -> int:
