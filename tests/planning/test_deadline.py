@@ -55,6 +55,33 @@ def test_finish_reserve_estimates_from_one_score_then_learns_the_slowest_recent_
     assert reserve.estimate(None) == pytest.approx(FinishReserve.margin * 0.1)
 
 
+def test_the_solvers_lag_is_held_back_beside_the_reserve_and_learnt_from_each_decision() -> None:
+    clock = ManualClock()
+    deadline = Deadline(1.0, reserve_s=0.1, clock=clock, lag_s=0.05)
+    assert deadline.left() == pytest.approx(0.85)
+    clock.now = 0.88  # the solve ran 30 ms past what was handed out ...
+    deadline.solved()
+    assert deadline.lag() == pytest.approx(0.03)
+    assert not deadline.finishing_late()  # ... within the lag held back: the reserve is whole
+    clock.now = 0.99
+    assert deadline.finishing_late()
+    on_time = Deadline(1.0, reserve_s=0.1, clock=clock)
+    clock.now += 0.5
+    on_time.solved()
+    assert on_time.lag() == 0.0
+
+    reserve = FinishReserve()
+    assert reserve.lag() == 0.0
+    reserve.record(0.01, lag_s=0.04)
+    for _ in range(FinishReserve.remembered):
+        reserve.record(0.01)  # decisions whose solve ended early show no lag
+    assert reserve.lag() == pytest.approx(FinishReserve.margin * 0.04)  # still held, unlike a slow finish
+    assert reserve.estimate(None) == pytest.approx(FinishReserve.margin * 0.01)
+    for _ in range(FinishReserve.remembered_lags):
+        reserve.record(0.01)
+    assert reserve.lag() == 0.0
+
+
 def test_greedy_start_past_its_deadline_keeps_the_other_gpus_as_they_are() -> None:
     scenario = inference_only(sized(4, 8, horizon=4))
     problem = planner.Planner(scenario).problem()

@@ -17,7 +17,8 @@ __all__ = ["Deadline", "FinishReserve"]
 
 
 class Deadline:
-    """``limit_s`` seconds from now (``clock``'s), of which ``reserve_s`` is kept for finishing.
+    """``limit_s`` seconds from now (``clock``'s), of which ``reserve_s`` is kept for finishing
+    and ``lag_s`` for the solver's lag behind its time limit.
 
     Parameters
     ----------
@@ -27,12 +28,20 @@ class Deadline:
         Seconds held back for the stages after the solve; :meth:`left` never hands them out.
     clock : callable, optional
         Seconds as a float, ``time.perf_counter`` by default (tests pass a fake one).
+    lag_s : float
+        Seconds a solve given all that :meth:`left` hands out is expected to run past it
+        (:meth:`lag`): HiGHS stops some tens of milliseconds after its time limit. Held
+        back too, so that the lag does not eat the reserve: it alone skipped the retraining
+        pass on every other decision of a replay, the plan flipping between retraining and
+        serving each time (docs/model.md, "The decision's deadline").
     """
 
-    def __init__(self, limit_s: float, reserve_s: float = 0.0, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, limit_s: float, reserve_s: float = 0.0, clock: Callable[[], float] = time.perf_counter,
+                 lag_s: float = 0.0) -> None:
         self.clock = clock
         self.started = clock()
         self.limit_s = float(limit_s)
+        self.lag_s = min(max(float(lag_s), 0.0), self.limit_s)
         self.hold(reserve_s)
         self.skipped: list[str] = []  # the stages it did not reach, in order
         self.solved_at: float | None = None  # when the solve stage ended (what follows is finishing)
@@ -46,7 +55,7 @@ class Deadline:
 
     def left(self) -> float:
         """Seconds the stages before finishing may still take (0 when none)."""
-        return max(0.0, self.limit_s - self.reserve_s - self.elapsed())
+        return max(0.0, self.limit_s - self.reserve_s - self.lag_s - self.elapsed())
 
     def reaches(self, stage: str, needs_s: float = 0.0) -> bool:
         """Whether ``stage`` may start (more than ``needs_s`` left); if not, it is recorded
@@ -60,6 +69,13 @@ class Deadline:
         """The solve stage is over: what follows (merging, scoring, finishing) is what the
         reserve is for."""
         self.solved_at = self.clock()
+
+    def lag(self) -> float:
+        """Seconds the solve stage ran past the last moment :meth:`left` handed out (0 where
+        it ended before), with the current reserve: what the next decisions hold back as
+        ``lag_s``."""
+        solved = self.solved_at if self.solved_at is not None else self.clock()
+        return max(0.0, solved - (self.started + self.limit_s - self.reserve_s - self.lag_s))
 
     def finishing_late(self) -> bool:
         """Whether finishing must stop now to return within the limit: a quarter of the
@@ -83,19 +99,31 @@ class FinishReserve:
     one Goodput estimate of a plan took in this decision; afterwards, the slowest of the last
     few finishes, with a margin. (At 512 GPUs / 1024 tenants finishing took about six scores'
     time and the greedy start's retraining step, which runs after its deadline, three more.)
+
+    It learns the solver's lag (:meth:`Deadline.lag`) the same way, as the largest of the last
+    ``remembered_lags``: the lag shows only on decisions whose solve reaches its limit, which
+    may be many decisions apart.
     """
 
     per_score = 10.0
     margin = 1.5
     remembered = 5
+    remembered_lags = 50
 
     def __init__(self) -> None:
         self._finishes: list[float] = []
+        self._lags: list[float] = []
 
     def estimate(self, score_s: float | None) -> float:
         if self._finishes:
             return self.margin * max(self._finishes)
         return self.per_score * score_s if score_s is not None else 0.0
 
-    def record(self, seconds: float) -> None:
+    def lag(self) -> float:
+        """The solver's lag to hold back (``Deadline``'s ``lag_s``): the largest remembered,
+        with the margin (it varies: 16-41 ms over one replay of the built-in scenario)."""
+        return self.margin * max(self._lags, default=0.0)
+
+    def record(self, seconds: float, lag_s: float = 0.0) -> None:
         self._finishes = [*self._finishes, float(seconds)][-self.remembered :]
+        self._lags = [*self._lags, float(lag_s)][-self.remembered_lags :]

@@ -465,7 +465,8 @@ class Planner:
         # Drawing the scenario's own arrivals (the default forecast, once per planner) is the
         # scenario's cost, not the decision's: the deadline starts after it.
         forecast = self.default_forecast(state) if forecast is None else forecast
-        deadline = Deadline(self.config.time_limit_s, self._reserve.estimate(None), clock=self.clock)
+        deadline = Deadline(self.config.time_limit_s, self._reserve.estimate(None), clock=self.clock,
+                            lag_s=self._reserve.lag())
         forecast, cut = self._within_program_slots(forecast)
         problem = self._problem(forecast, state, cut)
         if self._split_needed(problem):
@@ -525,7 +526,7 @@ class Planner:
             raw = dataclasses.replace(raw, status=raw.status + deadline.note())
         self._previous = raw.tasks
         plan = self.decode(problem, raw)
-        self._reserve.record(self.clock() - started)
+        self._reserve.record(self.clock() - started, lag_s=deadline.lag() if deadline is not None else 0.0)
         return plan
 
     @staticmethod
