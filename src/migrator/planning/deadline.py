@@ -33,7 +33,7 @@ class Deadline:
         (:meth:`lag`): HiGHS stops some tens of milliseconds after its time limit. Held
         back too, so that the lag does not eat the reserve: it alone skipped the retraining
         pass on every other decision of a replay, the plan flipping between retraining and
-        serving each time (docs/model.md, "The decision's deadline").
+        serving each time (docs/model.md, "A decision's deadline", "The solver's lag").
     """
 
     def __init__(self, limit_s: float, reserve_s: float = 0.0, clock: Callable[[], float] = time.perf_counter,
@@ -72,8 +72,7 @@ class Deadline:
 
     def lag(self) -> float:
         """Seconds the solve stage ran past the last moment :meth:`left` handed out (0 where
-        it ended before), with the current reserve: what the next decisions hold back as
-        ``lag_s``."""
+        it ended before): what the next decisions hold back as ``lag_s``."""
         solved = self.solved_at if self.solved_at is not None else self.clock()
         return max(0.0, solved - (self.started + self.limit_s - self.reserve_s - self.lag_s))
 
