@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 import migrator
@@ -35,6 +37,34 @@ def test_the_solver_keeps_the_current_layouts_not_the_warm_start() -> None:
     assert raw.kept_gpus == (0, 1)
     for got, now in zip(raw.tasks, planner.keep_current(problem)):
         np.testing.assert_array_equal(got, now)
+
+
+def test_a_decision_without_a_plan_warns_once_with_what_it_kept(caplog) -> None:
+    scenario = sized(1, 4).with_planner(time_limit_s=NO_TIME)
+    with caplog.at_level(logging.INFO, logger="migrator"):
+        plan = migrator.Planner(scenario).plan(state=serving_state(scenario))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"no plan found in time: {plan.stats.status.split('; time limit')[0]}"]
+    assert "kept" in warnings[0]
+
+
+def test_split_parts_without_a_plan_do_not_warn_one_by_one(monkeypatch, caplog) -> None:
+    # At 128 GPUs dozens of parts a decision end before HiGHS takes their warm start; the
+    # plan's status counts them, and none of them keeps "the current layouts".
+    scenario = sized(4, 8, horizon=4).with_planner(decompose_above=1, time_limit_s=10.0, workers=1)
+    solve = planner.solve_problem
+    calls = []
+
+    def no_time_for_one(sub, **kwargs):
+        calls.append(sub)
+        return solve(sub, **{**kwargs, "time_limit_s": NO_TIME} if len(calls) == 2 else kwargs)
+
+    monkeypatch.setattr(planner, "solve_problem", no_time_for_one)
+    with caplog.at_level(logging.INFO, logger="migrator"):
+        plan = migrator.Planner(scenario).plan()
+    assert "; 1 of 4 parts without a plan in time, their starting plan kept" in plan.stats.status
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("HiGHS found no plan in time" in r.getMessage() for r in caplog.records)
 
 
 def test_a_plan_without_time_changes_nothing_not_even_by_the_retraining_pass() -> None:

@@ -186,7 +186,8 @@ def solve_problem(
     if not run.feasible:
         # No plan in time (HiGHS did not even take the warm start): the GPUs stay as they
         # are. A layout kept is valid and costs nothing; an unverified guess could cost both.
-        log.warning("no plan found (%s): keeping the current layouts", run.status)
+        # The caller says what it kept instead (its start, a part's share): logged there.
+        log.info("HiGHS found no plan in time (%s)", run.status)
         return RawSolution(keep_current(problem), float("nan"), status=f"{run.status}; current layouts kept",
                            mip_gap=float("inf"), kept_gpus=tuple(range(len(problem.gpus))), **common)
     return RawSolution(
@@ -477,6 +478,7 @@ class Planner:
             deadline.solved()
             if raw.kept_gpus:
                 raw = self._warm_start_if_better(problem, raw, warm)
+                log.warning("no plan found in time: %s", raw.status)
         if cut:
             raw = dataclasses.replace(raw, status=f"{raw.status}; planned the first {problem.horizon} of the "
                                                   f"horizon's {self.config.horizon} slots (the time limit)")
@@ -618,6 +620,8 @@ class Planner:
                 merged, tasks=tuple(start[g] if g in skipped else t for g, t in enumerate(merged.tasks)),
                 status=f"{merged.status}; {_kept_parts(solutions)}, their starting plan kept",
             )
+            # Routine at scale (the deadline reaches a few dozen of 128 parts), and in the status.
+            log.info("%s, their starting plan kept", _kept_parts(solutions))
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
         # parts' bounds do not bound it; the relaxation of migrator.planning.split_bound does.
