@@ -5,6 +5,7 @@ the others. Plus what needs no Ray: migrator without it, the DaemonSet's command
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -286,7 +287,7 @@ def test_waiting_for_parts_ends_at_the_deadline(local_cluster) -> None:
     ray.cancel(sleeper)
 
 
-def test_a_part_answered_without_a_plan_is_reported_and_keeps_its_gpu() -> None:
+def test_a_part_answered_without_a_plan_is_reported_and_keeps_its_gpu(caplog) -> None:
     from migrator.planning.planner import Planner
 
     scenario = sized(2, 4)
@@ -296,9 +297,12 @@ def test_a_part_answered_without_a_plan_is_reported_and_keeps_its_gpu() -> None:
                                       {"3g.20gb@0": f"{names[2]}:infer", "3g.20gb@4": f"{names[3]}:infer"}))
     problem = Planner(scenario).problem(state=state)
     parts, subs = cluster_module.split_problem(problem)
-    outcomes = [cluster_module._local_outcome(g, parts[g], sub, limit, 1e-3, 0.0)
-                for g, (sub, limit) in enumerate(zip(subs, (5.0, 1e-9)))]
+    with caplog.at_level(logging.WARNING, logger="migrator"):
+        outcomes = [cluster_module._local_outcome(g, parts[g], sub, limit, 1e-3, 0.0)
+                    for g, (sub, limit) in enumerate(zip(subs, (5.0, 1e-9)))]
     assert [o.status for o in outcomes] == ["solved", "no plan"]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and warned[0].startswith("part gpu1: no plan in time") and "current layout is kept" in warned[0]
     merged = cluster_module.merge_outcomes(problem, parts, subs, outcomes)
     assert merged.kept_gpus == (1,)
     np.testing.assert_array_equal(merged.tasks[1], np.tile(problem.gpus[1].current, (len(problem.periods), 1)))

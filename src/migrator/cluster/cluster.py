@@ -416,7 +416,15 @@ def _remote_outcome(g: int, tenants: tuple[int, ...], ref: Any, wall_s: float) -
     except RayError as exc:
         log.error("part gpu%d failed: %s; its current layout is kept", g, exc)
         return PartOutcome(g, tenants, "failed", 0.0, wall_s)
-    return PartOutcome(g, tenants, _status(raw), solve_s, wall_s, raw)
+    return _outcome(g, tenants, raw, solve_s, wall_s)
+
+
+def _outcome(g: int, tenants: tuple[int, ...], raw: RawSolution | None, solve_s: float, wall_s: float) -> PartOutcome:
+    outcome = PartOutcome(g, tenants, _status(raw), solve_s, wall_s, raw)
+    if raw is not None and outcome.status == "no plan":
+        # solve_problem leaves the warning to its caller, which knows what is kept.
+        log.warning("part gpu%d: no plan in time (%s); its current layout is kept", g, raw.status)
+    return outcome
 
 
 def _status(raw: RawSolution | None) -> str:
@@ -429,7 +437,7 @@ def _local_outcome(g: int, tenants: Sequence[int], sub: Problem, time_limit_s: f
                    delay_s: float) -> PartOutcome:
     started = time.perf_counter()
     raw, solve_s = solve_part(sub, time_limit_s=time_limit_s, mip_gap=mip_gap, delay_s=delay_s)
-    return PartOutcome(g, tuple(tenants), _status(raw), solve_s, time.perf_counter() - started, raw)
+    return _outcome(g, tuple(tenants), raw, solve_s, time.perf_counter() - started)
 
 
 def merge_outcomes(problem: Problem, parts: Sequence[Sequence[int]], subs: Sequence[Problem],
