@@ -53,9 +53,13 @@ class Deadline:
     def elapsed(self) -> float:
         return self.clock() - self.started
 
+    def _handed_out_until(self) -> float:
+        """The clock reading up to which :meth:`left` hands time out."""
+        return self.started + self.limit_s - self.reserve_s - self.lag_s
+
     def left(self) -> float:
         """Seconds the stages before finishing may still take (0 when none)."""
-        return max(0.0, self.limit_s - self.reserve_s - self.lag_s - self.elapsed())
+        return max(0.0, self._handed_out_until() - self.clock())
 
     def reaches(self, stage: str, needs_s: float = 0.0) -> bool:
         """Whether ``stage`` may start (more than ``needs_s`` left); if not, it is recorded
@@ -74,7 +78,7 @@ class Deadline:
         """Seconds the solve stage ran past the last moment :meth:`left` handed out (0 where
         it ended before): what the next decisions hold back as ``lag_s``."""
         solved = self.solved_at if self.solved_at is not None else self.clock()
-        return max(0.0, solved - (self.started + self.limit_s - self.reserve_s - self.lag_s))
+        return max(0.0, solved - self._handed_out_until())
 
     def finishing_late(self) -> bool:
         """Whether finishing must stop now to return within the limit: a quarter of the
