@@ -616,12 +616,13 @@ class Planner:
         # share, a valid plan the start was scored with, rather than the current layout.
         skipped = {g for g, s in enumerate(solutions) if s.kept_gpus}
         if skipped:
+            kept = f"{_kept_parts(solutions)}, their starting plan kept"
             merged = dataclasses.replace(
                 merged, tasks=tuple(start[g] if g in skipped else t for g, t in enumerate(merged.tasks)),
-                status=f"{merged.status}; {_kept_parts(solutions)}, their starting plan kept",
+                status=f"{merged.status}; {kept}",
             )
             # Routine at scale (the deadline reaches a few dozen of 128 parts), and in the status.
-            log.info("%s, their starting plan kept", _kept_parts(solutions))
+            log.info("%s", kept)
         # The parts' values add up to a lower bound of the merged plan (shared tenants pool
         # their capacity); what the whole problem is worth is the estimator's to say. The
         # parts' bounds do not bound it; the relaxation of migrator.planning.split_bound does.
