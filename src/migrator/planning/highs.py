@@ -105,14 +105,21 @@ class HighsRun:
         info = h.getInfo()
         feasible = info.primal_solution_status == _FEASIBLE
         values = np.asarray(h.getSolution().col_value) if feasible else np.zeros(0)
-        status = h.getModelStatus()
         return cls(
-            # A run stopped by run_within's timer ended at its time limit.
-            status=("Time limit reached" if status == highspy.HighsModelStatus.kInterrupt
-                    else h.modelStatusToString(status)), feasible=feasible, bound=float(info.mip_dual_bound),
+            status=_status_words(h), feasible=feasible, bound=float(info.mip_dual_bound),
             mip_gap=float(info.mip_gap), objective=float(info.objective_function_value), values=values,
             value=float(np.dot(cost, values)) if feasible else float("nan"),
         )
+
+
+def _status_words(h: highspy.Highs) -> str:
+    """HiGHS's model status in the words of what stopped the run."""
+    status = h.getModelStatus()
+    if status == highspy.HighsModelStatus.kInterrupt:  # run_within's timer: the time limit
+        return "Time limit reached"
+    if status == highspy.HighsModelStatus.kSolutionLimit:  # HiGHS's name for mip_max_nodes too
+        return "Node limit reached"
+    return h.modelStatusToString(status)
 
 
 def checked_run(run: Callable[[float | None, bool], HighsRun], time_limit_s: float | None,

@@ -69,6 +69,8 @@ PROGRAM_SLOTS_PER_S, MIN_PROGRAM_SLOTS = 60, 30
 #: starting plans took the time they needed (the decision went to 1.16 s under 1 s); at 128
 #: GPUs / 256 tenants (7 680) it takes 1.8 s from cold and 0.3 s from a basis.
 MAX_BOUND_TENANT_SLOTS = 16_000
+#: Under a node limit, each HiGHS run still stops after this many times ``time_limit_s``.
+NODE_LIMIT_SAFETY = 10.0
 #: HiGHS options for the program's MIPs (the whole program and the split's parts).
 #: Restarts off: HiGHS restarts its search when a tenth of the integers are fixed at the
 #: root, and on the per-GPU parts that repeated five or six times, each a new presolve and
@@ -163,6 +165,7 @@ def keep_current(problem: Problem) -> tuple[np.ndarray, ...]:
 def solve_problem(
     problem: Problem, *, time_limit_s: float | None = None, mip_gap: float = 1e-4,
     warm_start: Sequence[np.ndarray] | None = None, strengthen: bool = True, break_symmetry: bool = True,
+    node_limit: int | None = None,
 ) -> RawSolution:
     """Build the program in C++, solve it with HiGHS, decode the instances' tasks.
 
@@ -170,13 +173,16 @@ def solve_problem(
     current layout and tasks are kept (status says so). ``strengthen=False`` leaves out the
     redundant rows that tighten the relaxation and ``break_symmetry=False`` the rows that
     order twin placements in the first period (docs/model.md), for tests and measurements.
+    ``node_limit`` stops the branch-and-bound after that many nodes, 0 after the root
+    (``PlannerConfig.node_limit``; None: no limit).
     """
     started = time.perf_counter()
     arrays = _core_input(problem, strengthen, break_symmetry)
     lp = _highs_lp(arrays)
     build_s = time.perf_counter() - started
     started = time.perf_counter()
-    run = checked_run(lambda limit, presolve: _run_highs(lp, problem, arrays, limit, mip_gap, warm_start, presolve=presolve),
+    run = checked_run(lambda limit, presolve: _run_highs(lp, problem, arrays, limit, mip_gap, warm_start,
+                                                         presolve=presolve, node_limit=node_limit),
                       time_limit_s, mip_gap)
     solve_s = time.perf_counter() - started
     common = dict(
@@ -200,9 +206,11 @@ def solve_problem(
 
 
 def _run_highs(lp: highspy.HighsLp, problem: Problem, arrays: Any, time_limit_s: float | None, mip_gap: float,
-               warm_start: Sequence[np.ndarray] | None, presolve: bool) -> HighsRun:
+               warm_start: Sequence[np.ndarray] | None, presolve: bool, node_limit: int | None = None) -> HighsRun:
     h = new_highs()
     h.setOptionValue("mip_rel_gap", float(mip_gap))
+    if node_limit is not None:
+        h.setOptionValue("mip_max_nodes", int(node_limit))
     for name, value in MIP_OPTIONS.items():
         h.setOptionValue(name, value)
     if not presolve:
@@ -425,7 +433,8 @@ class Planner:
         self._figures.prepare(scenario.geometries())
         _warm_estimator()
         self._reserve = FinishReserve()
-        self.clock: Callable[[], float] = time.perf_counter  # decisions' deadlines run on it
+        # Decisions' deadlines run on it; under a node limit they must not depend on the time.
+        self.clock: Callable[[], float] = _stopped_clock if self._by_nodes else time.perf_counter
 
     def initial_state(self) -> PlannerState:
         """The scenario's starting point: its layouts, every instance idle, slot 0."""
@@ -474,7 +483,8 @@ class Planner:
             raw = self._solve_split(problem, deadline)
         else:
             warm = self._shifted_previous(problem) or greedy_tasks(problem, deadline)
-            raw = solve_problem(problem, time_limit_s=deadline.left(), mip_gap=self.config.mip_gap, warm_start=warm)
+            raw = solve_problem(problem, time_limit_s=self._solve_limit(deadline.left()), mip_gap=self.config.mip_gap,
+                                warm_start=warm, node_limit=self.config.node_limit)
             deadline.solved()
             if raw.kept_gpus:
                 raw = self._warm_start_if_better(problem, raw, warm)
@@ -571,8 +581,9 @@ class Planner:
                 if not deadline.reaches("split parts", needs_s=0.01):
                     return RawSolution(keep_current(sub), float("nan"), float("inf"), NOT_REACHED, float("inf"),
                                        0.0, 0.0, kept_gpus=(0,))
-                return solve_problem(sub, time_limit_s=min(budget, deadline.left()), mip_gap=self.config.mip_gap,
-                                     warm_start=greedy_tasks(sub))
+                return solve_problem(sub, time_limit_s=self._solve_limit(min(budget, deadline.left())),
+                                     mip_gap=self.config.mip_gap,
+                                     warm_start=greedy_tasks(sub), node_limit=self.config.node_limit)
             return run
 
         def bound() -> tuple[float, float]:
@@ -641,6 +652,18 @@ class Planner:
             status=merged.status + ("" if best == "merged" else "; starting plan kept (better)"),
             scored=True,
         )
+
+    @property
+    def _by_nodes(self) -> bool:
+        """Whether decisions are held to ``PlannerConfig.node_limit`` rather than the clock."""
+        return self.config.node_limit is not None
+
+    def _solve_limit(self, share_s: float) -> float:
+        """Seconds one HiGHS run may take: its share of the decision's time, or, under a node
+        limit, ``NODE_LIMIT_SAFETY`` times the whole time limit (a share would depend on the
+        machine's cores and speed, and the plan with it; the safety stop only ends a run that
+        the node limit would let go on far longer than a decision should)."""
+        return NODE_LIMIT_SAFETY * self.config.time_limit_s if self._by_nodes else share_s
 
     def _part_order(self, parts: int) -> list[int]:
         """The order the split's parts are queued in: longest first by the last decision's
@@ -763,6 +786,12 @@ class Planner:
         )
         return Plan(gpus=gpus, goodput=result.goodput_per_tenant(), stats=stats, attainment=_attainment(result),
                     slot_s=problem.slot_s, tasks=raw.tasks, problem=problem)
+
+
+def _stopped_clock() -> float:
+    """The clock of a decision under a node limit: no stage is ever late, so what the
+    decision does depends on its inputs alone."""
+    return 0.0
 
 
 def _warm_estimator() -> None:

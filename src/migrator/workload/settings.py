@@ -52,6 +52,8 @@ MAX_PENALTY = 1e12
 MAX_TERMINAL_WEIGHT = 1e3
 #: Threads solving a split's parts side by side.
 MAX_WORKERS = 1024
+#: Branch-and-bound nodes per solve: far past what any decision explores (HiGHS counts in int64).
+MAX_NODE_LIMIT = 10**9
 #: Instances retraining one tenant at once: no GPU holds more than 8 MIG instances.
 MAX_RETRAIN_INSTANCES = 8 * MAX_GPUS
 
@@ -114,6 +116,16 @@ class PlannerConfig:
         The rest is headroom for forecast error. Default 0.85: on 120 s of the built-in
         scenario and of 8 A100s / 16 tenants it gained 9.6 % and 5.8 % request-level Goodput
         over 1 (the capacity model as it is); docs/results.md, "Planning headroom".
+    node_limit : int or None
+        Branch-and-bound nodes each of a decision's integer programs may explore (HiGHS's
+        ``mip_max_nodes``; 0: the root node only). None (default): no limit, the time
+        limit alone stops the solver. Set, a decision no longer reads the clock: no stage
+        is cut short by the time limit, each HiGHS run has ten times ``time_limit_s`` as a
+        safety stop rather than a share of the time left, and so the same inputs give the
+        same plan on any machine and under any load, which a simulation graded on modelled
+        latency needs in order to repeat (docs/results.md, "Runs that repeat"). A decision
+        may then take longer than ``time_limit_s``; a run the safety stop ends says
+        "Time limit reached" in its status.
     """
 
     horizon: int = 30
@@ -130,6 +142,7 @@ class PlannerConfig:
     retrain_instances: int = 1
     workers: int = 0
     load_headroom: float = 0.85
+    node_limit: int | None = None
 
     def __post_init__(self) -> None:
         integer_in(self.horizon, "planner.horizon", low=1, high=MAX_HORIZON)
@@ -137,6 +150,8 @@ class PlannerConfig:
         integer_in(self.decompose_above, "planner.decompose_above", low=0)
         integer_in(self.retrain_instances, "planner.retrain_instances", low=0, high=MAX_RETRAIN_INSTANCES)
         integer_in(self.workers, "planner.workers", low=0, high=MAX_WORKERS)
+        if self.node_limit is not None:
+            integer_in(self.node_limit, "planner.node_limit", low=0, high=MAX_NODE_LIMIT)
         number_in(self.setup_s, "planner.setup_s", low=0.0, high=MAX_SETUP_S)
         number_in(self.reconfig_penalty, "planner.reconfig_penalty", low=0.0, high=MAX_PENALTY)
         number_in(self.time_limit_s, "planner.time_limit_s", low=0.0, low_open=True, high=MAX_TIME_LIMIT_S)
