@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 from scenarios import small
 from scripted import Scripted, one_gpu
+from slow_machine import slow_down
 
 from migrator.cli import main
 from migrator.cli.evaluation import LATENCY_MODES as CLI_LATENCY_MODES
@@ -147,3 +148,34 @@ def test_the_policy_replayed_has_decided_nothing_before_the_run(tmp_path, monkey
     assert run.latency["mode"] == "model"
     assert policy.seen[0].slot == 0 and len(policy.seen) == 4
     assert run.layouts[0][-1] == "7g.40gb@0"
+
+
+def _tight(**planner: object):  # type: ignore[no-untyped-def]
+    """The small scenario with a decision time limit that a slow machine overruns."""
+    return small(duration_s=8).with_planner(time_limit_s=0.2, **planner)
+
+
+def test_under_a_node_limit_a_slow_machine_replays_a_seed_as_a_fast_one_does(tmp_path, monkeypatch):
+    monkeypatch.setenv(latency.ENV, str(tmp_path / "costs.json"))
+    scenario = _tight(node_limit=50)
+    fast = json.loads(compare(scenario, "migrator", seeds=[5]).to_json())
+    slow_down(monkeypatch, 0.25)
+    slow = json.loads(compare(scenario, "migrator", seeds=[5]).to_json())
+    assert gradings(slow) == gradings(fast)
+    assert [r["decisions_at_time_limit"] for r in slow["policies"]["migrator"]["per_seed"]] == [0.0]
+
+
+def test_decisions_a_time_limit_cut_short_are_counted_and_the_command_says_the_run_may_not_repeat(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv(latency.ENV, str(tmp_path / "costs.json"))
+    path = tmp_path / "tight.yaml"
+    path.write_text(yaml.safe_dump(_tight().to_dict()))
+    slow_down(monkeypatch, 0.25)
+    result = simulate(_tight(), make_policy("migrator"), seed=5)
+    assert 0 < result.time_limited_decisions <= len(result.decisions)
+    assert result.summary()["decisions_at_time_limit"] == result.time_limited_decisions
+    out = CliRunner().invoke(main, ["--files-anywhere", "simulate", str(path), "--policies", "migrator,static",
+                                    "--seeds", "1"])
+    assert out.exit_code == 0, out.output
+    assert "of migrator's" in out.output and "may not repeat exactly" in out.output
+    assert "planner.node_limit" in out.output

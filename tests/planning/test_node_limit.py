@@ -3,8 +3,6 @@ their inputs alone, so that a simulation graded on modelled latency repeats on a
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -12,18 +10,7 @@ from migrator.errors import ConfigError
 from migrator.planning import planner
 from migrator.workload.settings import PlannerConfig
 from scenarios import sized
-
-
-def _slowed(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
-    """A slow machine: every Goodput estimate of a plan (the starting plans', the merged
-    plan's) takes ``seconds`` more."""
-    worth = planner.Planner._worth
-
-    def slow(problem, tasks):  # type: ignore[no-untyped-def]
-        time.sleep(seconds)
-        return worth(problem, tasks)
-
-    monkeypatch.setattr(planner.Planner, "_worth", staticmethod(slow))
+from slow_machine import slow_down
 
 
 def _split_scenario(**changes: object):  # type: ignore[no-untyped-def]
@@ -37,13 +24,13 @@ def _same(a: planner.Plan, b: planner.Plan) -> bool:
 def test_under_a_node_limit_a_slow_machine_plans_what_a_fast_one_does(monkeypatch) -> None:
     scenario = _split_scenario(node_limit=100)
     fast = planner.Planner(scenario).plan()
-    _slowed(monkeypatch, 0.15)
+    slow_down(monkeypatch, 0.15)
     slow = planner.Planner(scenario).plan()
     assert _same(slow, fast)
-    assert "time limit" not in slow.stats.status
+    assert "time limit" not in slow.stats.status and not slow.stats.time_limited
     # The same slow machine cuts a time-limited decision short: the stages it skipped are named.
     timed = planner.Planner(_split_scenario()).plan()
-    assert "time limit:" in timed.stats.status
+    assert "time limit:" in timed.stats.status and timed.stats.time_limited
 
 
 def test_a_run_under_a_node_limit_gets_the_safety_stop_not_its_share_of_the_time_left() -> None:

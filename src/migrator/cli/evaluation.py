@@ -96,6 +96,19 @@ def _improvement_lines(comparison: Any) -> list[str]:
     return lines
 
 
+def _repeat_lines(comparison: Any) -> list[str]:
+    """Per policy whose decisions a time limit cut short: how many, and why that matters."""
+    lines = []
+    for name, runs in comparison.runs.items():
+        cut = sum(run.time_limited_decisions for run in runs)
+        if cut:
+            total = sum(len(run.decisions) for run in runs)
+            lines.append(f"{comparison.scenario}: {cut} of {name}'s {total} decisions stopped at their time limit; "
+                         "what they found depends on this machine's speed and load, so this run may not repeat "
+                         "exactly (planner.node_limit makes decisions repeat: docs/results.md, \"Runs that repeat\")")
+    return lines
+
+
 @click.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
 @click.option("--policies", default="migrator,ekya,astraea,paris,static,oracle", show_default=True,
@@ -124,7 +137,8 @@ def _improvement_lines(comparison: Any) -> list[str]:
               help="How long each decision delays its effect. 'model': one fixed cost per policy, the median of a "
                    "few of its decisions, measured once per machine and kept (in $MIGRATOR_DECISION_COSTS, else "
                    "~/.cache/migrator/decision-costs.json; results.json records it), so that a seed repeats "
-                   "exactly; 'wall': the wall-clock time each decision took, which moves with the machine's load.")
+                   "exactly unless a decision stops at its time limit (the run says so; planner.node_limit avoids "
+                   "it); 'wall': the wall-clock time each decision took, which moves with the machine's load.")
 @click.option("--suite", is_flag=True,
               help="Run every scenario of the bundled suite (real traces, mixed GPUs; docs/scenarios.md) instead of "
                    f"SCENARIO, each for --duration simulated seconds (default {SUITE_DURATION_S:g}); --out gets one "
@@ -191,7 +205,7 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
     console = new_console()
     console.print(_results_table(result))
     console.print(_tenant_table(result))
-    for line in _other_grading_lines(result) + _improvement_lines(result):
+    for line in _other_grading_lines(result) + _improvement_lines(result) + _repeat_lines(result):
         click.echo(line)
     if out_dir is not None:
         click.echo("wrote " + ", ".join(str(p) for p in written))
@@ -240,6 +254,9 @@ def _simulate_suite(names: list[str], n_seeds: int, duration_s: float, out_dir: 
     for comparison in result.comparisons.values():
         console.print(_results_table(comparison))
     click.echo(result.to_markdown())
+    for comparison in result.comparisons.values():
+        for line in _repeat_lines(comparison):
+            click.echo(line)
     if written:
         click.echo(f"wrote {len(written)} files under {out_dir} (summary.md, results.json, one folder per scenario)")
 

@@ -296,7 +296,8 @@ def compare(
     warmup_s : seconds of unscored traffic before each seed's scored window, from which the
         policies take their average rates (``migrator.evaluation.warmup``)
     latency : how decisions are charged, ``"model"`` (a decision cost per policy measured
-        once per machine: runs repeat exactly) or ``"wall"`` (``migrator.evaluation.latency``)
+        once per machine: runs repeat exactly unless a decision stops at its time limit, which
+        each run's ``decisions_at_time_limit`` counts) or ``"wall"`` (``migrator.evaluation.latency``)
     """
     grader = check_grader(grader)
     latency = check_latency(latency)

@@ -93,6 +93,7 @@ class MigratorPolicy(Policy):
     def decide(self, observation: Observation) -> Allocation:
         plan = self.planner.plan(forecast=self.forecast(observation), state=observation.planner_state())
         self.last_plan = plan
+        self.time_limited = plan.stats.time_limited
         return _first(plan)
 
     def describe(self) -> dict[str, Any]:
@@ -138,9 +139,11 @@ class OraclePolicy(MigratorPolicy):
     def decide(self, observation: Observation) -> Allocation:
         if not self.whole_run:
             return super().decide(observation)
+        self.time_limited = False  # the slots after the first only read the plan
         if self._plan is None:
             self._plan = self.planner.plan(forecast=self.forecast(observation), state=observation.planner_state())
             self.last_plan = self._plan
+            self.time_limited = self._plan.stats.time_limited
         return _first(self._plan, observation.slot)
 
     def describe(self) -> dict[str, Any]:
@@ -186,6 +189,7 @@ class StaticPolicy(Policy):
         planner = Planner(self.env.scenario, self.config, periods=(self.config.horizon,))
         average = np.repeat((self.env.mean_rps * observation.slot_s)[:, None], self.config.horizon, axis=1)
         plan = planner.plan(forecast=average, state=observation.planner_state())
+        self.time_limited = plan.stats.time_limited
         return _first(plan)
 
     def describe(self) -> dict[str, Any]:

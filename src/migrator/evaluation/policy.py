@@ -152,6 +152,10 @@ class Policy(ABC):
 
     name: ClassVar[str] = "policy"
     interval_s: float = 1.0
+    #: Whether the last decision was cut short by a time limit, so that what it decided
+    #: depends on the machine's speed and load: the replay counts such decisions, since a
+    #: run with any may not repeat exactly (docs/results.md, "Runs that repeat").
+    time_limited: bool = False
 
     def reset(self, env: Environment) -> None:
         self.env = env

@@ -7,7 +7,9 @@ The replay runs slot by slot (``slot_s``, one second in the built-in scenario):
   and decides; the decision takes effect the decision's charged time later, so a slow policy
   acts on old news: by default the policy's decision cost, one figure measured once per
   machine (``latency="model"``, :mod:`migrator.evaluation.latency`), so that a replay repeats
-  exactly; with ``latency="wall"`` the wall-clock time each decision took; or a fixed figure;
+  exactly wherever no decision stops at its time limit (each run counts those; with
+  ``PlannerConfig.node_limit`` none does); with ``latency="wall"`` the wall-clock time each
+  decision took; or a fixed figure;
 * when it takes effect, instances that keep their placement and task keep serving; created
   or re-assigned ones serve only after the set-up time (GI/CI creation, model load), as in
   the planner's model; removed ones stop;
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -65,7 +67,8 @@ class DecisionRecord:
     """One decision: when it was asked for, how long it took (wall clock), when it took
     effect and what it changed (``layout_changes``: GPUs whose layout changed;
     ``instance_changes``: instances created or re-assigned to a task); ``charged_s`` is the
-    simulated time it was charged."""
+    simulated time it was charged; ``time_limited`` whether a time limit cut it short
+    (:attr:`Policy.time_limited <migrator.evaluation.policy.Policy.time_limited>`)."""
 
     slot: int
     latency_s: float
@@ -74,6 +77,7 @@ class DecisionRecord:
     instance_changes: int = 0
     kept: bool = False
     charged_s: float | None = None
+    time_limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,11 @@ class SimResult:
     def instance_changes(self) -> int:
         return sum(d.instance_changes for d in self.decisions)
 
+    @property
+    def time_limited_decisions(self) -> int:
+        """Decisions a time limit cut short: with any, the run may not repeat exactly."""
+        return sum(d.time_limited for d in self.decisions)
+
     def decision_ms(self, percentile: float) -> float:
         """Decision latency percentile (wall clock, ms); 0 with no decision."""
         latencies = [d.latency_s for d in self.decisions]
@@ -146,6 +155,7 @@ class SimResult:
             "decision_ms_p50": self.decision_ms(50),
             "decision_ms_p99": self.decision_ms(99),
             "worst_slo_attainment": _worst(tenant_figures(self.score)),
+            "decisions_at_time_limit": float(self.time_limited_decisions),
         }
 
     def grading_summary(self) -> dict[str, dict[str, float]]:
@@ -362,13 +372,16 @@ class _Replay:
         decision = self.policy.decide(observation)
         took = time.perf_counter() - started
         charged = took if self.latency_s is None else self.latency_s
+        limited = bool(self.policy.time_limited)
         self.next_decision = max(t + self.interval, math.ceil(t + charged / self.slot_s))
         if decision is None:
-            self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None, kept=True, charged_s=charged))
+            self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None, kept=True, charged_s=charged,
+                                               time_limited=limited))
             return
         target = _checked(decision, self.env, self.policy.name)
         self.pending = (t * self.slot_s + charged, target, len(self.records))
-        self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None, charged_s=charged))
+        self.records.append(DecisionRecord(slot=t, latency_s=took, applied_s=None, charged_s=charged,
+                                           time_limited=limited))
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -386,8 +399,8 @@ class _Replay:
             self._record(before, at)
             self.layouts = target.layouts
             record = self.records[index]
-            self.records[index] = DecisionRecord(record.slot, record.latency_s, at, *changes,
-                                                 charged_s=record.charged_s)
+            self.records[index] = replace(record, applied_s=at, layout_changes=changes[0],
+                                          instance_changes=changes[1])
             self.pending = None
             start = at
         _serve(self.live, self.rates, start, stop, self.slot_s, capacity, retrain)
@@ -460,7 +473,8 @@ def simulate(
         ``charged_latency_s``, static and the oracle, keeps it): ``"model"`` (default) the
         policy's decision cost, measured once per machine and kept
         (:func:`migrator.evaluation.latency.decision_cost`), so that a replay repeats
-        exactly; ``"wall"`` the wall-clock time each decision took (varies with the load).
+        exactly unless a decision stops at its time limit (``SimResult.time_limited_decisions``);
+        ``"wall"`` the wall-clock time each decision took (varies with the load).
     """
     grader = check_grader(grader)
     if decision_latency_s is not None and (not isinstance(decision_latency_s, (int, float)) or decision_latency_s < 0):

@@ -13,7 +13,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["Deadline", "FinishReserve"]
+__all__ = ["SKIPPED_NOTE", "Deadline", "FinishReserve"]
+
+#: How the status of a plan whose deadline skipped stages goes on (:meth:`Deadline.note`).
+SKIPPED_NOTE = "; time limit: "
 
 
 class Deadline:
@@ -92,7 +95,7 @@ class Deadline:
         """The status note for the stages skipped ("" where none was)."""
         if not self.skipped:
             return ""
-        return f"; time limit: {', '.join(dict.fromkeys(self.skipped))} skipped, the best plan found kept"
+        return f"{SKIPPED_NOTE}{', '.join(dict.fromkeys(self.skipped))} skipped, the best plan found kept"
 
 
 class FinishReserve:

@@ -26,10 +26,10 @@ from ..geometry.layout import Layout
 from ..workload.goodput import score_arrays
 from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
-from .deadline import Deadline, FinishReserve
+from .deadline import SKIPPED_NOTE, Deadline, FinishReserve
 from .decompose import merge, split_by_plan
 from .greedy import greedy_tasks, packed_tasks
-from .highs import HighsRun, checked_run, new_highs, relative_gap, run_within
+from .highs import TIME_LIMIT_STATUS, HighsRun, checked_run, new_highs, relative_gap, run_within
 from .planner_problem import (
     FLOOR_WEIGHT,
     PlannerState,
@@ -291,6 +291,13 @@ class PlanStats:
     rows: int
     integers: int
     reconfigurations: int
+
+    @property
+    def time_limited(self) -> bool:
+        """Whether the time limit cut the decision short: a HiGHS run it stopped, or a stage
+        the deadline did not reach. What such a decision found depends on the machine's
+        speed and load (``PlannerConfig.node_limit`` avoids it)."""
+        return TIME_LIMIT_STATUS in self.status or SKIPPED_NOTE in self.status
 
 
 @dataclass(frozen=True)
