@@ -12,7 +12,7 @@ import pytest
 
 from migrator.planning import planner
 from migrator.planning.greedy import greedy_tasks
-from migrator.planning.highs import relative_gap
+from migrator.planning.highs import HighsRun, relative_gap
 from random_cases import small_random_case
 from scenarios import small
 
@@ -185,3 +185,16 @@ def test_plan_rates_are_the_estimators_rates(seed: int) -> None:
     got = planner._rates(problem, tasks)
     np.testing.assert_allclose(got[0], expected[0], rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(got[1], expected[1], rtol=1e-12, atol=1e-9)
+
+
+def _run(objective: float, value: float) -> HighsRun:
+    return HighsRun(status="Optimal", feasible=True, bound=objective, mip_gap=0.0, objective=objective,
+                    values=np.zeros(1), value=value)
+
+
+def test_a_vector_within_a_thousandth_of_a_request_or_a_millionth_of_its_objective_is_consistent():
+    assert _run(-0.0, 1.5e-5).consistent  # an objective-0 part, columns at the tolerance from 0
+    assert _run(1e6, 1e6 + 0.5).consistent
+    assert not _run(592.41, 290.997).consistent  # issue 16's silent wrong answer
+    assert not _run(1e6, 1e6 + 5.0).consistent
+    assert not _run(0.0, 0.01).consistent
