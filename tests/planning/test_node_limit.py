@@ -59,6 +59,6 @@ def test_node_limit_must_be_a_whole_number_in_range(value) -> None:
     assert raised.value.field == "planner.node_limit"
 
 
-def test_node_limit_is_off_by_default_and_zero_means_the_root_node_only() -> None:
+def test_node_limit_is_off_by_default_and_zero_is_a_limit() -> None:
     assert PlannerConfig().node_limit is None
     assert PlannerConfig.from_dict({"node_limit": 0}).node_limit == 0

@@ -173,7 +173,8 @@ def solve_problem(
     current layout and tasks are kept (status says so). ``strengthen=False`` leaves out the
     redundant rows that tighten the relaxation and ``break_symmetry=False`` the rows that
     order twin placements in the first period (docs/model.md), for tests and measurements.
-    ``node_limit`` stops the branch-and-bound after that many nodes, 0 after the root
+    ``node_limit`` stops the branch-and-bound after that many nodes; 0 stops it before the
+    root node's relaxation, with the warm start as presolve leaves it
     (``PlannerConfig.node_limit``; None: no limit).
     """
     started = time.perf_counter()

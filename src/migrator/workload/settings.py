@@ -118,7 +118,8 @@ class PlannerConfig:
         over 1 (the capacity model as it is); docs/results.md, "Planning headroom".
     node_limit : int or None
         Branch-and-bound nodes each of a decision's integer programs may explore (HiGHS's
-        ``mip_max_nodes``; 0: the root node only). None (default): no limit, the time
+        ``mip_max_nodes``; 0 stops before the root node's relaxation, which leaves the warm
+        start as presolve finds it: another, faster planner). None (default): no limit, the time
         limit alone stops the solver. Set, a decision no longer reads the clock: no stage
         is cut short by the time limit, each HiGHS run has ten times ``time_limit_s`` as a
         safety stop rather than a share of the time left, and so the same inputs give the
