@@ -179,3 +179,20 @@ def test_decisions_a_time_limit_cut_short_are_counted_and_the_command_says_the_r
     assert out.exit_code == 0, out.output
     assert "of migrator's" in out.output and "may not repeat exactly" in out.output
     assert "planner.node_limit" in out.output
+
+
+def test_the_command_holds_every_planner_to_the_node_limit_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv(latency.ENV, str(tmp_path / "costs.json"))
+    path = tmp_path / "tight.yaml"
+    path.write_text(yaml.safe_dump(_tight().to_dict()))
+    slow_down(monkeypatch, 0.25)
+    out = CliRunner().invoke(main, ["--files-anywhere", "simulate", str(path), "--policies", "migrator,static",
+                                    "--seeds", "1", "--node-limit", "50", "--json"])
+    assert out.exit_code == 0, out.output
+    document = json.loads(out.output)
+    for name in ("migrator", "static"):
+        entry = document["policies"][name]
+        assert entry["settings"]["planner"]["node_limit"] == 50
+        assert [r["decisions_at_time_limit"] for r in entry["per_seed"]] == [0.0]
+    refused = CliRunner().invoke(main, ["--files-anywhere", "simulate", str(path), "--node-limit", str(10**10)])
+    assert refused.exit_code == 2 and "planner.node_limit" in refused.output

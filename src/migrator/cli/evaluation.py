@@ -139,13 +139,18 @@ def _repeat_lines(comparison: Any) -> list[str]:
                    "~/.cache/migrator/decision-costs.json; results.json records it), so that a seed repeats "
                    "exactly unless a decision stops at its time limit (the run says so; planner.node_limit avoids "
                    "it); 'wall': the wall-clock time each decision took, which moves with the machine's load.")
+@click.option("--node-limit", "node_limit", type=click.IntRange(min=0),
+              help="Hold every planner decision (migrator, oracle, static) to N branch-and-bound nodes instead of "
+                   "the clock (planner.node_limit), so that a run repeats exactly on any machine and under any "
+                   "load; slower where a program's root node is hard (docs/results.md, \"Runs that repeat\"). "
+                   "Default: the scenario's own setting (none: the time limit).")
 @click.option("--suite", is_flag=True,
               help="Run every scenario of the bundled suite (real traces, mixed GPUs; docs/scenarios.md) instead of "
                    f"SCENARIO, each for --duration simulated seconds (default {SUITE_DURATION_S:g}); --out gets one "
                    "folder per scenario and summary.md / results.json over them all.")
 def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: float | None,
              out_dir: str | None, as_json: bool, grader: str, warmup_s: float | None, latency: str,
-             suite: bool) -> None:
+             node_limit: int | None, suite: bool) -> None:
     """Replay SCENARIO (the built-in default when omitted) under several policies and
     compare their Goodput.
 
@@ -174,9 +179,9 @@ def simulate(scenario: str | None, policies: str, n_seeds: int, duration_s: floa
     if suite:
         _check_suite_options(scenario, warmup_s)
         _simulate_suite(names, n_seeds, SUITE_DURATION_S if duration_s is None else duration_s, out_dir, as_json,
-                        grader, latency)
+                        grader, latency, node_limit)
         return
-    s = load_scenario(scenario)
+    s = _with_node_limit(load_scenario(scenario), node_limit)
     if duration_s is not None and duration_s > s.duration_s:
         raise click.BadParameter(f"at most the scenario's duration_s ({s.duration_s:g})", param_hint="--duration")
     if warmup_s is not None and warmup_s > s.duration_s:
@@ -219,8 +224,18 @@ def _check_suite_options(scenario: str | None, warmup_s: float | None) -> None:
                                  param_hint="--warmup")
 
 
+def _with_node_limit(s: Any, node_limit: int | None) -> Any:
+    """The scenario with ``--node-limit`` as its planner's node limit, where it is given."""
+    if node_limit is None:
+        return s
+    try:
+        return s.with_planner(node_limit=node_limit)
+    except MigratorError as exc:
+        raise click.BadParameter(str(exc), param_hint="--node-limit") from exc
+
+
 def _simulate_suite(names: list[str], n_seeds: int, duration_s: float, out_dir: str | None, as_json: bool,
-                    grader: str, latency: str) -> None:
+                    grader: str, latency: str, node_limit: int | None) -> None:
     """``--suite``: every bundled suite scenario in turn under one progress bar, then the
     summary (migrator's gain over each policy, the worst tenants) and, with --out, the files."""
     from rich.progress import Progress
@@ -231,6 +246,7 @@ def _simulate_suite(names: list[str], n_seeds: int, duration_s: float, out_dir: 
         scenarios = load_suite()
     except MigratorError as exc:
         raise click.ClickException(str(exc)) from exc
+    scenarios = [_with_node_limit(s, node_limit) for s in scenarios]
     total = len(names) * n_seeds * sum(suite_slots(scenarios, duration_s))
     with Progress(console=Console(stderr=True), transient=True, disable=as_json) as progress:
         task = progress.add_task("suite", total=total)
