@@ -155,6 +155,13 @@ def _tight(**planner: object):  # type: ignore[no-untyped-def]
     return small(duration_s=8).with_planner(time_limit_s=0.2, **planner)
 
 
+def _tight_file(folder):  # type: ignore[no-untyped-def]
+    """:func:`_tight` written as a scenario file in ``folder``; its path."""
+    path = folder / "tight.yaml"
+    path.write_text(yaml.safe_dump(_tight().to_dict()))
+    return path
+
+
 def test_under_a_node_limit_a_slow_machine_replays_a_seed_as_a_fast_one_does(tmp_path, monkeypatch):
     monkeypatch.setenv(latency.ENV, str(tmp_path / "costs.json"))
     scenario = _tight(node_limit=50)
@@ -168,8 +175,7 @@ def test_under_a_node_limit_a_slow_machine_replays_a_seed_as_a_fast_one_does(tmp
 def test_decisions_a_time_limit_cut_short_are_counted_and_the_command_says_the_run_may_not_repeat(
         tmp_path, monkeypatch):
     monkeypatch.setenv(latency.ENV, str(tmp_path / "costs.json"))
-    path = tmp_path / "tight.yaml"
-    path.write_text(yaml.safe_dump(_tight().to_dict()))
+    path = _tight_file(tmp_path)
     slow_down(monkeypatch, 0.25)
     result = simulate(_tight(), make_policy("migrator"), seed=5)
     assert 0 < result.time_limited_decisions <= len(result.decisions)
@@ -183,8 +189,7 @@ def test_decisions_a_time_limit_cut_short_are_counted_and_the_command_says_the_r
 
 def test_the_command_holds_every_planner_to_the_node_limit_it_is_given(tmp_path, monkeypatch):
     monkeypatch.setenv(latency.ENV, str(tmp_path / "costs.json"))
-    path = tmp_path / "tight.yaml"
-    path.write_text(yaml.safe_dump(_tight().to_dict()))
+    path = _tight_file(tmp_path)
     slow_down(monkeypatch, 0.25)
     out = CliRunner().invoke(main, ["--files-anywhere", "simulate", str(path), "--policies", "migrator,static",
                                     "--seeds", "1", "--node-limit", "50", "--json"])
