@@ -11,7 +11,7 @@ import pytest
 
 from migrator.errors import ConfigError
 from migrator.planning import planner
-from migrator.planning.deadline import Deadline, FinishReserve
+from migrator.planning.deadline import MAX_LAG_SHARE, Deadline, FinishReserve
 from migrator.planning.greedy import greedy_tasks
 from migrator.planning.highs import HighsRun, new_highs, run_within
 from migrator.planning.planner_problem import fleet_supply, gpu_supply
@@ -43,15 +43,19 @@ def test_deadline_hands_out_the_limit_less_the_reserve_and_names_what_it_cut() -
     assert Deadline(1.0, clock=clock).note() == ""
 
 
-def test_finish_reserve_estimates_from_one_score_then_learns_the_slowest_recent_finish() -> None:
+def test_finish_reserve_estimates_from_one_score_then_learns_the_slowest_recent_finish_but_one() -> None:
     reserve = FinishReserve()
     assert reserve.estimate(None) == 0.0
     assert reserve.estimate(0.02) == pytest.approx(FinishReserve.per_score * 0.02)
-    for seconds in (0.3, 0.1, 0.2):
+    reserve.record(0.3)
+    assert reserve.estimate(0.02) == pytest.approx(FinishReserve.margin * 0.3)  # the one known
+    for seconds in (0.1, 0.25):
         reserve.record(seconds)
-    assert reserve.estimate(0.02) == pytest.approx(FinishReserve.margin * 0.3)
+    assert reserve.estimate(0.02) == pytest.approx(FinishReserve.margin * 0.25)  # 0.3 may be a stall
+    reserve.record(0.3)
+    assert reserve.estimate(None) == pytest.approx(FinishReserve.margin * 0.3)  # seen twice: what it takes
     for _ in range(FinishReserve.remembered):
-        reserve.record(0.1)  # the slow one is forgotten
+        reserve.record(0.1)  # the slow ones are forgotten
     assert reserve.estimate(None) == pytest.approx(FinishReserve.margin * 0.1)
 
 
@@ -80,6 +84,68 @@ def test_the_solvers_lag_is_held_back_beside_the_reserve_and_learnt_from_each_de
     for _ in range(FinishReserve.remembered_lags):
         reserve.record(0.01)
     assert reserve.lag() == 0.0
+
+
+def test_a_stall_is_not_held_back_as_the_solvers_lag() -> None:
+    clock = ManualClock()
+    assert Deadline(1.0, clock=clock, lag_s=5.0).lag_s == pytest.approx(MAX_LAG_SHARE)
+    assert Deadline(1.0, reserve_s=0.1, clock=clock, lag_s=5.0).left() == pytest.approx(0.9 - MAX_LAG_SHARE)
+    # Where the reserve and the lag held back the whole limit, no solve was handed time: the
+    # time it took to get to the solve stage is no lag (it would feed on itself).
+    nothing = Deadline(1.0, reserve_s=1.0, clock=clock)
+    clock.now += 0.05
+    nothing.solved()
+    assert nothing.left() == 0.0 and nothing.lag() == 0.0
+
+
+class _Stall:
+    """A fake clock that one call of a planner stage moves on by ``seconds``, once: the
+    machine stalled there."""
+
+    def __init__(self, seconds: float) -> None:
+        self.clock, self.seconds = ManualClock(), seconds
+
+    def wrap(self, stage):
+        def stalled(*args, **kwargs):
+            if self.seconds:
+                self.clock.now += self.seconds
+                self.seconds = 0.0
+            return stage(*args, **kwargs)
+        return stalled
+
+
+def _cut_short(p: planner.Planner, count: int) -> list[bool]:
+    """Whether each of ``count`` receding decisions was cut short by its time limit."""
+    state, cut = p.initial_state(), []
+    for _ in range(count):
+        plan = p.plan(state=state)
+        cut.append(plan.stats.time_limited)
+        state = planner.Planner.advance(plan)
+    return cut
+
+
+def test_one_stalled_solve_leaves_the_next_decisions_their_time(monkeypatch) -> None:
+    """A decision whose solve stage the machine stalled in for five limits: the next ones
+    still solve (before MAX_LAG_SHARE they held the whole limit back for 50 decisions and
+    kept their starting plans)."""
+    p = planner.Planner(sized(1, 4))
+    stall = _Stall(5 * p.config.time_limit_s)
+    p.clock = stall.clock
+    monkeypatch.setattr(planner, "solve_problem", stall.wrap(planner.solve_problem))
+    cut = _cut_short(p, 3)
+    assert p._reserve.lag() >= MAX_LAG_SHARE * p.config.time_limit_s  # the stall was seen ...
+    assert cut[1:] == [False, False]  # ... and cost nothing
+
+
+def test_one_stalled_finish_costs_one_decision(monkeypatch) -> None:
+    """A decision whose finishing the machine stalled in: the next one keeps its starting
+    plan (the stall is all it knows of finishing), the one after solves again (it used to
+    take five)."""
+    p = planner.Planner(sized(1, 4))
+    stall = _Stall(5 * p.config.time_limit_s)
+    p.clock = stall.clock
+    monkeypatch.setattr(planner.Planner, "decode", stall.wrap(planner.Planner.decode))
+    assert _cut_short(p, 4)[1:] == [True, False, False]
 
 
 def test_greedy_start_past_its_deadline_keeps_the_other_gpus_as_they_are() -> None:

@@ -13,10 +13,15 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["SKIPPED_NOTE", "Deadline", "FinishReserve"]
+__all__ = ["MAX_LAG_SHARE", "SKIPPED_NOTE", "Deadline", "FinishReserve"]
 
 #: How the status of a plan whose deadline skipped stages goes on (:meth:`Deadline.note`).
 SKIPPED_NOTE = "; time limit: "
+#: The most of the limit held back for the solver's lag. HiGHS's own lag is tens of
+#: milliseconds (about 0.1 s in a cold 128-GPU decision); a longer overrun is the machine
+#: stalling, which holding time back does not prevent. Uncapped, one 1.5 s stall had the
+#: next 50 decisions hold back the whole limit and keep the starting plan (docs/model.md).
+MAX_LAG_SHARE = 0.25
 
 
 class Deadline:
@@ -37,6 +42,7 @@ class Deadline:
         back too, so that the lag does not eat the reserve: it alone skipped the retraining
         pass on every other decision of a replay, the plan flipping between retraining and
         serving each time (docs/model.md, "A decision's deadline", "The solver's lag").
+        At most ``MAX_LAG_SHARE`` of the limit.
     """
 
     def __init__(self, limit_s: float, reserve_s: float = 0.0, clock: Callable[[], float] = time.perf_counter,
@@ -44,7 +50,7 @@ class Deadline:
         self.clock = clock
         self.started = clock()
         self.limit_s = float(limit_s)
-        self.lag_s = min(max(float(lag_s), 0.0), self.limit_s)
+        self.lag_s = min(max(float(lag_s), 0.0), MAX_LAG_SHARE * self.limit_s)
         self.hold(reserve_s)
         self.skipped: list[str] = []  # the stages it did not reach, in order
         self.solved_at: float | None = None  # when the solve stage ended (what follows is finishing)
@@ -79,7 +85,11 @@ class Deadline:
 
     def lag(self) -> float:
         """Seconds the solve stage ran past the last moment :meth:`left` handed out (0 where
-        it ended before): what the next decisions hold back as ``lag_s``."""
+        it ended before): what the next decisions hold back as ``lag_s``. 0 where nothing was
+        handed out: no solve ran to lag, and counting the time it took to get to the solve
+        stage as a lag would have each such decision hold back more for the next."""
+        if self._handed_out_until() <= self.started:
+            return 0.0
         solved = self.solved_at if self.solved_at is not None else self.clock()
         return max(0.0, solved - self._handed_out_until())
 
@@ -103,8 +113,12 @@ class FinishReserve:
 
     Before any decision has finished, finishing is estimated as ``per_score`` times the time
     one Goodput estimate of a plan took in this decision; afterwards, the slowest of the last
-    few finishes, with a margin. (At 512 GPUs / 1024 tenants finishing took about six scores'
-    time and the greedy start's retraining step, which runs after its deadline, three more.)
+    few finishes but one (the slowest where only one is known), with a margin: one finish the
+    machine stalled in is not what finishing takes, and counted it would leave the next
+    decisions no time to plan. The retraining pass stops itself where finishing runs late
+    (:meth:`Deadline.finishing_late`). (At 512 GPUs / 1024 tenants finishing took about six
+    scores' time and the greedy start's retraining step, which runs after its deadline, three
+    more.)
 
     It learns the solver's lag (:meth:`Deadline.lag`) the same way, as the largest of the last
     ``remembered_lags``: the lag shows only on decisions whose solve reaches its limit, which
@@ -122,7 +136,8 @@ class FinishReserve:
 
     def estimate(self, score_s: float | None) -> float:
         if self._finishes:
-            return self.margin * max(self._finishes)
+            slowest = sorted(self._finishes, reverse=True)
+            return self.margin * slowest[min(1, len(slowest) - 1)]
         return self.per_score * score_s if score_s is not None else 0.0
 
     def lag(self) -> float:
