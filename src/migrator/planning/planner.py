@@ -44,7 +44,7 @@ from .planner_problem import (
     task_name,
 )
 from .retraining import eligible_tenants, retrain_over_window
-from .split_bound import BoundKeeper
+from .split_bound import BoundKeeper, relaxed_tenant_slots
 
 __all__ = ["Plan", "PlanStats", "Planner", "SlotPlan", "GpuPlan", "solve_problem"]
 
@@ -64,10 +64,11 @@ MIN_SPLIT_S = 0.05
 #: plans the horizon's first slots only (the plan's status says so); docs/model.md measured
 #: 200 slots worth no more than 30 with the retraining pass.
 PROGRAM_SLOTS_PER_S, MIN_PROGRAM_SLOTS = 60, 30
-#: Tenant-slots above which the split's bound is not attempted: at 512 GPUs / 1024 tenants
-#: (30 720) its relaxation was not solved in 120 s from cold, and building it beside the
-#: starting plans took the time they needed (the decision went to 1.16 s under 1 s); at 128
-#: GPUs / 256 tenants (7 680) it takes 1.8 s from cold and 0.3 s from a basis.
+#: Tenant-slots of its relaxation above which the split's bound is not attempted: at 512
+#: GPUs / 1024 tenants (30 720) the relaxation was not solved in 120 s from cold, and building
+#: it beside the starting plans took the time they needed (the decision went to 1.16 s under
+#: 1 s); at 128 GPUs / 256 tenants (7 680) it takes 1.8 s from cold and 0.3 s from a basis.
+#: Above split_bound.POOL_ABOVE alike tenants are pooled, which makes most relaxations small.
 MAX_BOUND_TENANT_SLOTS = 16_000
 #: Under a node limit, each HiGHS run still stops after this many times ``time_limit_s``.
 NODE_LIMIT_SAFETY = 10.0
@@ -596,7 +597,7 @@ class Planner:
 
         def bound() -> tuple[float, float]:
             started = time.perf_counter()
-            if len(problem.tenants) * problem.horizon > MAX_BOUND_TENANT_SLOTS:
+            if relaxed_tenant_slots(problem) > MAX_BOUND_TENANT_SLOTS:
                 deadline.skipped.append("bound (too large to solve in time)")
                 return float("inf"), 0.0
             value = self._bounds.bound(problem, deadline) if deadline.reaches("bound", needs_s=0.01) else float("inf")

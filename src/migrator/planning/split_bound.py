@@ -15,6 +15,7 @@ a valid bound; it is a linear program of a few thousand columns (tens of ms).
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import threading
 import weakref
 from dataclasses import dataclass
@@ -28,12 +29,20 @@ from .deadline import Deadline
 from .highs import new_highs, run_within
 from .planner_problem import GpuProblem, Problem, alike_gpus, core_gpu
 
-__all__ = ["BACKGROUND_S", "BY_PERIOD_ABOVE", "BoundKeeper", "LpBasis", "split_bound", "whole_bound"]
+__all__ = [
+    "BACKGROUND_S", "BY_PERIOD_ABOVE", "POOL_ABOVE", "BoundKeeper", "Completions", "LpBasis", "pool_tenants",
+    "relaxed_tenant_slots",
+    "split_bound", "whole_bound",
+]
 
 #: Tenant-slots above which the tenants' rows are relaxed to periods (docs/model.md, "At scale").
 BY_PERIOD_ABOVE = 1000
 #: How long a bound's solve that its decision could not wait for goes on in the background.
 BACKGROUND_S = 20.0
+#: Tenant-slots above which alike tenants are pooled (docs/model.md, "Pooling alike tenants"):
+#: where the tenants' rows would otherwise be relaxed to periods, pooling is as tight or
+#: tighter and fifty times faster to solve.
+POOL_ABOVE = BY_PERIOD_ABOVE
 
 
 @dataclass(frozen=True)
@@ -327,15 +336,103 @@ def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply, b
         previous = count
 
 
+def _pools(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Which pool each tenant joins, (N,), and each pool's first member, (P,): tenants alike in
+    everything the relaxation reads of them but their arrivals (accuracies, retraining window,
+    work and work left, whether retraining is done, figures on every GPU). A tenant whose
+    retraining is under way is mostly a pool of its own: pooled with others, its little work
+    left would let the pool's completion come early for all."""
+    keys = [problem.acc_before, problem.acc_after, problem.window_slots, problem.window_offset, problem.work_full,
+            problem.work_left, problem.done0]
+    for members in alike_gpus(problem):
+        gpu = problem.gpus[members[0]]
+        keys += [gpu.capacity_rps, gpu.retrain_speed]
+    rows = np.column_stack([np.asarray(k, dtype=np.float64).reshape(len(problem.tenants), -1) for k in keys])
+    _, first, pool = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    return pool.ravel(), first
+
+
+@dataclass(frozen=True)
+class Completions:
+    """What a pool's finished retraining can count in each slot: with ``k`` of its members
+    finished, at most the ``k`` busiest members' arrivals, a concave function of ``k`` held
+    under lines ``intercept + slope k`` (``slopes``, ``intercepts``: (S, T)), each through a
+    piece of it (from ``k`` = 0, 1, 3, 7, ... members). A tenant of its own has one line,
+    its arrivals times ``k``."""
+
+    slopes: np.ndarray
+    intercepts: np.ndarray
+
+    @classmethod
+    def of(cls, arrivals: np.ndarray) -> Completions:
+        """Of members' arrivals, (m, T)."""
+        busiest = -np.sort(-np.asarray(arrivals, dtype=np.float64), axis=0)
+        finished = np.vstack([np.zeros(busiest.shape[1]), np.cumsum(busiest, axis=0)])
+        starts = 2 ** np.arange(int(np.log2(len(busiest))) + 1) - 1  # 0, 1, 3, 7, ... < m
+        slopes = busiest[starts]
+        return cls(slopes, finished[starts] - slopes * starts[:, None])
+
+
+def pool_tenants(problem: Problem) -> tuple[Problem, np.ndarray, tuple[Completions, ...]]:
+    """``problem`` with each pool of alike tenants (:func:`_pools`) made one tenant: its
+    arrivals the members' sum, its instances those of any member; the pool's members, (P,);
+    and what its completions count (:class:`Completions`).
+
+    Every point of the relaxation maps to a point of the pooled one worth as much, so the
+    pooled optimum bounds it (docs/model.md, "Pooling alike tenants"): served requests and
+    instances add up (``Σ min(a_i, cap_i) <= min(Σ a_i, Σ cap_i)``, and ``Σ s_i <= Σ a_i x_i
+    <= Σ a_i Σ x_i`` for the whole-instance rows); the pool retrains ``m`` jobs of its members'
+    work ``W``, and its completion ``C = Σ c_i / m`` (the share of members finished) has
+    ``m W C <= Σ P_i`` and counts at most ``Σ a_i c_i``, the busiest ``m C`` members'
+    arrivals; a member's completion may come as early as one job's can; a terminal credit is
+    ``m`` times the largest member's."""
+    pool, first = _pools(problem)
+    members = np.bincount(pool, minlength=len(first)).astype(np.float64)
+    arrivals = np.asarray(problem.arrivals, dtype=np.float64)
+    summed = np.zeros((len(first), arrivals.shape[1]))
+    np.add.at(summed, pool, arrivals)
+    terminal = None
+    if problem.terminal_gain is not None:
+        terminal = np.zeros(len(first))
+        np.maximum.at(terminal, pool, np.asarray(problem.terminal_gain, dtype=np.float64))
+        terminal *= members
+    pooled = dataclasses.replace(
+        problem, tenants=tuple(f"pool{k}" for k in range(len(first))), arrivals=summed,
+        acc_before=problem.acc_before[first], acc_after=problem.acc_after[first], work_left=problem.work_left[first],
+        done0=problem.done0[first], window_slots=problem.window_slots[first],
+        window_offset=problem.window_offset[first], work_full=problem.work_full[first],
+        terminal_gain=terminal, gpus=_pooled_gpus(problem, pool, first),
+        min_attainment=None,  # floors only take from the objective: left out, still a bound
+    )
+    return pooled, members, tuple(Completions.of(arrivals[pool == k]) for k in range(len(first)))
+
+
+def _pooled_gpus(problem: Problem, pool: np.ndarray, first: np.ndarray) -> tuple[GpuProblem, ...]:
+    """The GPUs with one row of figures per pool (alike GPUs keep sharing theirs) and their
+    instances' tasks renumbered to the pools'."""
+    task_of = np.zeros(problem.n_tasks, dtype=np.int64)
+    task_of[1::2], task_of[2::2] = 1 + 2 * pool, 2 + 2 * pool
+    figures: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    gpus = []
+    for gpu in problem.gpus:
+        if id(gpu.capacity_rps) not in figures:
+            figures[id(gpu.capacity_rps)] = (gpu.capacity_rps[first], gpu.retrain_speed[first])
+        capacity, speed = figures[id(gpu.capacity_rps)]
+        current = np.where(gpu.current > 0, task_of[np.maximum(gpu.current, 0)], gpu.current)
+        gpus.append(dataclasses.replace(gpu, capacity_rps=capacity, retrain_speed=speed, current=current))
+    return tuple(gpus)
+
+
 def _window_start(problem: Problem, i: int, t: int) -> bool:
     window = int(problem.window_slots[i])
     return window > 0 and (int(problem.window_offset[i]) + t) % window == 0
 
 
-def _max_rates(problem: Problem) -> np.ndarray:
+def _max_rates(problem: Problem, jobs: np.ndarray | float = 1.0) -> np.ndarray:
     """The most retraining each tenant could get per second (full-GPU seconds), shape (N,):
-    every GPU flat out, and at most ``retrain_instances`` of the fastest instances where that
-    is set. Alike GPUs (one template) are counted at once."""
+    every GPU flat out, and at most ``retrain_instances`` of the fastest instances (times
+    ``jobs``, the tenant's jobs: its members where tenants are pooled) where that is set.
+    Alike GPUs (one template) are counted at once."""
     rate, fastest = np.zeros(len(problem.tenants)), np.zeros(len(problem.tenants))
     for members in alike_gpus(problem):
         gpu = problem.gpus[members[0]]
@@ -345,7 +442,7 @@ def _max_rates(problem: Problem) -> np.ndarray:
         rate += len(members) * gpu.compute_slices * per_slice
         fastest = np.maximum(fastest, gpu.retrain_speed.max(axis=1))
     if problem.retrain_instances > 0:
-        rate = np.minimum(rate, problem.retrain_instances * fastest)
+        rate = np.minimum(rate, problem.retrain_instances * np.asarray(jobs) * fastest)
     return rate
 
 
@@ -399,8 +496,23 @@ def _add_requests(lp: _Lp, problem: Problem, supply: _Supply) -> np.ndarray:
     return served
 
 
+@dataclass(frozen=True)
+class _Retrainer:
+    """What one tenant's rows (9)-(13) take beyond the problem's arrays. A pool of ``members``
+    alike tenants (:func:`pool_tenants`) retrains ``members`` jobs, its completion (the share
+    of its members finished) counting what ``counted`` says; ``reach_rate`` is the most rate
+    one job could have (which slots a completion may take), ``most_rate`` the pool's (its
+    progress columns' bound). A tenant of its own is a pool of one."""
+
+    members: float
+    counted: Completions
+    reach_rate: float
+    most_rate: float
+    retraining_now: bool
+
+
 def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progress_rows: np.ndarray,
-                    max_rate: float, retraining_now: bool) -> None:
+                    who: _Retrainer) -> None:
     """Tenant i's retrained share, progress and completions, rows (9)-(13); the row of its
     progress in each slot is noted in ``progress_rows`` (the classes' terms join it later)."""
     before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
@@ -410,7 +522,7 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
     progress = completed = None
     # A completion is 0 before the window's work could be done at the most rate (one set-up
     # first, unless an instance retrains the tenant now): valid for every plan.
-    setup = 0.0 if retraining_now else problem.setup_s
+    setup = 0.0 if who.retraining_now else problem.setup_s
     window_first = 0
     for t in range(problem.horizon):
         arrived = float(problem.arrivals[i, t])
@@ -430,18 +542,29 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
         else:
             work = float(problem.work_left[i] if first_window else problem.work_full[i])
             seconds = (t - window_first) * problem.slot_s - (setup if first_window else 0.0)
-            completion = lp.col(upper=1.0 if work <= 0 or max_rate * max(0.0, seconds) >= work * (1 - 1e-9) else 0.0)
-            lp.row(-np.inf, 0.0, {completion: work, progress: -1.0})
-            lp.row(-np.inf, 0.0, {retrained: 1.0, completion: -arrived})
+            completion = lp.col(upper=1.0 if _reachable(work, who.reach_rate * seconds) else 0.0)
+            lp.row(-np.inf, 0.0, {completion: who.members * work, progress: -1.0})
+            for slope, intercept in zip(who.counted.slopes[:, t], who.counted.intercepts[:, t]):
+                lp.row(-np.inf, float(intercept), {retrained: 1.0, completion: -who.members * float(slope)})
             if completed is not None:
                 lp.row(0.0, np.inf, {completion: 1.0, completed: -1.0})
             completed = completion
-        now = lp.col(upper=_most_progress(max_rate, problem, t + 1 - window_first))
+        now = lp.col(upper=_most_progress(who.most_rate, problem, t + 1 - window_first))
         progress_rows[i, t] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
         progress = now
+    _add_terminal(lp, problem, i, progress, who.members * (problem.work_left[i] if first_window
+                                                            else problem.work_full[i]))
+
+
+def _reachable(work: float, most_progress: float) -> bool:
+    """Whether ``work`` can be done with ``most_progress`` (so that a completion may be 1)."""
+    return work <= 0 or max(0.0, most_progress) >= work * (1 - 1e-9)
+
+
+def _add_terminal(lp: _Lp, problem: Problem, i: int, progress: int | None, work: float) -> None:
+    """(13): tenant i's terminal credit, in proportion to ``work`` done by the horizon's end."""
     gain = 0.0 if problem.terminal_gain is None else float(problem.terminal_gain[i])
     if gain > 0 and progress is not None:
-        work = float(problem.work_left[i] if first_window else problem.work_full[i])
         share = lp.col(cost=gain, upper=1.0)
         lp.row(-np.inf, 0.0, {share: work, progress: -1.0})
 
@@ -502,7 +625,7 @@ def _segments(problem: Problem, i: int, j: int, first: int) -> list[tuple[int, i
 
 
 def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progress_rows: np.ndarray,
-                              max_rate: float, retraining_now: bool) -> None:
+                              who: _Retrainer) -> None:
     """Rows (9)-(13) of tenant ``i`` relaxed to periods. Per period, the retrained requests
     are at most those served and at most each window segment's arrivals times its completion
     ``C``, where ``work x C`` is at most the progress through the segment's end (the progress
@@ -514,7 +637,7 @@ def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndar
     if not (problem.window_slots[i] > 0 and after > before):
         return
     arrivals = np.asarray(problem.arrivals[i], dtype=np.float64)
-    setup = 0.0 if retraining_now else problem.setup_s
+    setup = 0.0 if who.retraining_now else problem.setup_s
     first_window, progress, window_first = True, None, 0
     period_first = problem.period_starts()
     for j in range(len(problem.periods)):
@@ -528,10 +651,11 @@ def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndar
                 first_window = False
             if starts:
                 progress, window_first = None, lo
-            arrived = float(arrivals[lo:hi + 1].sum())
+            # The first line alone (through 0): one retrained column spans the segments.
+            arrived = who.members * float(who.counted.slopes[0, lo:hi + 1].sum())
             # The whole period's progress counts here (and the periods before, in the window).
             periods_in = end - _period_start_of(period_first, window_first)
-            now = lp.col(upper=_most_progress(max_rate, problem, periods_in))
+            now = lp.col(upper=_most_progress(who.most_rate, problem, periods_in))
             progress_rows[i, j, k] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
             progress = now
             if first_window and not starts and bool(problem.done0[i]):
@@ -539,38 +663,43 @@ def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndar
                 continue
             work = float(problem.work_left[i] if first_window else problem.work_full[i])
             seconds = (hi + 1 - window_first) * problem.slot_s - (setup if first_window else 0.0)
-            reachable = work <= 0 or max_rate * max(0.0, seconds) >= work * (1 - 1e-9)
-            completion = lp.col(upper=1.0 if reachable else 0.0)
-            lp.row(-np.inf, 0.0, {completion: work, progress: -1.0})
+            completion = lp.col(upper=1.0 if _reachable(work, who.reach_rate * seconds) else 0.0)
+            lp.row(-np.inf, 0.0, {completion: who.members * work, progress: -1.0})
             limit[completion] = -arrived
         lp.row(-np.inf, free, limit)
-    gain = 0.0 if problem.terminal_gain is None else float(problem.terminal_gain[i])
-    if gain > 0 and progress is not None:
-        work = float(problem.work_left[i] if first_window else problem.work_full[i])
-        share = lp.col(cost=gain, upper=1.0)
-        lp.row(-np.inf, 0.0, {share: work, progress: -1.0})
+    _add_terminal(lp, problem, i, progress, who.members * (problem.work_left[i] if first_window
+                                                            else problem.work_full[i]))
 
 
-def _add_one_job(lp: _Lp, problem: Problem, supply: _Supply) -> None:
-    """(16): at most ``retrain_instances`` instances retrain a tenant in a period."""
+def _add_one_job(lp: _Lp, problem: Problem, supply: _Supply, members: np.ndarray) -> None:
+    """(16): at most ``retrain_instances`` instances retrain a tenant in a period (times its
+    ``members`` where tenants are pooled)."""
     tenant, period, column = supply.counts(0)
     keys, group = np.unique(tenant * len(problem.periods) + period, return_inverse=True)
-    rows = lp.rows(len(keys), upper=float(problem.retrain_instances))
+    rows = lp.rows(len(keys), upper=float(problem.retrain_instances) * members[keys // len(problem.periods)])
     lp.add(rows[group.ravel()], column, 1.0)
 
 
-def split_bound(problem: Problem, time_limit_s: float = 1.0, by_period: bool | None = None) -> float:
+def split_bound(problem: Problem, time_limit_s: float = 1.0, by_period: bool | None = None,
+                pool: bool | None = None) -> float:
     """An upper bound on the optimum of the whole program of ``problem`` (objective of
     docs/model.md), or inf where the relaxation is not solved within ``time_limit_s``.
     ``by_period`` relaxes the tenants' rows from slots to periods (smaller, looser); by
-    default above ``BY_PERIOD_ABOVE`` tenant-slots."""
-    return whole_bound(problem, time_limit_s, by_period=by_period)[0]
+    default above ``BY_PERIOD_ABOVE`` tenant-slots. ``pool`` relaxes alike tenants into one
+    (:func:`pool_tenants`); by default above ``POOL_ABOVE`` tenant-slots."""
+    return whole_bound(problem, time_limit_s, by_period=by_period, pool=pool)[0]
+
+
+def relaxed_tenant_slots(problem: Problem) -> int:
+    """Tenant-slots of the relaxation :func:`whole_bound` builds by default (its size)."""
+    slots = len(problem.tenants) * problem.horizon
+    return len(_pools(problem)[1]) * problem.horizon if slots > POOL_ABOVE else slots
 
 
 def whole_bound(
     problem: Problem, time_limit_s: float = 1.0, start: LpBasis | None = None, deadline: Deadline | None = None,
     cancel: threading.Event | None = None, by_period: bool | None = None,
-    on_early: Callable[[float], None] | None = None,
+    on_early: Callable[[float], None] | None = None, pool: bool | None = None,
 ) -> tuple[float, LpBasis | None]:
     """:func:`split_bound`, started from ``start`` (the basis an earlier decision's bound
     returned), and the basis to start the next one from (None when not solved). With a
@@ -578,7 +707,11 @@ def whole_bound(
     and solved within what the deadline leaves of ``time_limit_s``; setting ``cancel``
     stops the solve (as its time limit would). ``on_early`` is called, once the program is
     built and before it is solved, with the bound that ``start``'s multipliers give it (inf
-    without them). ``by_period`` as in :func:`split_bound`."""
+    without them). ``by_period`` and ``pool`` as in :func:`split_bound`."""
+    if pool is None:
+        pool = len(problem.tenants) * problem.horizon > POOL_ABOVE
+    problem, pooled, counted = pool_tenants(problem) if pool else (
+        problem, np.ones(len(problem.tenants)), tuple(Completions.of(a[None, :]) for a in problem.arrivals))
     if by_period is None:
         by_period = len(problem.tenants) * problem.horizon > BY_PERIOD_ABOVE
     lp, supply = _Lp(), _Supply()
@@ -595,14 +728,15 @@ def whole_bound(
         served = _add_requests(lp, problem, supply)
         progress_rows = np.full((n, problem.horizon), -1, dtype=np.int64)
         add_retraining = _add_retraining
-    rates, now = _max_rates(problem), _retraining_now(problem)
+    reach, most, now = _max_rates(problem), _max_rates(problem, pooled), _retraining_now(problem)
     for i in range(n):
         if _late(deadline):
             return float("inf"), None
-        add_retraining(lp, problem, i, served[i], progress_rows, float(rates[i]), bool(now[i]))
+        who = _Retrainer(float(pooled[i]), counted[i], float(reach[i]), float(most[i]), bool(now[i]))
+        add_retraining(lp, problem, i, served[i], progress_rows, who)
     _add_progress_terms(lp, supply, progress_rows)
     if problem.retrain_instances > 0:
-        _add_one_job(lp, problem, supply)
+        _add_one_job(lp, problem, supply, pooled)
     return lp.solve(time_limit_s, start, deadline, cancel, on_early)
 
 
