@@ -9,7 +9,9 @@ maximal layouts (as many layouts as GPUs). Capacities are per profile (the best 
 new instances pay their set-up share and penalty on the increase of a count, requests and
 retraining follow the program's own rows (8)-(13), with completions continuous. Every plan
 of the whole program maps to a point of it of at least the same value, so its LP optimum is
-a valid bound; it is a linear program of a few thousand columns (tens of ms).
+a valid bound; it is a linear program of a few thousand columns (tens of ms). Above
+``POOL_ABOVE`` tenant-slots alike tenants are pooled into one (:func:`pool_tenants`), a
+further relaxation that keeps it that small at 512 GPUs / 1024 tenants.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ from .planner_problem import GpuProblem, Problem, alike_gpus, core_gpu
 
 __all__ = [
     "BACKGROUND_S", "BY_PERIOD_ABOVE", "POOL_ABOVE", "BoundKeeper", "Completions", "LpBasis", "pool_tenants",
-    "relaxed_tenant_slots",
-    "split_bound", "whole_bound",
+    "relaxed_tenant_slots", "split_bound", "whole_bound",
 ]
 
 #: Tenant-slots above which the tenants' rows are relaxed to periods (docs/model.md, "At scale").
