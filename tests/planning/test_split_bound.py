@@ -118,9 +118,9 @@ def test_pooled_bound_holds_where_retraining_finishes_within_the_horizon(seed: i
     twins = []
     for tenant in table["tenants"]:
         for k in range(2):
-            copy = {**tenant, "name": f"{tenant['name']}{k}",
-                    "arrivals": {"synthetic": "poisson", "mean_rps": float(rng.uniform(100, 1500)), "seed": int(seed * 10 + k)}}
-            twins.append(copy)
+            rate = float(rng.uniform(100, 1500))
+            arrivals = {"synthetic": "poisson", "mean_rps": rate, "seed": int(seed * 10 + k)}
+            twins.append({**tenant, "name": f"{tenant['name']}{k}", "arrivals": arrivals})
     table["tenants"] = twins
     problem = planner.Planner(migrator.Scenario.from_dict(table)).problem()
     assert len(pool_tenants(problem)[0].tenants) == 2
@@ -132,7 +132,8 @@ def test_pooled_bound_holds_where_retraining_finishes_within_the_horizon(seed: i
 
 
 def _receding_problems(scenario: migrator.Scenario, decisions: int) -> list:
-    loop, state, problems = planner.Planner(scenario), None, []
+    """The problems of ``decisions`` receding decisions from the scenario's start."""
+    loop, problems = planner.Planner(scenario), []
     state = loop.initial_state()
     for _ in range(decisions):
         plan = loop.plan(state=state)
