@@ -177,6 +177,17 @@ def test_suite_runs_end_to_end_on_a_tiny_duration(tmp_path):
         assert (out / "suite.png").exists() and (out / names[0] / "goodput.png").exists()
 
 
+def test_suite_holds_every_scenario_to_the_node_limit_it_is_given(tmp_path):
+    # --node-limit reaches each suite scenario's planner (0: the warm start as presolve
+    # leaves it, the quickest), and no decision then stops at a time limit.
+    _, out = _run_suite(tmp_path, "--duration", "2", "--policies", "migrator", "--latency", "wall",
+                        "--node-limit", "0")
+    for scenario in SCENARIOS:
+        entry = json.loads((out / scenario.name / "results.json").read_text())["policies"]["migrator"]
+        assert entry["settings"]["planner"]["node_limit"] == 0
+        assert entry["per_seed"][0]["decisions_at_time_limit"] == 0
+
+
 @pytest.mark.slow
 def test_suite_runs_at_its_default_duration_with_every_policy(tmp_path):
     _, out = _run_suite(tmp_path)
