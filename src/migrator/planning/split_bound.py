@@ -429,11 +429,11 @@ def _window_start(problem: Problem, i: int, t: int) -> bool:
     return window > 0 and (int(problem.window_offset[i]) + t) % window == 0
 
 
-def _max_rates(problem: Problem, jobs: np.ndarray | float = 1.0) -> np.ndarray:
-    """The most retraining each tenant could get per second (full-GPU seconds), shape (N,):
-    every GPU flat out, and at most ``retrain_instances`` of the fastest instances (times
-    ``jobs``, the tenant's jobs: its members where tenants are pooled) where that is set.
-    Alike GPUs (one template) are counted at once."""
+def _max_rates(problem: Problem, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The most retraining each tenant could get per second (full-GPU seconds), shape (N,),
+    for one of its jobs and for all of its ``jobs`` (its members where tenants are pooled):
+    every GPU flat out, and at most ``retrain_instances`` of the fastest instances per job
+    where that is set. Alike GPUs (one template) are counted at once."""
     rate, fastest = np.zeros(len(problem.tenants)), np.zeros(len(problem.tenants))
     for members in alike_gpus(problem):
         gpu = problem.gpus[members[0]]
@@ -442,9 +442,10 @@ def _max_rates(problem: Problem, jobs: np.ndarray | float = 1.0) -> np.ndarray:
         per_slice = (gpu.retrain_speed / np.maximum(gpu.compute, 1)[None, :]).max(axis=1)
         rate += len(members) * gpu.compute_slices * per_slice
         fastest = np.maximum(fastest, gpu.retrain_speed.max(axis=1))
-    if problem.retrain_instances > 0:
-        rate = np.minimum(rate, problem.retrain_instances * np.asarray(jobs) * fastest)
-    return rate
+    if problem.retrain_instances <= 0:
+        return rate, rate
+    per_job = problem.retrain_instances * fastest
+    return np.minimum(rate, per_job), np.minimum(rate, per_job * np.asarray(jobs))
 
 
 def _retraining_now(problem: Problem) -> np.ndarray:
@@ -541,7 +542,7 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
         if progress is None:  # slot 0 or a window's first slot: the accuracy before
             lp.row(-np.inf, 0.0, {retrained: 1.0})
         else:
-            work = float(problem.work_left[i] if first_window else problem.work_full[i])
+            work = _work(problem, i, first_window)
             seconds = (t - window_first) * problem.slot_s - (setup if first_window else 0.0)
             completion = lp.col(upper=1.0 if _reachable(work, who.reach_rate * seconds) else 0.0)
             lp.row(-np.inf, 0.0, {completion: who.members * work, progress: -1.0})
@@ -553,8 +554,13 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
         now = lp.col(upper=_most_progress(who.most_rate, problem, t + 1 - window_first))
         progress_rows[i, t] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
         progress = now
-    _add_terminal(lp, problem, i, progress, who.members * (problem.work_left[i] if first_window
-                                                            else problem.work_full[i]))
+    _add_terminal(lp, problem, i, progress, who.members * _work(problem, i, first_window))
+
+
+def _work(problem: Problem, i: int, first_window: bool) -> float:
+    """Tenant i's retraining work in a window: what is left of it in the window holding slot
+    0, all of it in later ones."""
+    return float(problem.work_left[i] if first_window else problem.work_full[i])
 
 
 def _reachable(work: float, most_progress: float) -> bool:
@@ -662,14 +668,13 @@ def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndar
             if first_window and not starts and bool(problem.done0[i]):
                 free += arrived
                 continue
-            work = float(problem.work_left[i] if first_window else problem.work_full[i])
+            work = _work(problem, i, first_window)
             seconds = (hi + 1 - window_first) * problem.slot_s - (setup if first_window else 0.0)
             completion = lp.col(upper=1.0 if _reachable(work, who.reach_rate * seconds) else 0.0)
             lp.row(-np.inf, 0.0, {completion: who.members * work, progress: -1.0})
             limit[completion] = -arrived
         lp.row(-np.inf, free, limit)
-    _add_terminal(lp, problem, i, progress, who.members * (problem.work_left[i] if first_window
-                                                            else problem.work_full[i]))
+    _add_terminal(lp, problem, i, progress, who.members * _work(problem, i, first_window))
 
 
 def _add_one_job(lp: _Lp, problem: Problem, supply: _Supply, members: np.ndarray) -> None:
@@ -729,7 +734,7 @@ def whole_bound(
         served = _add_requests(lp, problem, supply)
         progress_rows = np.full((n, problem.horizon), -1, dtype=np.int64)
         add_retraining = _add_retraining
-    reach, most, now = _max_rates(problem), _max_rates(problem, pooled), _retraining_now(problem)
+    (reach, most), now = _max_rates(problem, pooled), _retraining_now(problem)
     for i in range(n):
         if _late(deadline):
             return float("inf"), None
