@@ -336,3 +336,46 @@ def test_packed_start_is_offered_only_while_the_pass_has_no_work(monkeypatch):
     assert offered == []
     planner.Planner(scenario.with_planner(retrain_over_window=False)).plan()
     assert len(offered) == 1
+
+
+def test_parts_are_settled_by_the_period_bounds_once_every_part_was_solved(monkeypatch):
+    # The first decision (no times known) solves every part; the ones after it may settle
+    # parts whose start reaches the period bounds; after a decision that cut parts, none.
+    scenario = sized(8, 16, horizon=8).with_planner(time_limit_s=30.0, workers=1)
+    p = planner.Planner(scenario)
+    solve, asked = planner.solve_problem, []
+
+    def recorded(sub, **kwargs):
+        asked.append(kwargs["settle"])
+        return solve(sub, **kwargs)
+
+    monkeypatch.setattr(planner, "solve_problem", recorded)
+    first = p.plan()
+    assert asked and not any(asked)
+    asked.clear()
+    second = p.plan(state=planner.Planner.advance(first))
+    assert asked and all(asked)
+    assert planner.PERIOD_BOUNDS_STATUS in second.stats.status  # some part was settled
+    p._part_seconds = None  # as after a decision the deadline cut short
+    asked.clear()
+    p.plan(state=planner.Planner.advance(second))
+    assert asked and not any(asked)
+
+
+def test_settled_parts_give_the_plans_solved_ones_do(monkeypatch):
+    # Settling a part returns its start where HiGHS would prove the same start: over a
+    # receding run, the same plans (tasks and values) as with every part solved.
+    scenario = sized(8, 16, horizon=8).with_planner(time_limit_s=30.0, workers=1)
+    settled, solved = planner.Planner(scenario), planner.Planner(scenario)
+    solve = planner.solve_problem
+    state, count = None, 0
+    for _ in range(4):
+        a = settled.plan(state=state)
+        monkeypatch.setattr(planner, "solve_problem", lambda sub, **kw: solve(sub, **{**kw, "settle": False}))
+        b = solved.plan(state=state)
+        monkeypatch.setattr(planner, "solve_problem", solve)
+        count += a.stats.status.count(planner.PERIOD_BOUNDS_STATUS)
+        assert planner.PERIOD_BOUNDS_STATUS not in b.stats.status
+        assert a.stats.objective == pytest.approx(b.stats.objective, rel=scenario.planner.mip_gap)
+        state = planner.Planner.advance(a)
+    assert count > 0

@@ -136,3 +136,55 @@ def test_period_bounds_bound_the_optimum(seed: int) -> None:
     assert optimum.status == "Optimal"
     if np.isfinite(bounds).all():
         assert optimum.objective <= bounds.sum() + 1e-6 * max(1.0, abs(optimum.objective))
+
+
+# -- a start that reaches the period bounds needs no solve ----------------------------------------
+
+
+def test_a_start_at_the_period_bounds_is_taken_as_proven() -> None:
+    # Where the optimum reaches the sum of the period bounds, that optimum offered as the
+    # start comes back without a solve, at its own value; a start short of the bounds is
+    # solved as before. Over these seeds both happen, and every answer is the optimum.
+    settled = solved = 0
+    for seed in range(24):
+        problem = small_random_case(seed).problem()
+        optimum = planner.solve_problem(problem, time_limit_s=60, mip_gap=0.0)
+        assert optimum.status == "Optimal"
+        again = planner.solve_problem(problem, time_limit_s=60, mip_gap=1e-3, warm_start=optimum.tasks)
+        bounds = float(planner._core_input(problem).period_bounds.sum())
+        assert again.objective == pytest.approx(optimum.objective, rel=1e-3)
+        if again.status == planner.PERIOD_BOUNDS_STATUS:
+            settled += 1
+            assert optimum.objective >= (1 - 1e-3) * bounds
+            assert again.bound == pytest.approx(bounds) and again.mip_gap <= 1e-3
+            assert all(np.array_equal(a, b) for a, b in zip(again.tasks, optimum.tasks))
+        else:
+            solved += 1
+            assert optimum.objective < (1 - 1e-3) * bounds
+    assert settled >= 3 and solved >= 3
+
+
+def _settled_case() -> tuple[Problem, planner.RawSolution]:
+    problem = small_random_case(18).problem()  # one of the seeds whose optimum reaches the bounds
+    optimum = planner.solve_problem(problem, time_limit_s=60, mip_gap=0.0)
+    assert planner.solve_problem(problem, mip_gap=1e-3, warm_start=optimum.tasks).status == planner.PERIOD_BOUNDS_STATUS
+    return problem, optimum
+
+
+def test_a_start_short_of_the_period_bounds_is_solved() -> None:
+    problem, optimum = _settled_case()
+    idle = planner.keep_current(problem)
+    solved = planner.solve_problem(problem, time_limit_s=60, mip_gap=1e-3, warm_start=idle)
+    assert solved.status == "Optimal"
+    assert solved.objective == pytest.approx(optimum.objective, rel=1e-3)
+
+
+def test_a_terminal_credit_keeps_the_solve() -> None:
+    # The period bounds leave the terminal credit out: a start that reaches them may still
+    # be worth less than a plan that retrains for the credit.
+    problem, optimum = _settled_case()
+    credited = dataclasses.replace(problem, terminal_gain=np.full(len(problem.tenants), 2000.0))
+    best = planner.solve_problem(credited, time_limit_s=60, mip_gap=0.0)
+    warm = planner.solve_problem(credited, time_limit_s=60, mip_gap=1e-3, warm_start=optimum.tasks)
+    assert warm.status == "Optimal" and best.objective > optimum.objective + 100
+    assert warm.objective == pytest.approx(best.objective, rel=1e-3)
