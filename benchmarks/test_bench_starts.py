@@ -1,6 +1,6 @@
-"""The split's packed start and the retraining pass's larger placements at cluster scale,
-each against a plain scan in the same session (docs/model.md, "The packed start"; the
-module docstring of migrator.planning.retraining): ``ratio_vs_reference`` is how many times faster
+"""The split's packed start, the greedy start and the retraining pass's larger placements at
+cluster scale, each against a plain scan in the same session (docs/model.md, "The packed
+start" and "The greedy start's layout ceilings"; the module docstring of migrator.planning.retraining): ``ratio_vs_reference`` is how many times faster
 the grouped or cached search is. Both must give the scan's answer."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from migrator.planning import planner
 from migrator.planning.greedy import greedy_tasks, packed_tasks
 from migrator.planning.retraining import _GiveWay, _serving
 from scenarios import inference_only, sized
-from scans import give_way_by_scanning, packed_by_scanning
+from scans import best_candidate_by_scanning, give_way_by_scanning, packed_by_scanning
 
 N_GPUS, N_TENANTS = 32, 64
 
@@ -35,6 +35,32 @@ def test_packing_scanned(benchmark, timings, serving_only) -> None:
     first = benchmark.pedantic(packed_by_scanning, args=(serving_only,), rounds=3, iterations=1)
     assert any((row >= 0).any() for row in first)
     timings.record(f"packed start {N_GPUS} gpus", "reference", benchmark)
+
+
+GREEDY_GPUS, GREEDY_TENANTS = 128, 256
+
+
+@pytest.fixture(scope="module")
+def greedy_case():
+    return planner.Planner(sized(GREEDY_GPUS, GREEDY_TENANTS)).problem()
+
+
+@pytest.mark.benchmark(group="starts")
+def test_greedy_start_with_layout_ceilings(benchmark, timings, greedy_case) -> None:
+    tasks = benchmark.pedantic(greedy_tasks, args=(greedy_case,), rounds=3, iterations=1)
+    assert any((t[0] > 0).any() for t in tasks)
+    timings.record(f"greedy start {GREEDY_GPUS} gpus", "fast", benchmark)
+
+
+@pytest.mark.benchmark(group="starts")
+def test_greedy_start_scanning_every_layout(benchmark, timings, greedy_case, monkeypatch) -> None:
+    from migrator.planning import greedy
+
+    monkeypatch.setattr(greedy, "_best_candidate", best_candidate_by_scanning)
+    scanned = benchmark.pedantic(greedy_tasks, args=(greedy_case,), rounds=3, iterations=1)
+    monkeypatch.undo()
+    assert all(np.array_equal(a, b) for a, b in zip(scanned, greedy_tasks(greedy_case)))
+    timings.record(f"greedy start {GREEDY_GPUS} gpus", "reference", benchmark)
 
 
 @pytest.fixture(scope="module")

@@ -54,3 +54,22 @@ def give_way_by_scanning(problem, plan, serving, gain, end, finish, floor):
             if worth > max(floor, best[0]):
                 best = (worth, g, int(q))
     return best
+
+
+def best_candidate_by_scanning(problem, gpu, current, layouts, pattern, remaining, accuracy):
+    """greedy._best_candidate's pick by working out every candidate's tasks (the current
+    layout, every maximal layout, the best pattern) and keeping the first worth most (the
+    function cuts the layouts whose ceiling is below the best so far instead)."""
+    from migrator.planning import greedy
+
+    every = [(current, None)] if current else []
+    every += [(chosen, None) for chosen in layouts]
+    if pattern is not None:
+        every.append(([int(q) for q in np.flatnonzero(pattern > 0)], pattern))
+    best = None
+    for chosen, given in every:
+        tasks, served, left = greedy._assign(gpu, list(chosen), remaining, accuracy, given)
+        worth = greedy._worth(problem, gpu, tasks, served)
+        if best is None or worth > best[0]:
+            best = (worth, tasks, left, served)
+    return best
