@@ -173,6 +173,23 @@ def test_packing_agrees_with_a_scan_of_every_gpu(n_gpus, n_tenants):
         np.testing.assert_array_equal(a, b)
 
 
+def _one_gpu_case(seed: int, n_tenants: int, horizon: int, penalty: float | None = None, empty: float = 0.2):
+    """One A100 with ``n_tenants`` tenants, random demand (a share ``empty`` of them with
+    none) and accuracy; on every third seed the GPU already serves two of them."""
+    rng = np.random.default_rng(seed)
+    scenario = sized(1, n_tenants, horizon=horizon)
+    if penalty is not None:
+        scenario = scenario.with_planner(reconfig_penalty=penalty)
+    names = [t.name for t in scenario.tenants]
+    serving = {"3g.20gb@0": f"{names[1]}:infer", "3g.20gb@4": f"{names[3]}:infer"} if seed % 3 == 0 else {}
+    state = PlannerState(layouts=("3g.20gb@0,3g.20gb@4",), assignments=(serving,))
+    problem = planner.Planner(scenario).problem(state=state)
+    n = len(problem.tenants)
+    remaining = problem.demand_rps() * rng.uniform(0.0, 2.0, size=n) * (rng.random(n) > empty)
+    accuracy = rng.uniform(0.3, 1.0, size=n)
+    return rng, problem, remaining, accuracy
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_pattern_candidates_keep_the_best_pattern(seed: int) -> None:
     # The search over the candidates finds what the search over every tenant with demand
@@ -183,16 +200,8 @@ def test_pattern_candidates_keep_the_best_pattern(seed: int) -> None:
     from migrator.planning.greedy import pattern_candidates
     from migrator.planning.planner_problem import core_gpu
 
-    rng = np.random.default_rng(seed)
-    scenario = sized(1, 10 + seed % 5, horizon=2)
-    names = [t.name for t in scenario.tenants]
-    serving = {"3g.20gb@0": f"{names[1]}:infer", "3g.20gb@4": f"{names[4]}:infer"} if seed % 3 == 0 else {}
-    state = PlannerState(layouts=("3g.20gb@0,3g.20gb@4",), assignments=(serving,))
-    problem = planner.Planner(scenario).problem(state=state)
+    rng, problem, remaining, accuracy = _one_gpu_case(seed, 10 + seed % 5, horizon=2)
     gpu = problem.gpus[0]
-    n = len(problem.tenants)
-    remaining = problem.demand_rps() * rng.uniform(0.0, 2.0, size=n) * (rng.random(n) > 0.2)
-    accuracy = rng.uniform(0.3, 1.0, size=n)
     penalty = float(rng.uniform(0.0, 0.5) * remaining.mean()) if seed % 2 else 0.0
 
     def best(tenants: list[int]) -> float:
@@ -216,17 +225,9 @@ def test_layout_ceilings_keep_the_pick_of_every_candidate(seed: int) -> None:
     # placement's mean tenant rather than its best-served fails on some seeds).
     from migrator.planning import greedy
 
-    rng = np.random.default_rng(seed)
-    scenario = sized(1, 6 + seed % 7, horizon=4)
-    names = [t.name for t in scenario.tenants]
-    serving = {"3g.20gb@0": f"{names[1]}:infer", "3g.20gb@4": f"{names[3]}:infer"} if seed % 3 == 0 else {}
-    state = PlannerState(layouts=("3g.20gb@0,3g.20gb@4",), assignments=(serving,))
-    problem = planner.Planner(scenario.with_planner(reconfig_penalty=float(rng.uniform(0.0, 400.0)))).problem(
-        state=state)
+    penalty = float(np.random.default_rng(1000 + seed).uniform(0.0, 400.0))
+    _, problem, remaining, accuracy = _one_gpu_case(seed, 6 + seed % 7, horizon=4, penalty=penalty, empty=0.3)
     gpu = problem.gpus[0]
-    n = len(problem.tenants)
-    remaining = problem.demand_rps() * rng.uniform(0.0, 2.0, size=n) * (rng.random(n) > 0.3)
-    accuracy = rng.uniform(0.3, 1.0, size=n)
     layouts = maximal_sets(gpu)
     current = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0]
     pattern = greedy._best_pattern(problem, gpu, remaining, accuracy, layouts)
