@@ -260,10 +260,10 @@ def test_decision_keeps_its_deadline(benchmark, n_gpus: int, n_tenants: int) -> 
     state = p.initial_state()
     for _ in range(2):
         state = planner.Planner.advance(p.plan(p.default_forecast(state), state))
-    forecast, previous, reserve = p.default_forecast(state), p._previous, p._reserve
+    forecast, previous, reserve, sweep_from = p.default_forecast(state), p._previous, p._reserve, p._sweep_from
 
     def decide():
-        p._previous, p._reserve = previous, reserve  # every round the same decision
+        p._previous, p._reserve, p._sweep_from = previous, reserve, sweep_from  # every round the same decision
         return p.plan(forecast, state)
 
     plan = benchmark.pedantic(decide, rounds=3, iterations=1)

@@ -12,9 +12,9 @@ import pytest
 from migrator.errors import ConfigError
 from migrator.planning import planner
 from migrator.planning.deadline import MAX_LAG_SHARE, Deadline, FinishReserve
-from migrator.planning.greedy import greedy_tasks
+from migrator.planning.greedy import greedy_start, greedy_tasks
 from migrator.planning.highs import HighsRun, new_highs, run_within
-from migrator.planning.planner_problem import fleet_supply, gpu_supply
+from migrator.planning.planner_problem import PlannerState, fleet_supply, gpu_supply
 from migrator.planning.split_bound import whole_bound
 from scenarios import inference_only, sized
 
@@ -170,6 +170,67 @@ def test_greedy_start_past_its_deadline_keeps_the_other_gpus_as_they_are() -> No
         np.testing.assert_array_equal(cut[g], planner.keep_current(problem)[g])
     assert any((full[g] != cut[g]).any() for g in range(2, 4))  # the cut made a difference
     assert deadline.skipped and deadline.skipped[0].startswith("greedy start")
+
+
+def _deadline_after(reads: int) -> Deadline:
+    """A deadline whose time is up after ``reads`` readings of its clock."""
+    clock, calls = ManualClock(), []
+    deadline = Deadline(1.0, clock=clock)
+
+    def tick() -> float:
+        calls.append(clock.now)
+        if len(calls) > reads:
+            clock.now = 2.0
+        return clock.now
+
+    deadline.clock = tick
+    return deadline
+
+
+def _two_serving_one_idle() -> tuple:
+    """Three A100s as one 7g each: GPUs 1 and 2 serve resnet (nearly all its demand between
+    them), GPU 0 serves nobody, and vit is served nowhere."""
+    scenario = inference_only(sized(3, 2, horizon=4))
+    resnet = scenario.tenants[0].name
+    state = PlannerState(layouts=("7g.40gb@0",) * 3,
+                         assignments=({}, {"7g.40gb@0": f"{resnet}:infer"}, {"7g.40gb@0": f"{resnet}:infer"}))
+    return planner.Planner(scenario).problem(state=state), 0, 1  # resnet's and vit's indices
+
+
+def test_a_sweep_plans_a_gpu_against_what_the_others_serve_and_says_where_it_stopped() -> None:
+    # The deadline reaches GPU 0 only. From scratch the greedy start gives it to resnet, which
+    # GPUs 1 and 2 (not reached, kept) serve already; the sweep gives it to vit. Fails if the
+    # sweep plans a GPU against the whole demand, or touches a GPU it did not reach.
+    problem, resnet, vit = _two_serving_one_idle()
+    scratch, stopped = greedy_start(problem, _deadline_after(1))
+    assert stopped == 1 and scratch[0][0].max() == 1 + 2 * resnet
+    swept, stopped = greedy_start(problem, _deadline_after(1), sweep_from=0)
+    assert stopped == 1 and swept[0][0].max() == 1 + 2 * vit
+    for g in (1, 2):
+        np.testing.assert_array_equal(swept[g], planner.keep_current(problem)[g])
+    # Round from GPU 2: every GPU re-planned, none left, both tenants served.
+    swept, stopped = greedy_start(problem, sweep_from=2)
+    assert stopped is None and {int(t[0].max()) for t in swept} == {1 + 2 * vit, 1 + 2 * resnet}
+
+
+def test_the_planner_sweeps_on_from_where_the_last_start_stopped(monkeypatch) -> None:
+    # 8 GPUs, a deadline that reaches 3 GPUs per start: from scratch it stops at GPU 3, the
+    # sweeps of the last plan then start at 3 and at 6, and the one after goes round from 1.
+    p = planner.Planner(inference_only(sized(8, 8, horizon=4)))
+    problem = p.problem()
+    p._previous = greedy_tasks(problem)  # a last plan to sweep
+    starts = []
+    real = planner.greedy_start
+
+    def spy(problem, deadline=None, sweep_from=None, base=None):
+        starts.append(sweep_from)
+        assert (base is None) == (sweep_from is None)
+        return real(problem, _deadline_after(3) if sweep_from != 1 else None, sweep_from, base)
+
+    monkeypatch.setattr(planner, "greedy_start", spy)
+    for _ in range(5):
+        p._greedy_start(problem, None)
+    assert starts == [None, 3, 6, 1, None]
 
 
 def test_bound_given_up_when_its_build_outlasts_the_deadline() -> None:

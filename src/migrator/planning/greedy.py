@@ -28,6 +28,7 @@ from .planner_problem import IDLE, GpuProblem, Problem, alike_gpus, core_gpu
 __all__ = [
     "RetrainingTable",
     "fits_beside",
+    "greedy_start",
     "greedy_tasks",
     "layout_sets",
     "maximal_sets",
@@ -86,9 +87,11 @@ def _assign(
     return tasks, served, left
 
 
-def _kept(gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_assign`'s figures for the GPU's current instances and tasks, kept as they are."""
-    tasks = gpu.current.copy()
+def _kept(gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray,
+          tasks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_assign`'s figures for the GPU's current instances and tasks (or ``tasks``),
+    kept as they are."""
+    tasks = (gpu.current if tasks is None else tasks).copy()
     served = np.zeros(len(gpu.placements))
     left = remaining.copy()
     for q in np.flatnonzero((tasks > IDLE) & (tasks % 2 == 1)):
@@ -203,22 +206,62 @@ def greedy_tasks(problem: Problem, deadline: Deadline | None = None) -> tuple[np
     With a ``deadline``, the GPUs it does not reach keep their current instances and tasks
     (always valid), and their service is taken off the demand as the others' is.
     """
+    return greedy_start(problem, deadline)[0]
+
+
+def greedy_start(problem: Problem, deadline: Deadline | None = None, sweep_from: int | None = None,
+                 base: Sequence[np.ndarray] | None = None) -> tuple[tuple[np.ndarray, ...], int | None]:
+    """:func:`greedy_tasks`, and the GPU the ``deadline`` stopped it at (None where it
+    reached every GPU).
+
+    With ``sweep_from``, a plan (``base``, else the current instances held over the horizon)
+    is improved one GPU at a time instead, from that GPU round to the one before it: each GPU
+    keeps its timeline unless one of :func:`greedy_tasks`'s candidates for it is worth more
+    against the demand that every other GPU leaves (as the plan has it, or as the sweep
+    re-planned it), so that a GPU the sweep does not reach neither loses its service nor has
+    it counted twice. Where the start from scratch cannot reach every GPU in the time
+    (hundreds of GPUs), it re-plans the same first GPUs at every decision and leaves the
+    others as the first decisions left them; sweeps that go on from where the last stopped
+    reach every GPU in turn."""
     remaining = problem.demand_rps()
     accuracy = problem.acc_before
-    out, served_by = [], []
-    for gpu in problem.gpus:
-        current = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0]
-        if deadline is not None and not deadline.reaches("greedy start on some GPUs"):
-            tasks, served, remaining = _kept(gpu, remaining, accuracy)
-            out.append(np.tile(tasks, (len(problem.periods), 1)))
-            served_by.append(served)
+    n_gpus, periods = len(problem.gpus), len(problem.periods)
+    out: list[np.ndarray] = [np.zeros((periods, 0), dtype=np.int64)] * n_gpus
+    served_by: list[np.ndarray] = [np.zeros(0)] * n_gpus
+    taken = None if sweep_from is None else np.zeros((n_gpus, len(remaining)))
+    if taken is not None:
+        for g, gpu in enumerate(problem.gpus):
+            out[g] = np.array(base[g]) if base is not None else np.tile(gpu.current, (periods, 1))
+            _, served_by[g], left = _kept(gpu, remaining, accuracy, out[g][0])
+            taken[g], remaining = remaining - left, left
+    first = sweep_from or 0
+    stopped: int | None = None
+    for step in range(n_gpus):
+        g = (first + step) % n_gpus
+        gpu = problem.gpus[g]
+        if stopped is None and deadline is not None and not deadline.reaches("greedy start on some GPUs"):
+            stopped = g
+        if stopped is not None:
+            if taken is None:  # from scratch, the GPUs not reached are kept after the others
+                tasks, served_by[g], remaining = _kept(gpu, remaining, accuracy)
+                out[g] = np.tile(tasks, (periods, 1))
             continue
+        if taken is not None:
+            remaining = remaining + taken[g]
+            _, served, left = _kept(gpu, remaining, accuracy, out[g][0])
+            kept = (_worth(problem, gpu, out[g][0], served), left, served)
+        current = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0]
         layouts = maximal_sets(gpu)
         pattern = _best_pattern(problem, gpu, remaining, accuracy, layouts)
-        _, tasks, remaining, served = _best_candidate(problem, gpu, current, layouts, pattern, remaining, accuracy)
-        out.append(np.tile(tasks, (len(problem.periods), 1)))
-        served_by.append(served)
-    return _add_retraining(problem, out, served_by, deadline)
+        worth, tasks, left, served = _best_candidate(problem, gpu, current, layouts, pattern, remaining, accuracy)
+        if taken is not None and not worth > kept[0]:
+            _, left, served = kept
+        else:
+            out[g] = np.tile(tasks, (periods, 1))
+        if taken is not None:
+            taken[g] = remaining - left
+        remaining, served_by[g] = left, served
+    return _add_retraining(problem, out, served_by, deadline), stopped
 
 
 class RetrainingTable:
@@ -319,6 +362,12 @@ def window_value(problem: Problem, gain: np.ndarray, end: np.ndarray, finish: np
     return gain * (end - finish) - served * problem.slot_s * finish
 
 
+def _retraining_tenants(tasks: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """The tenants some instance of ``tasks`` retrains, in any period."""
+    ids = np.concatenate([t[(t > IDLE) & (t % 2 == 0)].ravel() for t in tasks]) if tasks else np.zeros(0, np.int64)
+    return np.unique((ids.astype(np.int64) - 2) // 2)[: n] if len(ids) else np.zeros(0, dtype=np.int64)
+
+
 def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.ndarray],
                     deadline: Deadline | None = None) -> tuple[np.ndarray, ...]:
     """Move, tenant by tenant (largest gain first), the instance where retraining is worth
@@ -331,6 +380,8 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
     gain = problem.retraining_gain()
     end = np.minimum(problem.window_slots - problem.window_offset, problem.horizon).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0)
+    # A tenant that retrains on a GPU kept as it was (or not reached) has its job already.
+    eligible[_retraining_tenants(tasks, n)] = False
     table = RetrainingTable(problem, [t[0] for t in tasks], served, gain, end)
     starts = problem.period_starts()
     for i in np.argsort(-gain):

@@ -28,7 +28,7 @@ from ..workload.scenario import Scenario
 from ..workload.settings import PlannerConfig
 from .deadline import SKIPPED_NOTE, Deadline, FinishReserve
 from .decompose import merge, split_by_plan
-from .greedy import greedy_tasks, packed_tasks
+from .greedy import greedy_start, greedy_tasks, packed_tasks
 from .highs import TIME_LIMIT_STATUS, HighsRun, checked_run, new_highs, relative_gap, run_within
 from .planner_problem import (
     FLOOR_WEIGHT,
@@ -467,6 +467,8 @@ class Planner:
         self._bounds = BoundKeeper()  # the split bounds of this planner's decisions
         # Seconds each GPU's split part took at the last decision, where every part was solved.
         self._part_seconds: np.ndarray | None = None
+        # Where the last greedy start stopped at its deadline: the next one sweeps on from there.
+        self._sweep_from: int | None = None
         # The tenants' figures per GPU model and profile do not change between decisions.
         self._figures = ProfileFigures(scenario.tenants, self._models, self.config.load_headroom)
         # Figures and compiled kernels are the planner's to set up, not a decision's to wait for.
@@ -753,7 +755,7 @@ class Planner:
         makers: list[tuple[str, Callable[[], tuple[np.ndarray, ...] | None]]] = [
             ("current layouts", lambda: keep_current(problem)),
             ("last plan", lambda: self._shifted_previous(problem)),
-            ("greedy start", lambda: greedy_tasks(problem, deadline)),
+            ("greedy start", lambda: self._greedy_start(problem, deadline)),
         ]
         if self.fills_empty_gpus(problem):
             makers.append(("packed start", lambda: packed_tasks(problem)))
@@ -769,6 +771,17 @@ class Planner:
             if deadline is not None and len(scored) == 1:
                 deadline.hold(self._reserve.estimate(self.clock() - began))
         return max(scored, key=lambda pair: pair[0])
+
+    def _greedy_start(self, problem: Problem, deadline: Deadline | None) -> tuple[np.ndarray, ...]:
+        """The greedy start; where the last one stopped at its deadline, a sweep over the
+        last plan from the GPU it stopped at instead, until a sweep goes round
+        (:func:`~migrator.planning.greedy.greedy_start`; docs/model.md, "Sweeping the start
+        at scale")."""
+        first = self._sweep_from if self._sweep_from is not None and self._sweep_from < len(problem.gpus) else None
+        base = self._shifted_previous(problem) if first is not None else None
+        first = first if base is not None else None
+        tasks, self._sweep_from = greedy_start(problem, deadline, sweep_from=first, base=base)
+        return tasks
 
     def _warm_start_if_better(self, problem: Problem, raw: RawSolution, warm: Sequence[np.ndarray]) -> RawSolution:
         """Where the solver found no plan in time, the start it was given (a valid plan) if
