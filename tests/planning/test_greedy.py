@@ -62,11 +62,11 @@ def test_greedy_plan_is_valid_and_beats_idling(problem):
     assert planner.expected_score(problem, tasks).goodput > planner.expected_score(problem, planner.keep_current(problem)).goodput
 
 
-def _retraining_problem(rate_rps: float, accuracy_after: float = 0.9):
-    """One A100, one tenant whose retraining is short and lifts accuracy a lot."""
+def _retraining_problem(rate_rps: float, accuracy_after: float = 0.9, gpus: int = 1):
+    """One A100 (or ``gpus``), one tenant whose retraining is short and lifts accuracy a lot."""
     scenario = migrator.Scenario.from_dict({
         "name": "retrain", "slot_s": 1.0, "duration_s": 60, "seed": 0,
-        "gpus": [{"model": "A100-40GB", "count": 1, "layout": "3g.20gb@0,3g.20gb@4"}],
+        "gpus": [{"model": "A100-40GB", "count": gpus, "layout": "3g.20gb@0,3g.20gb@4"}],
         "tenants": [{"name": "a", "model": "resnet50", "slo_ms": 100,
                      "arrivals": {"synthetic": "poisson", "mean_rps": rate_rps},
                      "window_s": 60, "work_gpu_s": 3, "accuracy_before": 0.5, "accuracy_after": accuracy_after}],
@@ -91,6 +91,20 @@ def test_a_spare_instance_retrains_when_the_gain_is_worth_it():
     assert score.completed.any()
     without = tuple(np.where(t == 2, 1, t) for t in tasks)  # the same plan, never retraining
     assert score.goodput > planner.expected_score(problem, without).goodput
+
+
+def test_a_tenant_retraining_on_a_kept_gpu_gets_no_second_job():
+    # Two A100s, one tenant served by one instance: the greedy start retrains it on a spare
+    # instance. Handed that plan again (as a sweep hands the GPUs it keeps), the retraining
+    # step adds no second job on another spare instance (retrain_instances is 1).
+    from migrator.planning.greedy import _add_retraining
+
+    problem = _retraining_problem(300.0, gpus=2)
+    tasks = greedy_tasks(problem)
+    jobs = sum(int((t == 2).any(axis=0).sum()) for t in tasks)
+    assert jobs == 1
+    again = _add_retraining(problem, [t.copy() for t in tasks], [np.zeros(len(g.placements)) for g in problem.gpus])
+    assert sum(int((t == 2).any(axis=0).sum()) for t in again) == 1
 
 
 def test_no_retraining_when_it_gives_up_more_inference_than_it_earns():

@@ -168,8 +168,8 @@ def _best_candidate(problem: Problem, gpu: GpuProblem, current: list[int], layou
     of the tenant it serves best, alone, and a candidate is worth at most its service over
     the horizon (set-up and penalty only take off); a layout whose ceiling is below the
     current layout's or the best pattern's worth cannot be the one kept, so its tasks are
-    not worked out. The pick is the same as without the ceilings (tested); at 512 GPUs most
-    layouts are cut so."""
+    not worked out. The pick is the same as without the ceilings (tested); about half the
+    layouts are cut so (docs/model.md, "The greedy start's layout ceilings")."""
     candidates: list[tuple[int, list[int], Any]] = [(0, current, None)] if current else []
     first_layout = len(candidates)
     if pattern is not None:
@@ -362,10 +362,10 @@ def window_value(problem: Problem, gain: np.ndarray, end: np.ndarray, finish: np
     return gain * (end - finish) - served * problem.slot_s * finish
 
 
-def _retraining_tenants(tasks: Sequence[np.ndarray], n: int) -> np.ndarray:
+def _retraining_tenants(tasks: Sequence[np.ndarray]) -> np.ndarray:
     """The tenants some instance of ``tasks`` retrains, in any period."""
-    ids = np.concatenate([t[(t > IDLE) & (t % 2 == 0)].ravel() for t in tasks]) if tasks else np.zeros(0, np.int64)
-    return np.unique((ids.astype(np.int64) - 2) // 2)[: n] if len(ids) else np.zeros(0, dtype=np.int64)
+    ids = [t[(t > IDLE) & (t % 2 == 0)].ravel() for t in tasks]
+    return np.unique((np.concatenate(ids).astype(np.int64) - 2) // 2) if ids else np.zeros(0, dtype=np.int64)
 
 
 def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.ndarray],
@@ -381,7 +381,7 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
     end = np.minimum(problem.window_slots - problem.window_offset, problem.horizon).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0)
     # A tenant that retrains on a GPU kept as it was (or not reached) has its job already.
-    eligible[_retraining_tenants(tasks, n)] = False
+    eligible[_retraining_tenants(tasks)] = False
     table = RetrainingTable(problem, [t[0] for t in tasks], served, gain, end)
     starts = problem.period_starts()
     for i in np.argsort(-gain):
