@@ -23,7 +23,7 @@ import numpy as np
 from .. import _core
 from .deadline import Deadline
 from .decompose import sub_gpu, task_map
-from .planner_problem import IDLE, GpuProblem, Problem, alike_gpus, core_gpu
+from .planner_problem import IDLE, GpuProblem, Problem, alike_gpus, core_gpu, retraining_counts
 
 __all__ = [
     "RetrainingTable",
@@ -136,8 +136,7 @@ def pattern_candidates(gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndar
     remaining = np.asarray(remaining, dtype=np.float64)
     if not (remaining > 0).any():
         return []
-    value = np.asarray(accuracy, dtype=np.float64)[:, None] * np.minimum(remaining[:, None], gpu.capacity_rps)
-    value[remaining <= 0] = 0.0
+    value = _service_values(gpu, remaining, accuracy)
     if layouts is None:
         layouts = maximal_sets(gpu)
     most = max((len(s) for s in layouts), default=0)
@@ -192,12 +191,21 @@ def _valued(problem: Problem, gpu: GpuProblem, chosen: Sequence[int], remaining:
     return _worth(problem, gpu, tasks, served), tasks, left, served
 
 
+def _service_values(gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """(N, Q) what one instance at each placement would serve of each tenant's ``remaining``
+    demand alone (accuracy-weighted req/s; 0 for a tenant with none left)."""
+    remaining = np.asarray(remaining, dtype=np.float64)
+    value = np.asarray(accuracy, dtype=np.float64)[:, None] * np.minimum(remaining[:, None], gpu.capacity_rps)
+    value[remaining <= 0] = 0.0
+    return value
+
+
 def _placement_ceilings(gpu: GpuProblem, remaining: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
     """(Q,) the most an instance at each placement can serve (accuracy-weighted req/s) of
     the ``remaining`` demand: of the one tenant it serves best."""
     if len(remaining) == 0:
         return np.zeros(len(gpu.placements))
-    return (accuracy[:, None] * np.minimum(remaining[:, None], gpu.capacity_rps)).max(axis=0)
+    return _service_values(gpu, remaining, accuracy).max(axis=0)
 
 
 def greedy_tasks(problem: Problem, deadline: Deadline | None = None) -> tuple[np.ndarray, ...]:
@@ -362,12 +370,6 @@ def window_value(problem: Problem, gain: np.ndarray, end: np.ndarray, finish: np
     return gain * (end - finish) - served * problem.slot_s * finish
 
 
-def _retraining_tenants(tasks: Sequence[np.ndarray]) -> np.ndarray:
-    """The tenants some instance of ``tasks`` retrains, in any period."""
-    ids = [t[(t > IDLE) & (t % 2 == 0)].ravel() for t in tasks]
-    return np.unique((np.concatenate(ids).astype(np.int64) - 2) // 2) if ids else np.zeros(0, dtype=np.int64)
-
-
 def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.ndarray],
                     deadline: Deadline | None = None) -> tuple[np.ndarray, ...]:
     """Move, tenant by tenant (largest gain first), the instance where retraining is worth
@@ -381,7 +383,7 @@ def _add_retraining(problem: Problem, tasks: list[np.ndarray], served: list[np.n
     end = np.minimum(problem.window_slots - problem.window_offset, problem.horizon).astype(np.float64)
     eligible = (problem.window_slots > 0) & ~problem.done0 & (gain > 0)
     # A tenant that retrains on a GPU kept as it was (or not reached) has its job already.
-    eligible[_retraining_tenants(tasks)] = False
+    eligible[retraining_counts(n, tasks) > 0] = False
     table = RetrainingTable(problem, [t[0] for t in tasks], served, gain, end)
     starts = problem.period_starts()
     for i in np.argsort(-gain):

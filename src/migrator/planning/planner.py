@@ -777,10 +777,9 @@ class Planner:
         last plan from the GPU it stopped at instead, until a sweep goes round
         (:func:`~migrator.planning.greedy.greedy_start`; docs/model.md, "Sweeping the start
         at scale")."""
-        first = self._sweep_from if self._sweep_from is not None and self._sweep_from < len(problem.gpus) else None
-        base = self._shifted_previous(problem) if first is not None else None
-        first = first if base is not None else None
-        tasks, self._sweep_from = greedy_start(problem, deadline, sweep_from=first, base=base)
+        first = self._sweep_from
+        base = self._shifted_previous(problem) if first is not None and first < len(problem.gpus) else None
+        tasks, self._sweep_from = greedy_start(problem, deadline, sweep_from=None if base is None else first, base=base)
         return tasks
 
     def _warm_start_if_better(self, problem: Problem, raw: RawSolution, warm: Sequence[np.ndarray]) -> RawSolution:

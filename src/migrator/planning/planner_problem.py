@@ -40,6 +40,7 @@ __all__ = [
     "gpu_supply",
     "parse_task",
     "planning_placements",
+    "retraining_counts",
     "start_shares",
     "task_name",
 ]
@@ -235,6 +236,14 @@ class Supply:
     progress: np.ndarray
     retraining: np.ndarray
     new: int
+
+
+def retraining_counts(n_tenants: int, tasks: Sequence[np.ndarray]) -> np.ndarray:
+    """(N,) entries of ``tasks`` (arrays of any shape: a first period, or whole timelines)
+    that retrain each tenant."""
+    ids = np.concatenate([np.asarray(t).ravel() for t in tasks]) if len(tasks) else np.zeros(0, dtype=np.int64)
+    retraining = ids[(ids > IDLE) & (ids % 2 == 0)].astype(np.int64)
+    return np.bincount((retraining - 2) // 2, minlength=n_tenants)
 
 
 def alike_gpus(problem: Problem) -> list[list[int]]:

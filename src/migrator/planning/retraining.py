@@ -30,7 +30,7 @@ from typing import Any, Callable, Collection, Sequence
 import numpy as np
 
 from .greedy import RetrainingTable, fits_beside, layout_sets
-from .planner_problem import FLOOR_WEIGHT, IDLE, Problem
+from .planner_problem import FLOOR_WEIGHT, IDLE, Problem, retraining_counts
 
 __all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
 
@@ -44,13 +44,6 @@ def eligible_tenants(problem: Problem) -> np.ndarray:
     """(N,) bool: tenants whose current window still has retraining to do that would pay."""
     gain = problem.retraining_gain()
     return (problem.window_slots > 0) & ~problem.done0 & (gain > 0) & (problem.work_left > 0)
-
-
-def _retraining_counts(problem: Problem, first: Sequence[np.ndarray]) -> np.ndarray:
-    """(N,) instances retraining each tenant in the first period."""
-    tasks = np.concatenate([np.asarray(t) for t in first]) if first else np.zeros(0, dtype=np.int64)
-    retraining = tasks[(tasks > IDLE) & (tasks % 2 == 0)]
-    return np.bincount((retraining - 2) // 2, minlength=len(problem.tenants))
 
 
 def _serving(problem: Problem, first: Sequence[np.ndarray]) -> list[list[tuple[int, int]]]:
@@ -121,7 +114,7 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     end = (problem.window_slots - problem.window_offset).astype(np.float64)
     eligible = eligible_tenants(problem)
     if problem.retrain_instances > 0:  # the plan may already retrain a tenant on as many as it may
-        eligible &= _retraining_counts(problem, first) < problem.retrain_instances
+        eligible &= retraining_counts(len(problem.tenants), first) < problem.retrain_instances
     # What retraining each tenant at each GPU's placement earns; -inf where it cannot or the
     # placement is taken. Free placements are valued as idle instances (no inference to give
     # up); whether one still fits is checked when it is picked.
