@@ -526,9 +526,13 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
     # first, unless an instance retrains the tenant now): valid for every plan.
     setup = 0.0 if who.retraining_now else problem.setup_s
     window_first = 0
+    window: list[tuple[int, int]] = []  # the window's (completion, progress before it), slot by slot
     for t in range(problem.horizon):
         arrived = float(problem.arrivals[i, t])
         starts = _window_start(problem, i, t)
+        if starts and window:
+            _add_completions(lp, window, _work(problem, i, first_window), who, problem.slot_s)
+            window = []
         if starts and t > 0:
             first_window = False
         if starts:
@@ -545,7 +549,7 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
             work = _work(problem, i, first_window)
             seconds = (t - window_first) * problem.slot_s - (setup if first_window else 0.0)
             completion = lp.col(upper=1.0 if _reachable(work, who.reach_rate * seconds) else 0.0)
-            lp.row(-np.inf, 0.0, {completion: who.members * work, progress: -1.0})
+            window.append((completion, progress))
             for slope, intercept in zip(who.counted.slopes[:, t], who.counted.intercepts[:, t]):
                 lp.row(-np.inf, float(intercept), {retrained: 1.0, completion: -who.members * float(slope)})
             if completed is not None:
@@ -554,7 +558,32 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
         now = lp.col(upper=_most_progress(who.most_rate, problem, t + 1 - window_first))
         progress_rows[i, t] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
         progress = now
+    if window:
+        _add_completions(lp, window, _work(problem, i, first_window), who, problem.slot_s)
     _add_terminal(lp, problem, i, progress, who.members * _work(problem, i, first_window))
+
+
+def _add_completions(lp: _Lp, window: list[tuple[int, int]], work: float, who: _Retrainer, slot_s: float) -> None:
+    """Rows (11) of one window, ``window`` its consecutive slots' (completion ``c[t]``,
+    progress ``P[t-1]``) columns, ``work`` the work of one of the window's jobs. With the
+    completion looked ahead: a job that finishes at ``u > t`` has done all but what ``u - t``
+    slots at one job's most rate ``r`` can add by ``t - 1``, so
+    ``P[t-1] >= work c[t] + sum_{u>t} max(0, work - r (u - t)) (c[u] - c[u-1])`` (valid for
+    every plan; a pool's rows are its members' summed, every term times ``members``).
+    Without it the relaxation credits part of a job's accuracy gain to part of its work
+    done wherever the job could not have finished sooner (docs/model.md, "Bounding a split
+    plan")."""
+    per_slot = who.reach_rate * slot_s
+    for at, (completion, progress) in enumerate(window):
+        terms = {progress: -1.0, completion: who.members * work}
+        for ahead in range(at + 1, len(window)):
+            short = who.members * (work - per_slot * (ahead - at))
+            if short <= 0:
+                break
+            later, earlier = window[ahead][0], window[ahead - 1][0]
+            terms[later] = terms.get(later, 0.0) + short
+            terms[earlier] = terms.get(earlier, 0.0) - short
+        lp.row(-np.inf, 0.0, terms)
 
 
 def _work(problem: Problem, i: int, first_window: bool) -> float:
