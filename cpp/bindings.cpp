@@ -161,7 +161,7 @@ void bind_ilp(py::module_& m) {
            const Array<double>& work_left, const Array<double>& work_full, const Array<int>& done0,
            const Array<int>& window, const Array<int>& offset, const Array<double>& terminal_gain,
            std::vector<GpuInput> gpus, bool strengthen, bool break_symmetry, int retrain_instances,
-           const Array<double>& floor, double floor_weight) {
+           const Array<double>& floor, double floor_weight, const Array<double>& served_elsewhere) {
             PlanInput in;
             in.n_tenants = n_tenants;
             in.slot_s = slot_s;
@@ -183,6 +183,7 @@ void bind_ilp(py::module_& m) {
             in.retrain_instances = retrain_instances;
             in.floor = to_vector(floor);
             in.floor_weight = floor_weight;
+            in.served_elsewhere = to_vector(served_elsewhere);
             py::gil_scoped_release release;
             return build_plan_model(in);
         },
@@ -191,6 +192,7 @@ void bind_ilp(py::module_& m) {
         py::arg("work_left"), py::arg("work_full"), py::arg("done0"), py::arg("window"),
         py::arg("offset"), py::arg("terminal_gain"), py::arg("gpus"), py::arg("strengthen") = true, py::arg("break_symmetry") = true,
         py::arg("retrain_instances") = 0, py::arg("floor") = py::array_t<double>(0), py::arg("floor_weight") = 0.0,
+        py::arg("served_elsewhere") = py::array_t<double>(0),
         "Build the planning program of docs/model.md.");
 
     m.def("maximal_layouts", &maximal_layouts, py::arg("gpu"),

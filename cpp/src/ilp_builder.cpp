@@ -79,6 +79,8 @@ void check_input(const PlanInput& in, int horizon) {
     for (const auto* v : {&in.acc_before, &in.acc_after, &in.work_left, &in.work_full, &in.terminal_gain})
         require(v->size() == n, "tenant arrays must have n_tenants entries");
     require(in.floor.empty() || in.floor.size() == n, "floor must be empty or have n_tenants entries");
+    require(in.served_elsewhere.empty() || in.served_elsewhere.size() == n * horizon,
+            "served_elsewhere must be empty or n_tenants x horizon");
     require(in.floor_weight >= 0.0, "floor_weight must not be negative");
     for (const auto* v : {&in.done0, &in.window, &in.offset})
         require(v->size() == n, "tenant arrays must have n_tenants entries");
@@ -356,6 +358,12 @@ class PlanBuilder {
         }
     }
 
+    // Requests of tenant i in slot t that other GPUs serve (0 without served_elsewhere).
+    double elsewhere(int i, int t) const {
+        return in_.served_elsewhere.empty() ? 0.0
+                                            : in_.served_elsewhere[static_cast<std::size_t>(i) * horizon_ + t];
+    }
+
     bool already_retraining(int i) const {
         for (const GpuInput& gpu : in_.gpus)
             for (int k : gpu.current)
@@ -382,7 +390,7 @@ class PlanBuilder {
                 if (window == 0 && !starts && in_.done0[i]) {
                     fixed_accuracy = in_.acc_after[i];
                 } else if (plans_retraining_[i] && completion_decided(i, t)) {
-                    c = a_.col(0.0, 0.0, 1.0, true);
+                    c = a_.col(gain * elsewhere(i, t), 0.0, 1.0, true);  // (18)
                     const double work = window == 0 ? in_.work_left[i] : in_.work_full[i];
                     Terms terms{{c, work}};  // (11)
                     if (progress >= 0) terms.emplace_back(progress, -1.0);

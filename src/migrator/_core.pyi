@@ -166,6 +166,7 @@ def build_plan_model(
     retrain_instances: int = 0,
     floor: npt.ArrayLike = ...,
     floor_weight: float = 0.0,
+    served_elsewhere: npt.ArrayLike = ...,
 ) -> ModelArrays: ...
 
 def maximal_layouts(gpu: GpuInput) -> list[list[int]]: ...

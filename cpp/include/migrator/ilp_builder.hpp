@@ -39,6 +39,9 @@ struct PlanInput {
     std::vector<int> window;                 // N, slots, 0 = never retrains
     std::vector<int> offset;                 // N, position of slot 0 in its window
     std::vector<double> terminal_gain;       // N, value of finishing the last window (13)
+    // N x T or empty: requests of each tenant in each slot that other GPUs serve (a split
+    // part's view); a completion c[i][t] earns the accuracy gain on them too (18).
+    std::vector<double> served_elsewhere;
     // N, requests to serve within SLO over the horizon (17; 0: no floor), and what each
     // request short of it costs.
     std::vector<double> floor;

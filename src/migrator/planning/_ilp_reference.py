@@ -361,7 +361,7 @@ def _retraining_limits(m: _Model) -> None:
 
 
 def _objective(m: _Model) -> Any:
-    """``Σ (A0 s + (A1 - A0) u) - ρ Σ n``."""
+    """``Σ (A0 s + (A1 - A0) u) - ρ Σ n`` (and the credits of (13), (17), (18))."""
     p = m.problem
     terms = []
     for (i, t), s in m.s.items():
@@ -376,6 +376,9 @@ def _objective(m: _Model) -> Any:
     if p.terminal_gain is not None:  # m.tau holds variables only then
         terms.extend(float(p.terminal_gain[i]) * tau for i, tau in m.tau.items())
     terms.extend(-FLOOR_WEIGHT * short for short in m.short.values())
+    if p.served_elsewhere is not None:  # (18): a completion lifts the requests served elsewhere
+        terms.extend(float((p.acc_after[i] - p.acc_before[i]) * p.served_elsewhere[i, t]) * c
+                     for (i, t), c in m.c.items() if not isinstance(c, float) and p.served_elsewhere[i, t] > 0)
     return highspy.Highs.qsum(terms)
 
 

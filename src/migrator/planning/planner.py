@@ -113,6 +113,8 @@ def _core_input(problem: Problem, strengthen: bool = True, break_symmetry: bool 
         retrain_instances=problem.retrain_instances,
         floor=problem.floors(),
         floor_weight=FLOOR_WEIGHT,
+        served_elsewhere=(np.zeros(0) if problem.served_elsewhere is None
+                          else np.asarray(problem.served_elsewhere, dtype=np.float64).reshape(-1)),
     )
 
 
@@ -222,10 +224,11 @@ def _start_at_period_bounds(problem: Problem, arrays: Any, warm_start: Sequence[
     period bounds (14): no plan can be worth more than that sum, so HiGHS would only prove
     what the bounds already do (docs/model.md, "Parts the period bounds settle"). None where
     the bounds were not built (``strengthen=False``), the program has a terminal credit
-    (which the bounds leave out), or the start falls short of them."""
+    (which the bounds leave out), or the start falls short of them. A split part's credit
+    for completions on the requests other GPUs serve (18) adds the most it can earn."""
     if warm_start is None or problem.terminal_gain is not None or len(warm_start) != len(problem.gpus):
         return None
-    bound = float(np.sum(arrays.period_bounds))
+    bound = float(np.sum(arrays.period_bounds)) + problem.most_elsewhere_credit()
     if not np.isfinite(bound):
         return None
     tasks = tuple(np.asarray(t, dtype=np.int64) for t in warm_start)
@@ -861,7 +864,8 @@ def plan_value(problem: Problem, tasks: Sequence[np.ndarray], result: Any) -> fl
     """What the program values a plan at, from its estimator ``result``: Goodput, less the
     penalty per new instance and the cost of requests short of the tenants' floors."""
     changes = reconfigurations(problem, tasks)
-    return result.goodput - problem.reconfig_penalty * changes - problem.shortfall_cost(result.within)
+    return (result.goodput - problem.reconfig_penalty * changes - problem.shortfall_cost(result.within)
+            + problem.elsewhere_credit(result.accuracy))
 
 
 def _attainment(result: Any) -> dict[str, float]:

@@ -178,6 +178,9 @@ class Problem:
     slot: int = 0  # absolute index of slot 0 (places the windows, as window_offset does)
     retrain_instances: int = 0  # instances that may retrain one tenant at once (16); 0: any
     min_attainment: np.ndarray | None = None  # (N,) floors (17) as shares of arrivals; None: none
+    # (N, T) a split part's view of the requests other GPUs serve: a completion lifts their
+    # accuracy too (18). None: the whole problem, where every request is the program's own.
+    served_elsewhere: np.ndarray | None = None
 
     @property
     def horizon(self) -> int:
@@ -186,6 +189,50 @@ class Problem:
     @property
     def n_tasks(self) -> int:
         return 2 * len(self.tenants) + 1
+
+    def elsewhere_credit(self, accuracy: np.ndarray) -> float:
+        """What the plan's completions earn on :attr:`served_elsewhere` (18), from the
+        estimator's (N, T) accuracy of each slot; 0 for the whole problem. Only slots whose
+        accuracy a completion decides carry requests there (a part leaves out the rest)."""
+        if self.served_elsewhere is None:
+            return 0.0
+        lift = np.asarray(accuracy, dtype=np.float64) - np.asarray(self.acc_before, dtype=np.float64)[:, None]
+        return float((np.asarray(self.served_elsewhere, dtype=np.float64) * lift).sum())
+
+    def most_elsewhere_credit(self) -> float:
+        """The most the completions can earn on :attr:`served_elsewhere` (18): every request
+        there from the earliest slot the current window's work could be done by (one job at
+        the fastest speed any GPU gives it, ``retrain_instances`` of them where set, after a
+        set-up unless it retrains now), and every request of later windows. 0 for the whole
+        problem."""
+        if self.served_elsewhere is None:
+            return 0.0
+        credit = np.asarray(self.served_elsewhere, dtype=np.float64)
+        gain = np.asarray(self.acc_after, dtype=np.float64) - np.asarray(self.acc_before, dtype=np.float64)
+        total = 0.0
+        for i in np.flatnonzero((credit > 0).any(axis=1)):
+            total += float(gain[i]) * float(credit[i, self._earliest_completion(int(i)):].sum())
+        return total
+
+    def _earliest_completion(self, i: int) -> int:
+        """The first slot whose accuracy tenant i's retraining may have lifted: where its
+        current window's work could be done at the most rate, or where the next window starts
+        if sooner (see :meth:`most_elsewhere_credit`)."""
+        fastest = max((float(gpu.retrain_speed[i].max()) for gpu in self.gpus if gpu.placements), default=0.0)
+        if self.retrain_instances > 0:
+            rate = self.retrain_instances * fastest
+        else:
+            rate = sum(gpu.compute_slices * float((gpu.retrain_speed[i] / np.maximum(gpu.compute, 1)).max())
+                       for gpu in self.gpus if gpu.placements)
+        window = int(self.window_slots[i])
+        next_window = (window - int(self.window_offset[i]) % window) % window if window > 0 else 0
+        later = next_window if next_window > 0 else self.horizon
+        if rate <= 0:
+            return later
+        retraining_now = any((gpu.current == 2 + 2 * i).any() for gpu in self.gpus)
+        seconds = float(self.work_left[i]) / rate + (0.0 if retraining_now else self.setup_s)
+        # Done by slot t takes t slots of progress (slots 0..t-1), less the set-up.
+        return min(later, max(1, int(np.ceil(seconds / self.slot_s - 1e-9))))
 
     def mean_arrivals(self) -> np.ndarray:
         """(N,) each tenant's mean forecast arrivals per slot over the horizon (0 for an
@@ -196,9 +243,12 @@ class Problem:
 
     def retraining_gain(self) -> np.ndarray:
         """(N,) what finishing each tenant's retraining adds per slot: its accuracy gain on
-        its mean forecast arrivals (the greedy start and the retraining pass value a
-        retraining by it)."""
-        return (self.acc_after - self.acc_before) * self.mean_arrivals()
+        its mean forecast arrivals, and on those other GPUs serve where this is a split part
+        (the greedy start and the retraining pass value a retraining by it)."""
+        requests = self.mean_arrivals()
+        if self.served_elsewhere is not None and self.horizon:
+            requests = requests + np.asarray(self.served_elsewhere, dtype=np.float64).mean(axis=1)
+        return (self.acc_after - self.acc_before) * requests
 
     def demand_rps(self) -> np.ndarray:
         """(N,) :meth:`mean_arrivals` per second."""
