@@ -231,45 +231,75 @@ def greedy_start(problem: Problem, deadline: Deadline | None = None, sweep_from:
     (hundreds of GPUs), it re-plans the same first GPUs at every decision and leaves the
     others as the first decisions left them; sweeps that go on from where the last stopped
     reach every GPU in turn."""
-    remaining = problem.demand_rps()
-    accuracy = problem.acc_before
-    n_gpus, periods = len(problem.gpus), len(problem.periods)
-    out: list[np.ndarray] = [np.zeros((periods, 0), dtype=np.int64)] * n_gpus
-    served_by: list[np.ndarray] = [np.zeros(0)] * n_gpus
-    taken = None if sweep_from is None else np.zeros((n_gpus, len(remaining)))
-    if taken is not None:
-        for g, gpu in enumerate(problem.gpus):
-            out[g] = np.array(base[g]) if base is not None else np.tile(gpu.current, (periods, 1))
-            _, served_by[g], left = _kept(gpu, remaining, accuracy, out[g][0])
-            taken[g], remaining = remaining - left, left
-    first = sweep_from or 0
+    if sweep_from is None:
+        tasks, served, stopped = _from_scratch(problem, deadline)
+    else:
+        tasks, served, stopped = _sweep(problem, deadline, sweep_from, base)
+    return _add_retraining(problem, tasks, served, deadline), stopped
+
+
+def _reaches(deadline: Deadline | None) -> bool:
+    return deadline is None or deadline.reaches("greedy start on some GPUs")
+
+
+def _candidate(problem: Problem, gpu: GpuProblem, remaining: np.ndarray,
+               accuracy: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """The GPU's best greedy candidate for the ``remaining`` demand (:func:`_best_candidate`):
+    its worth, tasks, the demand it leaves and what each placement serves."""
+    current = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0]
+    layouts = maximal_sets(gpu)
+    pattern = _best_pattern(problem, gpu, remaining, accuracy, layouts)
+    return _best_candidate(problem, gpu, current, layouts, pattern, remaining, accuracy)
+
+
+def _from_scratch(problem: Problem, deadline: Deadline | None) -> tuple[list[np.ndarray], list[np.ndarray], int | None]:
+    """Each GPU in turn takes its best candidate against the demand the GPUs before it
+    leave; those the ``deadline`` does not reach keep their current instances, their service
+    taken off after the others'. Tasks, service per placement, and where it stopped."""
+    remaining, accuracy, periods = problem.demand_rps(), problem.acc_before, len(problem.periods)
+    out: list[np.ndarray] = []
+    served_by: list[np.ndarray] = []
     stopped: int | None = None
-    for step in range(n_gpus):
-        g = (first + step) % n_gpus
-        gpu = problem.gpus[g]
-        if stopped is None and deadline is not None and not deadline.reaches("greedy start on some GPUs"):
+    for g, gpu in enumerate(problem.gpus):
+        if stopped is None and not _reaches(deadline):
             stopped = g
-        if stopped is not None:
-            if taken is None:  # from scratch, the GPUs not reached are kept after the others
-                tasks, served_by[g], remaining = _kept(gpu, remaining, accuracy)
-                out[g] = np.tile(tasks, (periods, 1))
-            continue
-        if taken is not None:
-            remaining = remaining + taken[g]
-            _, served, left = _kept(gpu, remaining, accuracy, out[g][0])
-            kept = (_worth(problem, gpu, out[g][0], served), left, served)
-        current = [q for q in range(len(gpu.placements)) if gpu.current[q] >= 0]
-        layouts = maximal_sets(gpu)
-        pattern = _best_pattern(problem, gpu, remaining, accuracy, layouts)
-        worth, tasks, left, served = _best_candidate(problem, gpu, current, layouts, pattern, remaining, accuracy)
-        if taken is not None and not worth > kept[0]:
-            _, left, served = kept
+        if stopped is None:
+            _, tasks, remaining, served = _candidate(problem, gpu, remaining, accuracy)
         else:
-            out[g] = np.tile(tasks, (periods, 1))
-        if taken is not None:
-            taken[g] = remaining - left
+            tasks, served, remaining = _kept(gpu, remaining, accuracy)
+        out.append(np.tile(tasks, (periods, 1)))
+        served_by.append(served)
+    return out, served_by, stopped
+
+
+def _sweep(problem: Problem, deadline: Deadline | None, first: int,
+           base: Sequence[np.ndarray] | None) -> tuple[list[np.ndarray], list[np.ndarray], int | None]:
+    """``base`` (else the current instances held over the horizon) improved one GPU at a
+    time from GPU ``first`` round the fleet: a GPU takes its best candidate where that is
+    worth more than its own timeline against the demand every other GPU leaves; the GPUs the
+    ``deadline`` does not reach keep theirs. Tasks, service per placement, where it stopped."""
+    remaining, accuracy, periods = problem.demand_rps(), problem.acc_before, len(problem.periods)
+    out = [np.array(base[g]) if base is not None else np.tile(gpu.current, (periods, 1))
+           for g, gpu in enumerate(problem.gpus)]
+    served_by: list[np.ndarray] = []
+    taken = np.zeros((len(problem.gpus), len(remaining)))
+    for g, gpu in enumerate(problem.gpus):
+        _, served, left = _kept(gpu, remaining, accuracy, out[g][0])
+        served_by.append(served)
+        taken[g], remaining = remaining - left, left
+    for step in range(len(problem.gpus)):
+        g = (first + step) % len(problem.gpus)
+        if not _reaches(deadline):
+            return out, served_by, g
+        gpu = problem.gpus[g]
+        remaining = remaining + taken[g]
+        _, served, left = _kept(gpu, remaining, accuracy, out[g][0])
+        worth, tasks, better_left, better_served = _candidate(problem, gpu, remaining, accuracy)
+        if worth > _worth(problem, gpu, out[g][0], served):
+            out[g], left, served = np.tile(tasks, (periods, 1)), better_left, better_served
+        taken[g] = remaining - left
         remaining, served_by[g] = left, served
-    return _add_retraining(problem, out, served_by, deadline), stopped
+    return out, served_by, None
 
 
 class RetrainingTable:
