@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .planner_problem import IDLE, GpuProblem, Problem, RawSolution
+from .planner_problem import IDLE, GpuProblem, Problem, RawSolution, retraining_counts
 
 __all__ = ["assign_tenants", "empty_gpu", "merge", "part_arrivals", "retraining_gpus", "served_elsewhere",
            "shares_from_plan", "split", "split_by_plan"]
@@ -120,12 +120,9 @@ def _retraining_by_gpu(problem: Problem, tasks: Sequence[np.ndarray]) -> np.ndar
     """(G, N) 1 where a GPU retrains the tenant now or in the first period of ``tasks``: its
     part keeps the tenant, to go on with the job where it runs, even with no share of its
     requests (a GPU given over to retraining would otherwise have an empty part)."""
-    out = np.zeros((len(problem.gpus), len(problem.tenants)))
-    for g, (gpu, plan) in enumerate(zip(problem.gpus, tasks)):
-        for k in (*gpu.current, *plan[0]):
-            if k > 0 and k % 2 == 0:
-                out[g, (k - 2) // 2] = 1.0
-    return out
+    n = len(problem.tenants)
+    counts = [retraining_counts(n, (gpu.current, plan[0])) for gpu, plan in zip(problem.gpus, tasks)]
+    return (np.array(counts) > 0).astype(np.float64).reshape(len(problem.gpus), n)
 
 
 def task_map(tenants: Sequence[int]) -> dict[int, int]:

@@ -41,6 +41,8 @@ __all__ = [
     "parse_task",
     "planning_placements",
     "retraining_counts",
+    "retraining_now",
+    "retraining_rates",
     "start_shares",
     "task_name",
 ]
@@ -209,27 +211,22 @@ class Problem:
             return 0.0
         credit = np.asarray(self.served_elsewhere, dtype=np.float64)
         gain = np.asarray(self.acc_after, dtype=np.float64) - np.asarray(self.acc_before, dtype=np.float64)
+        rate, now = retraining_rates(self, np.ones(len(self.tenants)))[0], retraining_now(self)
         total = 0.0
         for i in np.flatnonzero((credit > 0).any(axis=1)):
-            total += float(gain[i]) * float(credit[i, self._earliest_completion(int(i)):].sum())
+            first = self._earliest_completion(int(i), float(rate[i]), bool(now[i]))
+            total += float(gain[i]) * float(credit[i, first:].sum())
         return total
 
-    def _earliest_completion(self, i: int) -> int:
+    def _earliest_completion(self, i: int, rate: float, retraining_now: bool) -> int:
         """The first slot whose accuracy tenant i's retraining may have lifted: where its
-        current window's work could be done at the most rate, or where the next window starts
-        if sooner (see :meth:`most_elsewhere_credit`)."""
-        fastest = max((float(gpu.retrain_speed[i].max()) for gpu in self.gpus if gpu.placements), default=0.0)
-        if self.retrain_instances > 0:
-            rate = self.retrain_instances * fastest
-        else:
-            rate = sum(gpu.compute_slices * float((gpu.retrain_speed[i] / np.maximum(gpu.compute, 1)).max())
-                       for gpu in self.gpus if gpu.placements)
+        current window's work could be done at one job's most ``rate`` (after a set-up
+        unless it retrains now), or where the next window starts if sooner."""
         window = int(self.window_slots[i])
         next_window = (window - int(self.window_offset[i]) % window) % window if window > 0 else 0
         later = next_window if next_window > 0 else self.horizon
         if rate <= 0:
             return later
-        retraining_now = any((gpu.current == 2 + 2 * i).any() for gpu in self.gpus)
         seconds = float(self.work_left[i]) / rate + (0.0 if retraining_now else self.setup_s)
         # Done by slot t takes t slots of progress (slots 0..t-1), less the set-up.
         return min(later, max(1, int(np.ceil(seconds / self.slot_s - 1e-9))))
@@ -294,6 +291,30 @@ def retraining_counts(n_tenants: int, tasks: Sequence[np.ndarray]) -> np.ndarray
     ids = np.concatenate([np.asarray(t).ravel() for t in tasks]) if len(tasks) else np.zeros(0, dtype=np.int64)
     retraining = ids[(ids > IDLE) & (ids % 2 == 0)].astype(np.int64)
     return np.bincount((retraining - 2) // 2, minlength=n_tenants)
+
+
+def retraining_rates(problem: Problem, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The most retraining each tenant could get per second (full-GPU seconds), shape (N,),
+    for one of its jobs and for all of its ``jobs`` (its members where tenants are pooled):
+    every GPU flat out, and at most ``retrain_instances`` of the fastest instances per job
+    where that is set. Alike GPUs (one template) are counted at once."""
+    rate, fastest = np.zeros(len(problem.tenants)), np.zeros(len(problem.tenants))
+    for members in alike_gpus(problem):
+        gpu = problem.gpus[members[0]]
+        if not gpu.placements:
+            continue
+        per_slice = (gpu.retrain_speed / np.maximum(gpu.compute, 1)[None, :]).max(axis=1)
+        rate += len(members) * gpu.compute_slices * per_slice
+        fastest = np.maximum(fastest, gpu.retrain_speed.max(axis=1))
+    if problem.retrain_instances <= 0:
+        return rate, rate
+    per_job = problem.retrain_instances * fastest
+    return np.minimum(rate, per_job), np.minimum(rate, per_job * np.asarray(jobs))
+
+
+def retraining_now(problem: Problem) -> np.ndarray:
+    """Which tenants an instance retrains now (their next retraining needs no set-up)."""
+    return retraining_counts(len(problem.tenants), [gpu.current for gpu in problem.gpus]) > 0
 
 
 def alike_gpus(problem: Problem) -> list[list[int]]:

@@ -29,7 +29,7 @@ import numpy as np
 from .. import _core
 from .deadline import Deadline
 from .highs import new_highs, run_within
-from .planner_problem import GpuProblem, Problem, alike_gpus, core_gpu
+from .planner_problem import GpuProblem, Problem, alike_gpus, core_gpu, retraining_now, retraining_rates
 
 __all__ = [
     "BACKGROUND_S", "BY_PERIOD_ABOVE", "POOL_ABOVE", "BoundKeeper", "Completions", "LpBasis", "pool_tenants",
@@ -429,34 +429,6 @@ def _window_start(problem: Problem, i: int, t: int) -> bool:
     return window > 0 and (int(problem.window_offset[i]) + t) % window == 0
 
 
-def _max_rates(problem: Problem, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The most retraining each tenant could get per second (full-GPU seconds), shape (N,),
-    for one of its jobs and for all of its ``jobs`` (its members where tenants are pooled):
-    every GPU flat out, and at most ``retrain_instances`` of the fastest instances per job
-    where that is set. Alike GPUs (one template) are counted at once."""
-    rate, fastest = np.zeros(len(problem.tenants)), np.zeros(len(problem.tenants))
-    for members in alike_gpus(problem):
-        gpu = problem.gpus[members[0]]
-        if not gpu.placements:
-            continue
-        per_slice = (gpu.retrain_speed / np.maximum(gpu.compute, 1)[None, :]).max(axis=1)
-        rate += len(members) * gpu.compute_slices * per_slice
-        fastest = np.maximum(fastest, gpu.retrain_speed.max(axis=1))
-    if problem.retrain_instances <= 0:
-        return rate, rate
-    per_job = problem.retrain_instances * fastest
-    return np.minimum(rate, per_job), np.minimum(rate, per_job * np.asarray(jobs))
-
-
-def _retraining_now(problem: Problem) -> np.ndarray:
-    """Which tenants an instance retrains now (their next retraining needs no set-up)."""
-    now = np.zeros(len(problem.tenants), dtype=bool)
-    for gpu in problem.gpus:
-        tasks = gpu.current[(gpu.current > 0) & (gpu.current % 2 == 0)]
-        now[(tasks - 2) // 2] = True
-    return now
-
-
 def _served_within_capacity(lp: _Lp, problem: Problem, supply: _Supply, arrivals: np.ndarray) -> np.ndarray:
     """Each tenant's served requests per slot or per period (as ``arrivals``, (N, slots or
     periods), and ``supply`` are kept), within its arrivals and within the capacity its
@@ -763,7 +735,7 @@ def whole_bound(
         served = _add_requests(lp, problem, supply)
         progress_rows = np.full((n, problem.horizon), -1, dtype=np.int64)
         add_retraining = _add_retraining
-    (reach, most), now = _max_rates(problem, pooled), _retraining_now(problem)
+    (reach, most), now = retraining_rates(problem, pooled), retraining_now(problem)
     for i in range(n):
         if _late(deadline):
             return float("inf"), None
