@@ -60,7 +60,7 @@ def test_a_vector_that_misses_its_objective_is_solved_again_without_presolve(mon
 
     monkeypatch.setattr(planner, "_run_highs", overstating)
     problem = small_random_case(3).problem()
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         raw = planner.solve_problem(problem, time_limit_s=30, warm_start=greedy_tasks(problem))
     assert calls == [True, False]
     assert "solved again without presolve" in raw.status
