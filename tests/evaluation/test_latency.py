@@ -66,6 +66,11 @@ def test_a_cost_is_measured_once_and_then_read(tmp_path, monkeypatch):
     # Other settings are another policy: measured on their own.
     with pytest.raises(AssertionError, match="measured again"):
         simulate(scenario, make_policy("astraea", lookback_s=3.0))
+    # Another release of the solver (or of migrator) decides at another speed: measured again.
+    real = latency._package_version
+    monkeypatch.setattr(latency, "_package_version", lambda name: "99.0" if name == "highspy" else real(name))
+    with pytest.raises(AssertionError, match="measured again"):
+        simulate(scenario, make_policy("astraea"), seed=9)
 
 
 def test_a_damaged_cost_file_is_measured_again(tmp_path, monkeypatch):

@@ -7,7 +7,8 @@ other results on the next run, and a loaded machine penalises the planner more t
 baselines. So by default (``"model"``) every decision of a policy is charged one fixed
 figure, the **decision cost**:
 
-* measured once per machine, per policy (with its settings) and per scenario size, as the
+* measured once per machine, per release of migrator and of HiGHS (``highspy``), per
+  policy (with its settings) and per scenario size, as the
   median wall-clock time of :data:`SAMPLES` decisions taken on the warm-up's arrivals before
   the first replay;
 * kept in a small JSON file (:func:`cost_file`: ``$MIGRATOR_DECISION_COSTS``, else
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.metadata
 import json
 import logging
 import math
@@ -45,7 +47,7 @@ from ..workload._numba_cache import user_cache_dir
 from ..workload.scenario import Scenario
 from .policy import Allocation, Environment, Observation, Policy
 
-__all__ = ["LATENCY_MODES", "SAMPLES", "check_latency", "cost_file", "decision_cost", "machine", "measure"]
+__all__ = ["LATENCY_MODES", "SAMPLES", "check_latency", "cost_file", "decision_cost", "machine", "measure", "software"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,19 @@ def cost_file(environ: Mapping[str, str] | None = None) -> Path:
 def machine() -> str:
     """The machine a cost was measured on: host name, architecture, processor and CPUs."""
     return f"{platform.node()} {platform.machine()} {platform.processor() or '?'} {os.cpu_count()} CPUs"
+
+
+def software() -> str:
+    """The code a cost was measured with: migrator's version and the solver's (a new release
+    of either decides at another speed, so its costs are measured again)."""
+    return f"migrator {_package_version('migrator')}, highspy {_package_version('highspy')}"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def decision_cost(policy: Policy, env: Environment, path: Path | None = None) -> float:
@@ -134,14 +149,14 @@ def measure(policy: Policy, env: Environment, samples: int = SAMPLES) -> float:
 
 
 def _key(policy: Policy, scenario: Scenario) -> str:
-    """What the cost depends on: the machine, the policy and its settings, and the scenario's
-    size and planner settings (not its name, seed or arrivals)."""
+    """What the cost depends on: the machine, the software, the policy and its settings, and
+    the scenario's size and planner settings (not its name, seed or arrivals)."""
     table = scenario.to_dict()
     shape = {
         "gpus": table["gpus"], "planner": table["planner"], "slot_s": table["slot_s"],
         "tenants": [{k: v for k, v in t.items() if k != "arrivals"} for t in table["tenants"]],
     }
-    text = json.dumps({"machine": machine(), "policy": policy.describe(), "scenario": shape},
+    text = json.dumps({"machine": machine(), "software": software(), "policy": policy.describe(), "scenario": shape},
                       sort_keys=True, default=str)
     return f"{policy.name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
