@@ -42,6 +42,7 @@ def test_the_same_seed_grades_identically_twice_in_a_row_by_default(tmp_path, mo
     assert gradings(first) == gradings(second)
     for name, entry in first["policies"].items():
         assert entry["latency"]["mode"] == "model" and entry["latency"]["decision_s"] > 0
+        assert entry["latency"]["machine"] == latency.machine() and entry["latency"]["software"] == latency.software()
         assert entry["latency"] == second["policies"][name]["latency"]
     assert first["latency"] == "model"
 
@@ -53,7 +54,7 @@ def test_a_cost_is_measured_once_and_then_read(tmp_path, monkeypatch):
     cost = simulate(scenario, make_policy("astraea")).latency["decision_s"]
     stored = json.loads(path.read_text())
     assert [v["decision_s"] for v in stored.values()] == [cost]
-    assert [v["machine"] for v in stored.values()] == [latency.machine()]
+    assert [(v["machine"], v["software"]) for v in stored.values()] == [(latency.machine(), latency.software())]
 
     def refuse(*args, **kwargs):
         raise AssertionError("measured again")

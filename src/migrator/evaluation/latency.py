@@ -15,7 +15,8 @@ figure, the **decision cost**:
   ``$XDG_CACHE_HOME/migrator/decision-costs.json`` or ``~/.cache/migrator/...``), so that
   later replays on the same machine charge the same figure and repeat exactly; delete the
   file to measure again;
-* written into ``results.json`` (``latency``) beside the machine it was measured on.
+* written into ``results.json`` (``latency``) beside the machine and the releases it was
+  measured with.
 
 Why not CPU time: it still varies from run to run (caches, frequency scaling, the solver's
 threads), so two runs of one seed would not agree, and a multi-threaded solver's CPU time
@@ -106,7 +107,8 @@ def decision_cost(policy: Policy, env: Environment, path: Path | None = None) ->
     if key in costs:
         return float(costs[key]["decision_s"])
     cost = measure(probe, env)
-    costs[key] = {"decision_s": cost, "policy": policy.name, "scenario": env.scenario.name, "machine": machine()}
+    costs[key] = {"decision_s": cost, "policy": policy.name, "scenario": env.scenario.name, "machine": machine(),
+                  "software": software()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, json.dumps(costs, indent=1, sort_keys=True) + "\n")

@@ -50,7 +50,7 @@ from ..planning.planner_problem import parse_task
 from ..workload import _kernels
 from ..workload.goodput import INFER, ScoreResult, tenant_arrays
 from ..workload.scenario import Scenario
-from .latency import check_latency, decision_cost, machine
+from .latency import check_latency, decision_cost, machine, software
 from .policy import Allocation, Environment, Observation, Policy
 from .requests import GRADERS, Segment, grade_requests
 from .warmup import ArrivalWindows, arrival_windows
@@ -91,8 +91,9 @@ class SimResult:
     is the warm-up the policies sized on and ``start_slot`` where the scored window starts
     in the scenario's recorded traces (None without one); ``latency`` says how decisions
     were charged (``mode``: ``"model"``, ``"wall"``, ``"fixed"`` or ``"policy"`` for a policy
-    with its own figure; ``decision_s``: the figure, None for ``"wall"``; ``machine``: where
-    a modelled figure was measured)."""
+    with its own figure; ``decision_s``: the figure, None for ``"wall"``; ``machine`` and
+    ``software``: where, and with which releases of migrator and highspy, a modelled figure
+    was measured)."""
 
     policy: str
     seed: int
@@ -528,7 +529,7 @@ def _charge(policy: Policy, env: Environment, latency: str, fixed_s: float | Non
         return {"mode": "policy", "decision_s": float(own)}
     if latency == "wall":
         return {"mode": "wall", "decision_s": None}
-    return {"mode": "model", "decision_s": decision_cost(policy, env), "machine": machine()}
+    return {"mode": "model", "decision_s": decision_cost(policy, env), "machine": machine(), "software": software()}
 
 
 def check_grader(value: Any, field_name: str = "grader") -> str:
