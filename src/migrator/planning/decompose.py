@@ -220,10 +220,10 @@ def served_elsewhere(problem: Problem, idx: Sequence[int], own: np.ndarray, retr
     gain = np.asarray(problem.acc_after, dtype=np.float64)[idx] > np.asarray(problem.acc_before, dtype=np.float64)[idx]
     rest[~(retrains & gain)] = 0.0
     rest[:, :1] = 0.0  # slot 0's accuracy is the state's
+    next_window = problem.next_window_start()
     for row, i in enumerate(idx):
-        window, offset = int(problem.window_slots[i]), int(problem.window_offset[i])
-        if problem.done0[i] and window > 0 and offset % window:  # finished already, until the next window
-            rest[row, : window - offset % window] = 0.0
+        if problem.done0[i] and next_window[i] > 0:  # finished already, until the next window
+            rest[row, : next_window[i]] = 0.0
     return rest if (rest > 0).any() else None
 
 

@@ -222,14 +222,20 @@ class Problem:
         """The first slot whose accuracy tenant i's retraining may have lifted: where its
         current window's work could be done at one job's most ``rate`` (after a set-up
         unless it retrains now), or where the next window starts if sooner."""
-        window = int(self.window_slots[i])
-        next_window = (window - int(self.window_offset[i]) % window) % window if window > 0 else 0
+        next_window = int(self.next_window_start()[i])
         later = next_window if next_window > 0 else self.horizon
         if rate <= 0:
             return later
         seconds = float(self.work_left[i]) / rate + (0.0 if retraining_now else self.setup_s)
         # Done by slot t takes t slots of progress (slots 0..t-1), less the set-up.
         return min(later, max(1, int(np.ceil(seconds / self.slot_s - 1e-9))))
+
+    def next_window_start(self) -> np.ndarray:
+        """(N,) slots from slot 0 to the start of each tenant's next retraining window; 0
+        where slot 0 starts one or the tenant never retrains."""
+        window = np.asarray(self.window_slots, dtype=np.int64)
+        offset = np.asarray(self.window_offset, dtype=np.int64) % np.maximum(window, 1)
+        return np.where(window > 0, (window - offset) % np.maximum(window, 1), 0)
 
     def mean_arrivals(self) -> np.ndarray:
         """(N,) each tenant's mean forecast arrivals per slot over the horizon (0 for an
