@@ -282,3 +282,85 @@ def test_a_basis_survives_the_round_trip_through_numpy() -> None:
     assert list(back.col_status) == list(basis.col_status)
     assert list(back.row_status) == list(basis.row_status)
     assert back.valid
+
+
+def _retraining_slot_by_slot(lp, problem, i, served, progress_rows, who) -> None:
+    """Rows (9)-(13) of tenant i built one slot after another, as the program reads them:
+    the reference the whole-array build (``split_bound._add_retraining``) is held to."""
+    before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
+    if not (problem.window_slots[i] > 0 and after > before):
+        return
+    first_window, progress, completed, window_first, window = True, None, None, 0, []
+    setup = 0.0 if who.retraining_now else problem.setup_s
+    for t in range(problem.horizon):
+        starts = (int(problem.window_offset[i]) + t) % int(problem.window_slots[i]) == 0
+        if starts and window:
+            bounds._add_completions(lp, window, bounds._work(problem, i, first_window), who, problem.slot_s)
+            window = []
+        first_window = first_window and not (starts and t > 0)
+        if starts:
+            progress = completed = None
+            window_first = t
+        retrained = lp.col(cost=after - before, upper=float(problem.arrivals[i, t]))
+        lp.row(-np.inf, 0.0, {retrained: 1.0, int(served[t]): -1.0})
+        if first_window and not starts and bool(problem.done0[i]):
+            continue
+        if progress is None:
+            lp.row(-np.inf, 0.0, {retrained: 1.0})
+        else:
+            work = bounds._work(problem, i, first_window)
+            seconds = (t - window_first) * problem.slot_s - (setup if first_window else 0.0)
+            completion = lp.col(upper=1.0 if bounds._reachable(work, who.reach_rate * seconds) else 0.0)
+            window.append((completion, progress))
+            for slope, intercept in zip(who.counted.slopes[:, t], who.counted.intercepts[:, t]):
+                lp.row(-np.inf, float(intercept), {retrained: 1.0, completion: -who.members * float(slope)})
+            if completed is not None:
+                lp.row(0.0, np.inf, {completion: 1.0, completed: -1.0})
+            completed = completion
+        now = lp.col(upper=bounds._most_progress(who.most_rate, problem, t + 1 - window_first))
+        progress_rows[i, t] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
+        progress = now
+    if window:
+        bounds._add_completions(lp, window, bounds._work(problem, i, first_window), who, problem.slot_s)
+    bounds._add_terminal(lp, problem, i, progress, who.members * bounds._work(problem, i, first_window))
+
+
+def _windows_varied(problem, seed: int):
+    """``problem`` with random window offsets (slot 0 starting a window among them), retraining
+    finished or not, and windows as short as two slots."""
+    rng = np.random.default_rng(seed)
+    window = np.where(problem.window_slots > 0, rng.integers(2, 6, size=len(problem.tenants)), 0)
+    return dataclasses.replace(problem, window_slots=window, window_offset=rng.integers(0, 6, size=len(window)) % np.maximum(window, 1),
+                               done0=(rng.random(len(window)) < 0.4) & (window > 0))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_retraining_rows_built_in_whole_arrays_match_the_slot_by_slot_build(seed: int, monkeypatch) -> None:
+    problem = _windows_varied(small_random_case(seed).problem(), seed)
+    shapes, values = [], []
+    solve = bounds._Lp.solve
+
+    def noted(lp, *args, **kwargs):
+        # Order aside, the same columns (cost and bounds) and rows (bounds and entries).
+        lp._flush_cols()
+        lp._flush_rows()
+        cols = np.column_stack([np.concatenate([c[k] for c in lp._cols]) for k in range(3)])
+        rows = np.column_stack([np.concatenate([r[k] for r in lp._rows]) for k in range(2)])
+        entries = np.sort(np.abs(lp._matrix()[2]))
+        shapes.append((np.unique(cols, axis=0, return_counts=True), np.unique(rows, axis=0, return_counts=True),
+                       entries))
+        return solve(lp, *args, **kwargs)
+
+    monkeypatch.setattr(bounds._Lp, "solve", noted)
+    for pool in (False, True):
+        values.append(split_bound(problem, 60, by_period=False, pool=pool))
+        with monkeypatch.context() as m:
+            m.setattr(bounds, "_add_retraining", _retraining_slot_by_slot)
+            values.append(split_bound(problem, 60, by_period=False, pool=pool))
+    for ours, reference in (shapes[0], shapes[1]), (shapes[2], shapes[3]):
+        for a, b in zip(ours[:2], reference[:2]):
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_allclose(ours[2], reference[2], rtol=1e-12)
+    assert values[0] == pytest.approx(values[1], rel=1e-9, abs=1e-6)
+    assert values[2] == pytest.approx(values[3], rel=1e-9, abs=1e-6)

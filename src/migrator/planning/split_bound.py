@@ -485,54 +485,83 @@ class _Retrainer:
     retraining_now: bool
 
 
+@dataclass(frozen=True)
+class _Slots:
+    """Which of tenant i's slots (T,) hold which of rows (9)-(12): ``starts`` a window,
+    ``opening`` counts the accuracy before (slot 0 and a window's first slot), ``completes``
+    has a completion column (every other slot not ``done``), ``done`` is in the window
+    holding slot 0 after that window's retraining finished; per slot its ``window`` (how many
+    windows started after slot 0), the window's first slot (``window_first``), the window's
+    ``work`` and whether it can be done by then (``reachable``: a completion is 0 before the
+    window's work could be done at the most rate, one set-up first unless an instance
+    retrains the tenant now; valid for every plan)."""
+
+    starts: np.ndarray
+    window: np.ndarray
+    window_first: np.ndarray
+    done: np.ndarray
+    opening: np.ndarray
+    completes: np.ndarray
+    work: np.ndarray
+    reachable: np.ndarray
+
+    @classmethod
+    def of(cls, problem: Problem, i: int, who: _Retrainer) -> _Slots:
+        t = np.arange(problem.horizon)
+        starts = (int(problem.window_offset[i]) + t) % int(problem.window_slots[i]) == 0
+        window = np.cumsum(starts & (t > 0))
+        window_first = np.maximum.accumulate(np.where(starts, t, 0))
+        first_window = window == 0
+        done = first_window & ~starts & bool(problem.done0[i])
+        opening = ~done & ((t == 0) | starts)
+        work = np.where(first_window, float(problem.work_left[i]), float(problem.work_full[i]))
+        setup = 0.0 if who.retraining_now else problem.setup_s
+        seconds = (t - window_first) * problem.slot_s - np.where(first_window, setup, 0.0)
+        return cls(starts, window, window_first, done, opening, ~done & ~opening, work,
+                   _reachable(work, who.reach_rate * seconds))
+
+
 def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progress_rows: np.ndarray,
                     who: _Retrainer) -> None:
     """Tenant i's retrained share, progress and completions, rows (9)-(13); the row of its
-    progress in each slot is noted in ``progress_rows`` (the classes' terms join it later)."""
+    progress in each slot is noted in ``progress_rows`` (the classes' terms join it later).
+    Built slot-wise in whole arrays (:class:`_Slots` says which slot has which rows)."""
     before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
     if not (problem.window_slots[i] > 0 and after > before):
         return
-    first_window = True  # t is in the window holding slot 0
-    progress = completed = None
-    # A completion is 0 before the window's work could be done at the most rate (one set-up
-    # first, unless an instance retrains the tenant now): valid for every plan.
-    setup = 0.0 if who.retraining_now else problem.setup_s
-    window_first = 0
-    window: list[tuple[int, int]] = []  # the window's (completion, progress before it), slot by slot
-    for t in range(problem.horizon):
-        arrived = float(problem.arrivals[i, t])
-        starts = _window_start(problem, i, t)
-        if starts and window:
-            _add_completions(lp, window, _work(problem, i, first_window), who, problem.slot_s)
-            window = []
-        if starts and t > 0:
-            first_window = False
-        if starts:
-            progress = completed = None
-            window_first = t
-        done = first_window and not starts and bool(problem.done0[i])
-        retrained = lp.col(cost=after - before, upper=arrived)
-        lp.row(-np.inf, 0.0, {retrained: 1.0, int(served[t]): -1.0})
-        if done:
-            continue
-        if progress is None:  # slot 0 or a window's first slot: the accuracy before
-            lp.row(-np.inf, 0.0, {retrained: 1.0})
-        else:
-            work = _work(problem, i, first_window)
-            seconds = (t - window_first) * problem.slot_s - (setup if first_window else 0.0)
-            completion = lp.col(upper=1.0 if _reachable(work, who.reach_rate * seconds) else 0.0)
-            window.append((completion, progress))
-            for slope, intercept in zip(who.counted.slopes[:, t], who.counted.intercepts[:, t]):
-                lp.row(-np.inf, float(intercept), {retrained: 1.0, completion: -who.members * float(slope)})
-            if completed is not None:
-                lp.row(0.0, np.inf, {completion: 1.0, completed: -1.0})
-            completed = completion
-        now = lp.col(upper=_most_progress(who.most_rate, problem, t + 1 - window_first))
-        progress_rows[i, t] = lp.row(0.0, 0.0, {now: 1.0} if progress is None else {now: 1.0, progress: -1.0})
-        progress = now
-    if window:
-        _add_completions(lp, window, _work(problem, i, first_window), who, problem.slot_s)
-    _add_terminal(lp, problem, i, progress, who.members * _work(problem, i, first_window))
+    slots = _Slots.of(problem, i, who)
+    arrivals = np.asarray(problem.arrivals[i], dtype=np.float64)
+    retrained = lp.cols(problem.horizon, cost=after - before, upper=arrivals)
+    lp.add(lp.rows(problem.horizon, upper=0.0)[:, None], np.column_stack([retrained, served]),
+           [1.0, -1.0])
+    # Slot 0 and a window's first slot: the accuracy before.
+    lp.add(lp.rows(int(slots.opening.sum()), upper=0.0), retrained[slots.opening], 1.0)
+    at = np.flatnonzero(slots.completes)
+    completion = np.full(problem.horizon, -1, dtype=np.int64)
+    completion[at] = lp.cols(len(at), upper=slots.reachable[at].astype(np.float64))
+    # The retrained requests of a slot within what its completion lets count.
+    slopes, intercepts = who.counted.slopes[:, at], who.counted.intercepts[:, at]
+    lines = lp.rows(slopes.size, upper=intercepts.ravel()).reshape(slopes.shape)
+    lp.add(lines, retrained[at][None, :], 1.0)
+    lp.add(lines, completion[at][None, :], -who.members * slopes)
+    # Monotone within a window.
+    later = at[slots.completes[at - 1]]
+    lp.add(lp.rows(len(later), lower=0.0)[:, None], np.column_stack([completion[later], completion[later - 1]]),
+           [1.0, -1.0])
+    # Progress, a running sum within each window: P[t] = P[t-1] + the classes' terms (added later).
+    active = np.flatnonzero(~slots.done)
+    progress = np.full(problem.horizon, -1, dtype=np.int64)
+    progress[active] = lp.cols(len(active), upper=_most_progress(who.most_rate, problem, active + 1 - slots.window_first[active]))
+    progress_rows[i, active] = lp.rows(len(active), lower=0.0, upper=0.0)
+    lp.add(progress_rows[i, active], progress[active], 1.0)
+    lp.add(progress_rows[i, at], progress[at - 1], -1.0)
+    for window in np.unique(slots.window[at]):
+        ours = at[slots.window[at] == window]
+        _add_completions(lp, list(zip(completion[ours], progress[ours - 1])), float(slots.work[ours[0]]), who,
+                         problem.slot_s)
+    last = problem.horizon - 1
+    _add_terminal(lp, problem, i, int(progress[last]) if progress[last] >= 0 else None,
+                  who.members * float(slots.work[last]))
 
 
 def _add_completions(lp: _Lp, window: list[tuple[int, int]], work: float, who: _Retrainer, slot_s: float) -> None:
@@ -545,17 +574,15 @@ def _add_completions(lp: _Lp, window: list[tuple[int, int]], work: float, who: _
     Without it the relaxation credits part of a job's accuracy gain to part of its work
     done wherever the job could not have finished sooner (docs/model.md, "Bounding a split
     plan")."""
-    per_slot = who.reach_rate * slot_s
-    for at, (completion, progress) in enumerate(window):
-        terms = {progress: -1.0, completion: who.members * work}
-        for ahead in range(at + 1, len(window)):
-            short = who.members * (work - per_slot * (ahead - at))
-            if short <= 0:
-                break
-            later, earlier = window[ahead][0], window[ahead - 1][0]
-            terms[later] = terms.get(later, 0.0) + short
-            terms[earlier] = terms.get(earlier, 0.0) - short
-        lp.row(-np.inf, 0.0, terms)
+    completion, progress = (np.array([pair[k] for pair in window], dtype=np.int64) for k in (0, 1))
+    rows = lp.rows(len(window), upper=0.0)
+    lp.add(rows[:, None], np.column_stack([progress, completion]), [-1.0, who.members * work])
+    at, ahead = np.triu_indices(len(window), 1)
+    short = who.members * (work - who.reach_rate * slot_s * (ahead - at))
+    kept = short > 0
+    at, ahead, short = at[kept], ahead[kept], short[kept]
+    lp.add(rows[at][:, None], np.column_stack([completion[ahead], completion[ahead - 1]]),
+           np.column_stack([short, -short]))
 
 
 def _work(problem: Problem, i: int, first_window: bool) -> float:
@@ -564,9 +591,10 @@ def _work(problem: Problem, i: int, first_window: bool) -> float:
     return float(problem.work_left[i] if first_window else problem.work_full[i])
 
 
-def _reachable(work: float, most_progress: float) -> bool:
-    """Whether ``work`` can be done with ``most_progress`` (so that a completion may be 1)."""
-    return work <= 0 or max(0.0, most_progress) >= work * (1 - 1e-9)
+def _reachable(work: Any, most_progress: Any) -> Any:
+    """Whether ``work`` can be done with ``most_progress`` (so that a completion may be 1);
+    figures or arrays of them."""
+    return np.logical_or(np.less_equal(work, 0), np.maximum(0.0, most_progress) >= np.multiply(work, 1 - 1e-9))
 
 
 def _add_terminal(lp: _Lp, problem: Problem, i: int, progress: int | None, work: float) -> None:
