@@ -284,13 +284,13 @@ def test_a_basis_survives_the_round_trip_through_numpy() -> None:
     assert back.valid
 
 
-def _retraining_slot_by_slot(lp, problem, i, served, progress_rows, who) -> None:
+def _retraining_slot_by_slot(lp, problem, i, served, progress_rows, who):
     """Rows (9)-(13) of tenant i built one slot after another, as the program reads them:
     the reference the whole-array build (``split_bound._add_retraining``) is held to."""
     before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
     if not (problem.window_slots[i] > 0 and after > before):
-        return
-    first_window, progress, completed, window_first, window = True, None, None, 0, []
+        return None
+    first_window, progress, completed, window_first, window, columns = True, None, None, 0, [], []
     setup = 0.0 if who.retraining_now else problem.setup_s
     for t in range(problem.horizon):
         starts = (int(problem.window_offset[i]) + t) % int(problem.window_slots[i]) == 0
@@ -302,6 +302,7 @@ def _retraining_slot_by_slot(lp, problem, i, served, progress_rows, who) -> None
             progress = completed = None
             window_first = t
         retrained = lp.col(cost=after - before, upper=float(problem.arrivals[i, t]))
+        columns.append(retrained)
         lp.row(-np.inf, 0.0, {retrained: 1.0, int(served[t]): -1.0})
         if first_window and not starts and bool(problem.done0[i]):
             continue
@@ -323,6 +324,7 @@ def _retraining_slot_by_slot(lp, problem, i, served, progress_rows, who) -> None
     if window:
         bounds._add_completions(lp, window, bounds._work(problem, i, first_window), who, problem.slot_s)
     bounds._add_terminal(lp, problem, i, progress, who.members * bounds._work(problem, i, first_window))
+    return np.array(columns)
 
 
 def _windows_varied(problem, seed: int):

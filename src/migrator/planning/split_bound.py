@@ -9,7 +9,9 @@ maximal layouts (as many layouts as GPUs). Capacities are per profile (the best 
 new instances pay their set-up share and penalty on the increase of a count, requests and
 retraining follow the program's own rows (8)-(13), with completions continuous. Every plan
 of the whole program maps to a point of it of at least the same value, so its LP optimum is
-a valid bound; it is a linear program of a few thousand columns (tens of ms). Above
+a valid bound; it is a linear program of a few thousand columns (tens of ms). Where the
+fleet cannot serve every request, row (19) bounds each period's Goodput by what whole
+instances could earn (:mod:`migrator.planning.fleet_bound`). Above
 ``POOL_ABOVE`` tenant-slots alike tenants are pooled into one (:func:`pool_tenants`), a
 further relaxation that keeps it that small at 512 GPUs / 1024 tenants.
 """
@@ -28,6 +30,7 @@ import numpy as np
 
 from .. import _core
 from .deadline import Deadline
+from .fleet_bound import fleet_period_bounds
 from .highs import new_highs, run_within
 from .planner_problem import GpuProblem, Problem, alike_gpus, core_gpu, retraining_now, retraining_rates
 
@@ -522,13 +525,14 @@ class _Slots:
 
 
 def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progress_rows: np.ndarray,
-                    who: _Retrainer) -> None:
+                    who: _Retrainer) -> np.ndarray | None:
     """Tenant i's retrained share, progress and completions, rows (9)-(13); the row of its
     progress in each slot is noted in ``progress_rows`` (the classes' terms join it later).
-    Built slot-wise in whole arrays (:class:`_Slots` says which slot has which rows)."""
+    Built slot-wise in whole arrays (:class:`_Slots` says which slot has which rows). The
+    retrained requests' columns, (T,); None where the tenant does not retrain."""
+    if not _retrains(problem, i):
+        return None
     before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
-    if not (problem.window_slots[i] > 0 and after > before):
-        return
     slots = _Slots.of(problem, i, who)
     arrivals = np.asarray(problem.arrivals[i], dtype=np.float64)
     retrained = lp.cols(problem.horizon, cost=after - before, upper=arrivals)
@@ -562,6 +566,7 @@ def _add_retraining(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progr
     last = problem.horizon - 1
     _add_terminal(lp, problem, i, int(progress[last]) if progress[last] >= 0 else None,
                   who.members * float(slots.work[last]))
+    return retrained
 
 
 def _add_completions(lp: _Lp, window: list[tuple[int, int]], work: float, who: _Retrainer, slot_s: float) -> None:
@@ -583,6 +588,42 @@ def _add_completions(lp: _Lp, window: list[tuple[int, int]], work: float, who: _
     at, ahead, short = at[kept], ahead[kept], short[kept]
     lp.add(rows[at][:, None], np.column_stack([completion[ahead], completion[ahead - 1]]),
            np.column_stack([short, -short]))
+
+
+def _retrains(problem: Problem, i: int) -> bool:
+    """Whether tenant i has retraining rows: it retrains, and that lifts its accuracy."""
+    return bool(problem.window_slots[i] > 0 and problem.acc_after[i] > problem.acc_before[i])
+
+
+def _best_accuracy(problem: Problem, i: int, who: _Retrainer) -> np.ndarray:
+    """(T,): the most a request of tenant i may earn in each slot: the accuracy after its
+    retraining where the window's retraining is done or its completion may be 1, the accuracy
+    before elsewhere (the same slots rows (9)-(12) let count as retrained)."""
+    before = np.full(problem.horizon, float(problem.acc_before[i]))
+    if not _retrains(problem, i):
+        return before
+    slots = _Slots.of(problem, i, who)
+    return np.where(slots.done | (slots.completes & slots.reachable), float(problem.acc_after[i]), before)
+
+
+def _add_fleet_rows(lp: _Lp, problem: Problem, served: np.ndarray, retrained: dict[int, np.ndarray],
+                    accuracy: np.ndarray, by_period: bool) -> None:
+    """(19): per period, the Goodput of all tenants (``served`` and ``retrained`` columns, per
+    slot or per period) within what the fleet could earn with whole instances
+    (:func:`~migrator.planning.fleet_bound.fleet_period_bounds`); only where that is less than
+    every request served at its best ``accuracy``. Valid for every plan, so the relaxation
+    stays a bound."""
+    most, everything = fleet_period_bounds(problem, accuracy, _classes(problem))
+    before = np.asarray(problem.acc_before, dtype=np.float64)
+    gain = np.asarray(problem.acc_after, dtype=np.float64) - before
+    starts = problem.period_starts()
+    for j in np.flatnonzero(most < everything * (1 - 1e-9)):
+        # The slack guards against rounding in the sums, as for the per-GPU bounds (14).
+        row = lp.rows(1, upper=float(most[j]) * (1 + 1e-9) + 1e-7)
+        when = [int(j)] if by_period else np.arange(starts[j], starts[j] + problem.periods[j])
+        lp.add(row, served[:, when], before[:, None])
+        for i, columns in retrained.items():
+            lp.add(row, columns[when], gain[i])
 
 
 def _work(problem: Problem, i: int, first_window: bool) -> float:
@@ -661,24 +702,26 @@ def _segments(problem: Problem, i: int, j: int, first: int) -> list[tuple[int, i
 
 
 def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndarray, progress_rows: np.ndarray,
-                              who: _Retrainer) -> None:
-    """Rows (9)-(13) of tenant ``i`` relaxed to periods. Per period, the retrained requests
+                              who: _Retrainer) -> np.ndarray | None:
+    """Rows (9)-(13) of tenant ``i`` relaxed to periods (the retrained requests' columns,
+    (J,), as returned; None where the tenant does not retrain). Per period, the retrained requests
     are at most those served and at most each window segment's arrivals times its completion
     ``C``, where ``work x C`` is at most the progress through the segment's end (the progress
     of the whole period: a period cut by a window start lends it to both of its segments).
     Every plan's completions ``c[t]`` (monotone in a window, each within the progress before
     ``t``) give ``C`` = the segment's last ``c``; rows it does not need (completions at a
     window's first slot, monotonicity) are left out, so it bounds the program from above."""
+    if not _retrains(problem, i):
+        return None
     before, after = float(problem.acc_before[i]), float(problem.acc_after[i])
-    if not (problem.window_slots[i] > 0 and after > before):
-        return
     arrivals = np.asarray(problem.arrivals[i], dtype=np.float64)
     setup = 0.0 if who.retraining_now else problem.setup_s
     first_window, progress, window_first = True, None, 0
     period_first = problem.period_starts()
+    columns = np.zeros(len(problem.periods), dtype=np.int64)
     for j in range(len(problem.periods)):
         first, end = int(period_first[j]), int(period_first[j]) + int(problem.periods[j])
-        retrained = lp.col(cost=after - before, upper=float(arrivals[first:end].sum()))
+        retrained = columns[j] = lp.col(cost=after - before, upper=float(arrivals[first:end].sum()))
         lp.row(-np.inf, 0.0, {retrained: 1.0, int(served[j]): -1.0})
         limit, free = {retrained: 1.0}, 0.0
         for k, (lo, hi) in enumerate(_segments(problem, i, j, first)):
@@ -704,6 +747,7 @@ def _add_retraining_by_period(lp: _Lp, problem: Problem, i: int, served: np.ndar
             limit[completion] = -arrived
         lp.row(-np.inf, free, limit)
     _add_terminal(lp, problem, i, progress, who.members * _work(problem, i, first_window))
+    return columns
 
 
 def _add_one_job(lp: _Lp, problem: Problem, supply: _Supply, members: np.ndarray) -> None:
@@ -764,12 +808,17 @@ def whole_bound(
         progress_rows = np.full((n, problem.horizon), -1, dtype=np.int64)
         add_retraining = _add_retraining
     (reach, most), now = retraining_rates(problem, pooled), retraining_now(problem)
+    retrained, accuracy = {}, np.zeros((n, problem.horizon))
     for i in range(n):
         if _late(deadline):
             return float("inf"), None
         who = _Retrainer(float(pooled[i]), counted[i], float(reach[i]), float(most[i]), bool(now[i]))
-        add_retraining(lp, problem, i, served[i], progress_rows, who)
+        columns = add_retraining(lp, problem, i, served[i], progress_rows, who)
+        if columns is not None:
+            retrained[i] = columns
+        accuracy[i] = _best_accuracy(problem, i, who)
     _add_progress_terms(lp, supply, progress_rows)
+    _add_fleet_rows(lp, problem, served, retrained, accuracy, by_period)
     if problem.retrain_instances > 0:
         _add_one_job(lp, problem, supply, pooled)
     return lp.solve(time_limit_s, start, deadline, cancel, on_early)
