@@ -80,6 +80,8 @@ def test_rows_tighten_the_bound_and_keep_it_above_the_optimum(seed: int) -> None
         with_rows = split_bound(problem, by_period=by_period)
         assert with_rows >= optimum.objective - 1e-6 * abs(optimum.objective)
         assert with_rows < _without_rows(problem, by_period=by_period) * (1 - 1e-4)
+        pooled = split_bound(problem, by_period=by_period, pool=True)
+        assert pooled >= optimum.objective - 1e-6 * abs(optimum.objective)
 
 
 def test_rows_close_most_of_the_built_in_fleets_gap() -> None:
@@ -105,3 +107,13 @@ def test_too_large_a_dealing_still_bounds(monkeypatch) -> None:
     monkeypatch.setattr(fleet_bound, "MAX_SPLIT_WORK", 0)
     undealt, _ = fleet_period_bounds(problem, accuracy, classes)
     assert np.all(undealt >= dealt) and np.any(undealt > dealt)
+
+
+def test_pooled_rows_stay_above_the_optimum() -> None:
+    # 2 A100s, the built-in scenario's tenants twice over: four pools of two alike tenants.
+    problem = planner.Planner(sized(2, 8)).problem()
+    assert len(bounds._pools(problem)[1]) == 4
+    optimum = planner.solve_problem(problem, time_limit_s=60, mip_gap=0.0)
+    assert optimum.status == "Optimal"
+    for by_period in (False, True):
+        assert split_bound(problem, by_period=by_period, pool=True) >= optimum.objective * (1 - 1e-6)
