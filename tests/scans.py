@@ -62,7 +62,7 @@ def best_candidate_by_scanning(problem, gpu, current, layouts, pattern, remainin
     function cuts the layouts whose ceiling is below the best so far instead)."""
     from migrator.planning import greedy
 
-    every = [(current, None)] if current else []
+    every = [(current, None)]
     every += [(chosen, None) for chosen in layouts]
     if pattern is not None:
         every.append(([int(q) for q in np.flatnonzero(pattern > 0)], pattern))

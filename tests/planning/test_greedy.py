@@ -297,3 +297,22 @@ def test_retraining_table_holds_the_values_the_definition_gives_through_closes_a
         g, q = int(rng.integers(len(problem.gpus))), int(rng.integers(len(problem.gpus[0].placements)))
         served[g][q] = rng.uniform(0, 200)
         table.reprice(g, q, served[g][q])
+
+
+def test_a_gpu_with_nothing_left_to_serve_stays_empty():
+    # Two empty A100s and one light tenant: the first GPU serves it all. The second used to
+    # take an idle instance (every maximal layout's tasks, at a penalty, and no "stay empty"
+    # candidate where the current layout is empty), which also hid it from the split's
+    # search for an empty GPU to hand uncovered demand to (decompose.empty_gpu).
+    from migrator.planning.decompose import empty_gpu
+
+    base = migrator.Scenario.default().to_dict()
+    base["gpus"] = [{"model": "A100-40GB", "count": 2}]
+    base["tenants"] = base["tenants"][:1]
+    base["tenants"][0]["arrivals"]["mean_rps"] = 50.0
+    problem = planner.Planner(migrator.Scenario.from_dict(base)).problem()
+    assert all((gpu.current < 0).all() for gpu in problem.gpus)
+    tasks = greedy_tasks(problem)
+    assert (tasks[0] > 0).any()
+    assert (tasks[1] < 0).all()
+    assert empty_gpu(problem, tasks) == 1

@@ -169,7 +169,10 @@ def _best_candidate(problem: Problem, gpu: GpuProblem, current: list[int], layou
     current layout's or the best pattern's worth cannot be the one kept, so its tasks are
     not worked out. The pick is the same as without the ceilings (tested); about half the
     layouts are cut so (docs/model.md, "The greedy start's layout ceilings")."""
-    candidates: list[tuple[int, list[int], Any]] = [(0, current, None)] if current else []
+    # The current layout is a candidate even where it holds no instance: a GPU with no demand
+    # left stays empty (worth 0) rather than taking an idle instance at a penalty, and the
+    # split can then hand it the demand no GPU covers (decompose.part_arrivals).
+    candidates: list[tuple[int, list[int], Any]] = [(0, current, None)]
     first_layout = len(candidates)
     if pattern is not None:
         candidates.append((first_layout + len(layouts), [int(q) for q in np.flatnonzero(pattern > 0)], pattern))
