@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .planner_problem import GpuProblem, Problem
+from .planner_problem import GpuProblem, Problem, per_profile
 
 __all__ = ["MAX_SPLIT_WORK", "fleet_period_bounds", "most_capacity", "whole_instance_value"]
 
@@ -61,13 +61,9 @@ def most_capacity(gpu: GpuProblem, gpus: int, enough: np.ndarray | None = None) 
     has ``enough`` (N,), the figures beyond are left at that (the search stops: a pooled
     tenant at 512 GPUs has thousands of slices to go through, which it never needs)."""
     slices = gpus * int(gpu.compute_slices)
-    profiles = len(gpu.max_count)
-    rate, width = np.zeros((gpu.capacity_rps.shape[0], profiles)), np.zeros(profiles, dtype=np.int64)
-    for q in range(len(gpu.placements)):
-        p = int(gpu.profile[q])
-        rate[:, p] = np.maximum(rate[:, p], gpu.capacity_rps[:, q])
-        width[p] = max(int(width[p]), int(gpu.compute[q]))
-    used = [p for p in range(profiles) if width[p] > 0 and (rate[:, p] > 0).any()]
+    rate = per_profile(gpu, gpu.capacity_rps)
+    width = per_profile(gpu, np.asarray(gpu.compute, dtype=np.float64)[None, :])[0].astype(np.int64)
+    used = [p for p in range(len(width)) if width[p] > 0 and (rate[:, p] > 0).any()]
     best = np.zeros((rate.shape[0], slices + 1))
     for c in range(1, slices + 1):
         best[:, c] = best[:, c - 1]

@@ -36,6 +36,7 @@ __all__ = [
     "build_problem",
     "core_gpu",
     "default_periods",
+    "per_profile",
     "fleet_supply",
     "gpu_supply",
     "parse_task",
@@ -383,6 +384,15 @@ def fleet_supply(problem: Problem, current: np.ndarray, tasks: np.ndarray,
     retraining = np.bincount(who[period_retrains], minlength=n * len(periods)).reshape(n, len(periods))
     return Supply(spread(infers, capacity_rps), spread(retrains, retrain_speed), retraining.astype(np.int64),
                   int(new.sum()))
+
+
+def per_profile(gpu: GpuProblem, figure: np.ndarray) -> np.ndarray:
+    """(N, profiles): the best placement's ``figure`` (N, Q) per profile (an upper bound for
+    all of the profile's placements)."""
+    out = np.zeros((figure.shape[0], len(gpu.max_count)))
+    for q in range(len(gpu.placements)):
+        out[:, gpu.profile[q]] = np.maximum(out[:, gpu.profile[q]], figure[:, q])
+    return out
 
 
 def core_gpu(gpu: GpuProblem) -> Any:

@@ -32,7 +32,9 @@ from .. import _core
 from .deadline import Deadline
 from .fleet_bound import fleet_period_bounds
 from .highs import new_highs, run_within
-from .planner_problem import GpuProblem, Problem, alike_gpus, core_gpu, retraining_now, retraining_rates
+from .planner_problem import (
+    GpuProblem, Problem, alike_gpus, core_gpu, per_profile, retraining_now, retraining_rates,
+)
 
 __all__ = [
     "BACKGROUND_S", "BY_PERIOD_ABOVE", "POOL_ABOVE", "BoundKeeper", "Completions", "LpBasis", "pool_tenants",
@@ -250,14 +252,6 @@ def _classes(problem: Problem) -> list[list[int]]:
     return list(groups.values())
 
 
-def _per_profile(gpu: GpuProblem, figure: np.ndarray) -> np.ndarray:
-    """(N, profiles): the best placement's figure per profile (an upper bound for all)."""
-    out = np.zeros((figure.shape[0], len(gpu.max_count)))
-    for q in range(len(gpu.placements)):
-        out[:, gpu.profile[q]] = np.maximum(out[:, gpu.profile[q]], figure[:, q])
-    return out
-
-
 class _Supply:
     """What the classes' count columns give each tenant: terms (tenant, slot, column, value)
     of its serving capacity (kind 1) and retraining progress (kind 0), and which count
@@ -300,8 +294,8 @@ def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply, b
         np.add.at(kept, (current[serving], problem.gpus[g].profile[serving]), 1)
     # Each (task, profile) an instance of the profile can do something for: its per-slot figure.
     rates = np.zeros((problem.n_tasks, profiles))
-    rates[1::2] = _per_profile(gpu, gpu.capacity_rps)
-    rates[2::2] = _per_profile(gpu, gpu.retrain_speed)
+    rates[1::2] = per_profile(gpu, gpu.capacity_rps)
+    rates[2::2] = per_profile(gpu, gpu.retrain_speed)
     task, profile = np.nonzero(rates > 0)
     tenant, kind, figure = (task - 1) // 2, task % 2, rates[task, profile] * problem.slot_s
     mixes, kinds = np.nonzero(layouts), [(k, kind == k) for k in (0, 1)]
@@ -315,9 +309,9 @@ def _add_class(lp: _Lp, problem: Problem, members: list[int], supply: _Supply, b
         mix = lp.cols(len(layouts), upper=float(len(members)))
         lp.add(lp.rows(1, upper=float(len(members))), mix, 1.0)
         count = lp.cols(len(task), upper=most)
-        per_profile = lp.rows(profiles, upper=0.0)
-        lp.add(per_profile[profile], count, 1.0)
-        lp.add(per_profile[mixes[1]], mix[mixes[0]], -layouts[mixes].astype(np.float64))
+        profile_rows = lp.rows(profiles, upper=0.0)
+        lp.add(profile_rows[profile], count, 1.0)
+        lp.add(profile_rows[mixes[1]], mix[mixes[0]], -layouts[mixes].astype(np.float64))
         # New instances: at least the increase of the count (from those now serving).
         new = lp.cols(len(task), cost=-problem.reconfig_penalty, upper=most)
         increase = lp.rows(len(task), lower=-kept[task, profile] if j == 0 else 0.0)
@@ -427,7 +421,8 @@ def _pooled_gpus(problem: Problem, pool: np.ndarray, first: np.ndarray) -> tuple
     return tuple(gpus)
 
 
-def _window_start(problem: Problem, i: int, t: int) -> bool:
+def _window_start(problem: Problem, i: int, t: Any) -> Any:
+    """Whether slot ``t`` (or each of an array of slots) starts one of tenant i's windows."""
     window = int(problem.window_slots[i])
     return window > 0 and (int(problem.window_offset[i]) + t) % window == 0
 
@@ -511,7 +506,7 @@ class _Slots:
     @classmethod
     def of(cls, problem: Problem, i: int, who: _Retrainer) -> _Slots:
         t = np.arange(problem.horizon)
-        starts = (int(problem.window_offset[i]) + t) % int(problem.window_slots[i]) == 0
+        starts = _window_start(problem, i, t)
         window = np.cumsum(starts & (t > 0))
         window_first = np.maximum.accumulate(np.where(starts, t, 0))
         first_window = window == 0
@@ -606,14 +601,14 @@ def _best_accuracy(problem: Problem, i: int, who: _Retrainer) -> np.ndarray:
     return np.where(slots.done | (slots.completes & slots.reachable), float(problem.acc_after[i]), before)
 
 
-def _add_fleet_rows(lp: _Lp, problem: Problem, served: np.ndarray, retrained: dict[int, np.ndarray],
-                    accuracy: np.ndarray, by_period: bool) -> None:
+def _add_fleet_rows(lp: _Lp, problem: Problem, classes: list[list[int]], served: np.ndarray,
+                    retrained: dict[int, np.ndarray], accuracy: np.ndarray, by_period: bool) -> None:
     """(19): per period, the Goodput of all tenants (``served`` and ``retrained`` columns, per
-    slot or per period) within what the fleet could earn with whole instances
+    slot or per period) within what the fleet's ``classes`` could earn with whole instances
     (:func:`~migrator.planning.fleet_bound.fleet_period_bounds`); only where that is less than
     every request served at its best ``accuracy``. Valid for every plan, so the relaxation
     stays a bound."""
-    most, everything = fleet_period_bounds(problem, accuracy, _classes(problem))
+    most, everything = fleet_period_bounds(problem, accuracy, classes)
     before = np.asarray(problem.acc_before, dtype=np.float64)
     gain = np.asarray(problem.acc_after, dtype=np.float64) - before
     starts = problem.period_starts()
@@ -793,8 +788,8 @@ def whole_bound(
         problem, np.ones(len(problem.tenants)), tuple(Completions.of(a[None, :]) for a in problem.arrivals))
     if by_period is None:
         by_period = len(problem.tenants) * problem.horizon > BY_PERIOD_ABOVE
-    lp, supply = _Lp(), _Supply()
-    for members in _classes(problem):
+    lp, supply, classes = _Lp(), _Supply(), _classes(problem)
+    for members in classes:
         if _late(deadline):
             return float("inf"), None
         _add_class(lp, problem, members, supply, by_period)
@@ -818,7 +813,7 @@ def whole_bound(
             retrained[i] = columns
         accuracy[i] = _best_accuracy(problem, i, who)
     _add_progress_terms(lp, supply, progress_rows)
-    _add_fleet_rows(lp, problem, served, retrained, accuracy, by_period)
+    _add_fleet_rows(lp, problem, classes, served, retrained, accuracy, by_period)
     if problem.retrain_instances > 0:
         _add_one_job(lp, problem, supply, pooled)
     return lp.solve(time_limit_s, start, deadline, cancel, on_early)
