@@ -106,6 +106,47 @@ def test_a_solve_the_decision_cannot_wait_for_bounds_the_decisions_after_it() ->
     keeper.close()
 
 
+def _advanced(scenario, decisions: int):
+    """A receding loop's problem after ``decisions`` plans (demand moved on, jobs under way)."""
+    loop = planner.Planner(scenario)
+    state = None
+    for _ in range(decisions):
+        state = loop.advance(loop.plan(state=state))
+    return loop.problem(state=state)
+
+
+def test_a_pooled_bound_gets_the_tenant_by_tenant_one_beside_it(monkeypatch) -> None:
+    # sized(8, 16) pooled (its 480 tenant-slots above a lowered POOL_ABOVE): four pools of four.
+    monkeypatch.setattr(bounds, "POOL_ABOVE", 100)
+    problem = _advanced(sized(8, 16), 3)
+    pooled, unpooled = split_bound(problem, 60), split_bound(problem, 60, pool=False)
+    assert unpooled < pooled * (1 - 1e-3)  # pooling loosens it here (0.73 % against 0.57 % above the plan)
+    keeper = BoundKeeper()
+    assert keeper.bound(problem, Deadline(60.0)) == pytest.approx(unpooled, rel=1e-7)
+    assert keeper.join(60.0)
+    assert keeper._unpooled.start is not None
+    keeper.close()
+    # Above UNPOOLED_UP_TO tenant-slots the pooled bound stands alone.
+    monkeypatch.setattr(bounds, "UNPOOLED_UP_TO", 400)
+    alone = BoundKeeper()
+    assert alone.bound(problem, Deadline(60.0)) == pytest.approx(pooled, rel=1e-7)
+    assert alone._unpooled.running is None
+    alone.close()
+
+
+def test_the_unpooled_bound_a_decision_cannot_wait_for_is_left_out(monkeypatch) -> None:
+    monkeypatch.setattr(bounds, "POOL_ABOVE", 100)
+    problem = _advanced(sized(8, 16), 1)
+    keeper = BoundKeeper()
+    # No time: the pooled solve's early bound is inf (no earlier solve) and the unpooled one
+    # is not waited for; both go on in the background.
+    assert keeper.bound(problem, Deadline(0.0)) == float("inf")
+    assert keeper.join(60.0)
+    later = _advanced(sized(8, 16), 2)
+    assert keeper.bound(later, Deadline(60.0)) == pytest.approx(split_bound(later, 60, pool=False), rel=1e-7)
+    keeper.close()
+
+
 def test_closing_the_keeper_stops_its_background_solve(monkeypatch) -> None:
     # A cold solve at 128 GPUs takes seconds (tenants not pooled); closed at once, it ends
     # unfinished: no multipliers to start from (a solve left to finish would leave them).
@@ -226,6 +267,7 @@ def test_the_planner_bounds_a_fleet_too_large_to_relax_tenant_by_tenant(monkeypa
     # Above POOL_ABOVE tenant-slots the split's bound pools alike tenants (at 512 GPUs / 1024
     # tenants it was not attempted before, its relaxation unsolved in 120 s).
     monkeypatch.setattr(bounds, "POOL_ABOVE", 0)
+    monkeypatch.setattr(bounds, "UNPOOLED_UP_TO", 0)  # the pooled bound alone (its own test above)
     plan = planner.Planner(sized(8, 16)).plan()
     assert plan.stats.status.startswith("split into 8 GPUs")
     assert plan.stats.bound == pytest.approx(split_bound(plan.problem, pool=True), rel=1e-9)

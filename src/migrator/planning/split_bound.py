@@ -37,8 +37,8 @@ from .planner_problem import (
 )
 
 __all__ = [
-    "BACKGROUND_S", "BY_PERIOD_ABOVE", "POOL_ABOVE", "BoundKeeper", "Completions", "LpBasis", "pool_tenants",
-    "relaxed_tenant_slots", "split_bound", "whole_bound",
+    "BACKGROUND_S", "BY_PERIOD_ABOVE", "POOL_ABOVE", "UNPOOLED_UP_TO", "BoundKeeper", "Completions", "LpBasis",
+    "pool_tenants", "relaxed_tenant_slots", "split_bound", "whole_bound",
 ]
 
 #: Tenant-slots above which the tenants' rows are relaxed to periods (docs/model.md, "At scale").
@@ -49,6 +49,11 @@ BACKGROUND_S = 20.0
 #: where the tenants' rows would otherwise be relaxed to periods, pooling is as tight or
 #: tighter and fifty times faster to solve.
 POOL_ABOVE = BY_PERIOD_ABOVE
+#: Tenant-slots up to which a pooled bound has the relaxation tenant by tenant beside it,
+#: solved in the background and kept warm from one decision to the next (BoundKeeper): it
+#: keeps up at 32 and 64 GPUs, where the pooled bound drifts away from the plans as the
+#: tenants' demands move apart, and not at 128 (docs/model.md, "Pooling alike tenants").
+UNPOOLED_UP_TO = 4000
 
 
 @dataclass(frozen=True)
@@ -170,9 +175,11 @@ class _Lp:
         lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = lp.num_col_, lp.num_row_
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self._matrix()
         h = new_highs()
-        # Primal simplex: 39 ms against 58 ms for the default dual on 8 A100s / 16 tenants
-        # (interior point 129 ms); the program starts feasible at zero.
-        h.setOptionValue("simplex_strategy", 4)
+        # Dual simplex: from one decision's basis to the next only bounds move, which leaves
+        # the basis dual feasible. Tenant by tenant, cold / warm: 0.27 / 0.15-0.26 s against
+        # primal's 0.46 / 0.20-0.32 s at 32 A100s / 64 tenants, 3.4 / 0.45 s against 3.9 /
+        # 0.63-0.71 s at 128 / 256; 0.03-0.06 s either way at 8 / 16 (docs/model.md).
+        h.setOptionValue("simplex_strategy", 1)
         h.passModel(lp)
         if start is not None and (len(start.columns), len(start.rows)) == (lp.num_col_, lp.num_row_):
             # A basis of another decision's program of the same shape; HiGHS refuses (and
@@ -845,69 +852,114 @@ class _Pending:
         return self._early
 
 
+class _Channel:
+    """One relaxation's solves in a receding loop: the basis and multipliers of its last
+    finished solve, and the solve going on (one at a time), which may outlast its decision.
+    ``options``: :func:`whole_bound`'s ``pool`` and ``by_period`` (None: by size)."""
+
+    def __init__(self, pool: bool | None = None, by_period: bool | None = None) -> None:
+        self.lock = threading.Lock()
+        self.start: LpBasis | None = None
+        self.running: threading.Thread | None = None
+        self.pool, self.by_period = pool, by_period
+
+    def busy(self) -> bool:
+        with self.lock:
+            return self.running is not None and self.running.is_alive()
+
+    def begin(self, problem: Problem, cancel: threading.Event, early: bool) -> _Pending:
+        """Solve ``problem`` in a thread from the last basis; ``early``: have the pending
+        bound take the last multipliers' value meanwhile."""
+        with self.lock:
+            start = self.start
+        if start is not None and not early:
+            start = dataclasses.replace(start, row_dual=None)  # spare the Lagrangian of stale multipliers
+        pending = _Pending()
+        thread = threading.Thread(target=self._solve, args=(problem, start, cancel, pending), name="migrator-bound",
+                                  daemon=True)
+        with self.lock:
+            self.running = thread
+        thread.start()
+        return pending
+
+    def _solve(self, problem: Problem, start: LpBasis | None, cancel: threading.Event, pending: _Pending) -> None:
+        value = float("inf")
+        try:
+            value, basis = whole_bound(problem, time_limit_s=BACKGROUND_S, start=start, cancel=cancel,
+                                       on_early=pending.early, pool=self.pool, by_period=self.by_period)
+            if basis is not None:
+                with self.lock:
+                    self.start = basis
+        finally:
+            pending.finish(value)
+
+    def join(self, timeout_s: float) -> bool:
+        running = self.running
+        if running is not None:
+            running.join(timeout=max(timeout_s, 0.0))
+        return running is None or not running.is_alive()
+
+
 class BoundKeeper:
     """The split bounds of one receding loop. Each decision's relaxation starts from the last
     finished solve's basis and is bounded at once by its multipliers; a solve the decision
     cannot wait for goes on in a background thread (one at a time, for at most
     ``BACKGROUND_S``), so that the decisions after it start from its basis and multipliers.
-    At 128 GPUs a cold solve takes longer than a decision while a warm one fits in it."""
+    At 128 GPUs a cold solve takes longer than a decision while a warm one fits in it.
+
+    Where the tenants are pooled but the relaxation tenant by tenant is at most
+    ``UNPOOLED_UP_TO`` tenant-slots, that one is solved beside the pooled one, in a thread
+    of its own and from its own last basis, and a decision gets the lesser of the bounds
+    that are ready by its deadline (both are bounds). The earlier multipliers of the
+    unpooled relaxation are not used: a slot later they bound it 13 % above a fresh solve."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._start: LpBasis | None = None
-        self._running: threading.Thread | None = None
         self._cancel = threading.Event()
+        self._default = _Channel()
+        self._unpooled = _Channel(pool=False, by_period=False)
         _KEEPERS.add(self)
 
     @property
     def start(self) -> LpBasis | None:
-        """The basis and multipliers the next bound starts from (settable: a benchmark
-        replays one decision from the same start)."""
-        return self._start
+        """The basis and multipliers the next bound (of the relaxation its size gives) starts
+        from (settable: a benchmark replays one decision from the same start)."""
+        return self._default.start
 
     @start.setter
     def start(self, basis: LpBasis | None) -> None:
-        with self._lock:
-            self._start = basis
+        with self._default.lock:
+            self._default.start = basis
 
     def bound(self, problem: Problem, deadline: Deadline) -> float:
         """The bound of ``problem`` by what ``deadline`` leaves: the solve's own where it
-        ends in time, else the last multipliers' (inf where there are none)."""
-        with self._lock:
-            start, busy = self._start, self._running is not None and self._running.is_alive()
-        if busy:
+        ends in time, else the last multipliers' (inf where there are none); the lesser of
+        it and the unpooled relaxation's where that is solved beside it."""
+        beside = None
+        if _unpooled_beside(problem) and not self._unpooled.busy():
+            beside = self._unpooled.begin(problem, self._cancel, early=False)
+        if self._default.busy():
             # The last solve goes on: this program gets what its multipliers give.
-            return whole_bound(problem, time_limit_s=0.0, start=start, deadline=deadline)[0]
-        pending = _Pending()
-        thread = threading.Thread(target=self._solve, args=(problem, start, pending), name="migrator-bound",
-                                  daemon=True)
-        with self._lock:
-            self._running = thread
-        thread.start()
-        return pending.wait(deadline.left())
-
-    def _solve(self, problem: Problem, start: LpBasis | None, pending: _Pending) -> None:
-        value = float("inf")
-        try:
-            value, basis = whole_bound(problem, time_limit_s=BACKGROUND_S, start=start, cancel=self._cancel,
-                                       on_early=pending.early)
-            if basis is not None:
-                with self._lock:
-                    self._start = basis
-        finally:
-            pending.finish(value)
+            value = whole_bound(problem, time_limit_s=0.0, start=self._default.start, deadline=deadline)[0]
+        else:
+            value = self._default.begin(problem, self._cancel, early=True).wait(deadline.left())
+        if beside is not None:
+            value = min(value, beside.wait(deadline.left()))
+        return value
 
     def join(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for a solve going on in the background; whether none is."""
-        running = self._running
-        if running is not None:
-            running.join(timeout=max(timeout_s, 0.0))
-        return running is None or not running.is_alive()
+        """Wait up to ``timeout_s`` for the solves going on in the background; whether none is."""
+        return all([channel.join(timeout_s) for channel in (self._default, self._unpooled)])
 
     def close(self) -> None:
-        """Stop a solve going on in the background (at exit, before the interpreter goes)."""
+        """Stop the solves going on in the background (at exit, before the interpreter goes)."""
         self._cancel.set()
         self.join(5.0)
+
+
+def _unpooled_beside(problem: Problem) -> bool:
+    """Whether the keeper solves the relaxation tenant by tenant beside the pooled one."""
+    slots = len(problem.tenants) * problem.horizon
+    return POOL_ABOVE < slots <= UNPOOLED_UP_TO
 
 
 _KEEPERS: weakref.WeakSet[BoundKeeper] = weakref.WeakSet()
