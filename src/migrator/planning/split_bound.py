@@ -855,7 +855,7 @@ class _Pending:
 class _Channel:
     """One relaxation's solves in a receding loop: the basis and multipliers of its last
     finished solve, and the solve going on (one at a time), which may outlast its decision.
-    ``options``: :func:`whole_bound`'s ``pool`` and ``by_period`` (None: by size)."""
+    ``pool`` and ``by_period`` as :func:`whole_bound` takes them (None: by size)."""
 
     def __init__(self, pool: bool | None = None, by_period: bool | None = None) -> None:
         self.lock = threading.Lock()
@@ -948,7 +948,7 @@ class BoundKeeper:
 
     def join(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the solves going on in the background; whether none is."""
-        return all([channel.join(timeout_s) for channel in (self._default, self._unpooled)])
+        return all([channel.join(timeout_s) for channel in (self._default, self._unpooled)])  # both joined
 
     def close(self) -> None:
         """Stop the solves going on in the background (at exit, before the interpreter goes)."""
