@@ -519,7 +519,7 @@ class _Slots:
         first_window = window == 0
         done = first_window & ~starts & bool(problem.done0[i])
         opening = ~done & ((t == 0) | starts)
-        work = np.where(first_window, float(problem.work_left[i]), float(problem.work_full[i]))
+        work = _work(problem, i, first_window)
         setup = 0.0 if who.retraining_now else problem.setup_s
         seconds = (t - window_first) * problem.slot_s - np.where(first_window, setup, 0.0)
         return cls(starts, window, window_first, done, opening, ~done & ~opening, work,
@@ -628,10 +628,11 @@ def _add_fleet_rows(lp: _Lp, problem: Problem, classes: list[list[int]], served:
             lp.add(row, columns[when], gain[i])
 
 
-def _work(problem: Problem, i: int, first_window: bool) -> float:
+def _work(problem: Problem, i: int, first_window: Any) -> Any:
     """Tenant i's retraining work in a window: what is left of it in the window holding slot
-    0, all of it in later ones."""
-    return float(problem.work_left[i] if first_window else problem.work_full[i])
+    0, all of it in later ones (``first_window`` a flag, or an array of them per slot)."""
+    work = np.where(first_window, float(problem.work_left[i]), float(problem.work_full[i]))
+    return float(work) if work.ndim == 0 else work
 
 
 def _reachable(work: Any, most_progress: Any) -> Any:
