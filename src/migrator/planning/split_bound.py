@@ -772,10 +772,19 @@ def split_bound(problem: Problem, time_limit_s: float = 1.0, by_period: bool | N
     return whole_bound(problem, time_limit_s, by_period=by_period, pool=pool)[0]
 
 
+def _tenant_slots(problem: Problem) -> int:
+    """The problem's tenants times its slots: the size the relaxation's defaults go by."""
+    return len(problem.tenants) * problem.horizon
+
+
+def _pooled_by_default(problem: Problem) -> bool:
+    """Whether :func:`whole_bound` pools alike tenants unless told (above ``POOL_ABOVE``)."""
+    return _tenant_slots(problem) > POOL_ABOVE
+
+
 def relaxed_tenant_slots(problem: Problem) -> int:
     """Tenant-slots of the relaxation :func:`whole_bound` builds by default (its size)."""
-    slots = len(problem.tenants) * problem.horizon
-    return len(_pools(problem)[1]) * problem.horizon if slots > POOL_ABOVE else slots
+    return len(_pools(problem)[1]) * problem.horizon if _pooled_by_default(problem) else _tenant_slots(problem)
 
 
 def whole_bound(
@@ -791,11 +800,11 @@ def whole_bound(
     built and before it is solved, with the bound that ``start``'s multipliers give it (inf
     without them). ``by_period`` and ``pool`` as in :func:`split_bound`."""
     if pool is None:
-        pool = len(problem.tenants) * problem.horizon > POOL_ABOVE
+        pool = _pooled_by_default(problem)
     problem, pooled, counted = pool_tenants(problem) if pool else (
         problem, np.ones(len(problem.tenants)), tuple(Completions.of(a[None, :]) for a in problem.arrivals))
     if by_period is None:
-        by_period = len(problem.tenants) * problem.horizon > BY_PERIOD_ABOVE
+        by_period = _tenant_slots(problem) > BY_PERIOD_ABOVE
     lp, supply, classes = _Lp(), _Supply(), _classes(problem)
     for members in classes:
         if _late(deadline):
@@ -959,8 +968,7 @@ class BoundKeeper:
 
 def _unpooled_beside(problem: Problem) -> bool:
     """Whether the keeper solves the relaxation tenant by tenant beside the pooled one."""
-    slots = len(problem.tenants) * problem.horizon
-    return POOL_ABOVE < slots <= UNPOOLED_UP_TO
+    return _pooled_by_default(problem) and _tenant_slots(problem) <= UNPOOLED_UP_TO
 
 
 _KEEPERS: weakref.WeakSet[BoundKeeper] = weakref.WeakSet()
