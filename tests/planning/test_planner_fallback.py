@@ -173,3 +173,40 @@ def test_without_time_the_split_is_not_even_started() -> None:
     for got, now in zip(plan.tasks, planner.keep_current(problem)):
         np.testing.assert_array_equal(got, now)
     assert plan.stats.reconfigurations == 0 and not np.isfinite(plan.stats.bound)
+
+
+def test_the_retraining_pass_goes_on_with_a_job_on_a_part_without_a_plan(monkeypatch) -> None:
+    # A part without a plan of its own follows the starting plan, a plan like any other:
+    # the retraining pass may act on its GPU, and so goes on with the job running there
+    # rather than leaving the GPU as the start has it (inference where the job runs), which
+    # stopped the job and started it anew elsewhere (docs/results.md, "The retraining pass
+    # at scale"). Fails where such GPUs are marked as keeping their current instances.
+    scenario = sized(4, 8, horizon=4).with_planner(decompose_above=1, time_limit_s=10.0, retrain_over_window=True,
+                                                   workers=1)
+    p = planner.Planner(scenario)
+    state = serving_state(scenario)
+    g, placement = 2, scenario.gpus[2].layout.split(",")[0]
+    name = state.assignments[g][placement].split(":")[0]
+    state.assignments[g][placement] = f"{name}:retrain"
+    problem = p.problem(state=state)
+    q = int(np.flatnonzero(problem.gpus[g].current > 0)[0])
+    job = int(problem.gpus[g].current[q])
+    assert job % 2 == 0 and problem.tenants[(job - 2) // 2] == name
+    # The start serves the job's tenant where the job runs; the part of GPU g finds no plan.
+    start = tuple(np.where(t == job, job - 1, t) for t in planner.keep_current(problem))
+    monkeypatch.setattr(planner.Planner, "_scored_start", lambda self, prob, deadline=None: (0.0, start))
+    solve = planner.solve_problem
+    calls = []
+
+    def no_plan_for_gpu_g(sub, **kwargs):
+        calls.append(sub)
+        if len(calls) != g + 1:  # one after another (workers=1): the parts come in GPU order
+            return solve(sub, **kwargs)
+        return planner.RawSolution(planner.keep_current(sub), float("nan"), float("inf"),
+                                   "Time limit reached; current layouts kept", float("inf"), 0.0, 0.0, kept_gpus=(0,))
+
+    monkeypatch.setattr(planner, "solve_problem", no_plan_for_gpu_g)
+    plan = p.plan(state=state)
+    assert "; 1 of 4 parts without a plan in time, their starting plan kept" in plan.stats.status
+    assert plan.tasks[g][0, q] == job  # the job goes on where it runs
+    np.testing.assert_array_equal(plan.tasks[g][1:], start[g][1:])  # the pass changes the first period only
