@@ -679,15 +679,13 @@ class Planner:
         merged = merge(problem, parts, solutions)
         # A part the deadline did not reach, or whose solve ended before HiGHS took its warm
         # start (a part's share of a 128-GPU decision can be 15 ms), keeps the starting plan's
-        # share, a valid plan the start was scored with, rather than the current layout. Such
-        # a GPU is not "kept" (kept_gpus: current instances, which the retraining pass leaves
-        # alone): the pass acts on it as on any other, and so goes on with the jobs there.
+        # share, a valid plan the start was scored with, rather than the current layout.
         skipped = {g for g, s in enumerate(solutions) if s.kept_gpus}
         if skipped:
             kept = f"{_kept_parts(solutions)}, their starting plan kept"
             merged = dataclasses.replace(
                 merged, tasks=tuple(start[g] if g in skipped else t for g, t in enumerate(merged.tasks)),
-                status=f"{merged.status}; {kept}", kept_gpus=(),
+                status=f"{merged.status}; {kept}",
             )
             # Routine at scale (the deadline reaches a few dozen of 128 parts), and in the status.
             log.info("%s", kept)
