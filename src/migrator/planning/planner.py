@@ -679,7 +679,10 @@ class Planner:
         merged = merge(problem, parts, solutions)
         # A part the deadline did not reach, or whose solve ended before HiGHS took its warm
         # start (a part's share of a 128-GPU decision can be 15 ms), keeps the starting plan's
-        # share, a valid plan the start was scored with, rather than the current layout.
+        # share, a valid plan the start was scored with, rather than the current layout. Its
+        # GPU stays in kept_gpus, so the retraining pass leaves it as the start has it: opening
+        # those GPUs to the pass cost 1 % at 32 GPUs and doubled the proven gap at 128
+        # (docs/results.md, "The retraining pass at scale").
         skipped = {g for g, s in enumerate(solutions) if s.kept_gpus}
         if skipped:
             kept = f"{_kept_parts(solutions)}, their starting plan kept"

@@ -666,7 +666,8 @@ class RawSolution:
     ``g`` in each period, -1 where there is none. ``objective`` is the solver's value (Goodput
     minus the reconfiguration penalty), ``bound`` its best bound, ``status`` HiGHS's model
     status text, ``build_s`` and ``solve_s`` the seconds spent. ``kept_gpus``: GPUs for which
-    the solver found no plan in time; they keep their current layout and tasks.
+    the solver found no plan in time; they keep their current layout and tasks (in the
+    planner's split, the starting plan's), and the retraining pass leaves them as they are.
     """
 
     tasks: tuple[np.ndarray, ...]
