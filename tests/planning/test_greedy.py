@@ -316,3 +316,27 @@ def test_a_gpu_with_nothing_left_to_serve_stays_empty():
     assert (tasks[0] > 0).any()
     assert (tasks[1] < 0).all()
     assert empty_gpu(problem, tasks) == 1
+
+
+def test_a_placement_given_no_inference_task_stays_idle() -> None:
+    # A given task that is idle or retraining names no tenant to serve: the instance stays
+    # idle rather than serving the tenant that (task - 1) // 2 would wrongly name (-1: the
+    # last tenant; a retraining task: its tenant's inference).
+    from migrator.planning.greedy import _assign
+    from migrator.planning.planner_problem import IDLE
+
+    problem = planner.Planner(sized(1, 4)).problem()
+    gpu = problem.gpus[0]
+    chosen = [int(q) for q in np.flatnonzero(gpu.current >= 0)]
+    demand = problem.demand_rps()
+    accuracy = np.asarray(problem.acc_before, dtype=np.float64)
+    assert (gpu.capacity_rps[:, chosen] > 0).all() and (demand > 0).all()
+    for task in (IDLE, 2, 4):
+        given = np.full(len(gpu.placements), task, dtype=np.int64)
+        tasks, served, left = _assign(gpu, chosen, demand, accuracy, given)
+        assert (tasks[chosen] == IDLE).all() and not served.any()
+        np.testing.assert_array_equal(left, demand)
+    given = np.full(len(gpu.placements), 3, dtype=np.int64)  # tenant 1's inference
+    tasks, served, left = _assign(gpu, chosen, demand, accuracy, given)
+    assert 3 in tasks[chosen] and set(tasks[chosen].tolist()) <= {3, IDLE}  # idle once its demand is served
+    assert left[1] < demand[1] and (left[[0, 2, 3]] == demand[[0, 2, 3]]).all()

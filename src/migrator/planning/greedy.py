@@ -68,17 +68,18 @@ def _assign(
     """Tasks for the chosen placements, what each serves (req/s) and the demand left.
 
     Each instance goes to the tenant it serves best, or, with ``given`` (a task per
-    placement), to the tenant given there."""
+    placement), to the tenant given there; one given no inference task stays idle."""
     tasks = np.full(len(gpu.placements), -1, dtype=np.int64)
     served = np.zeros(len(gpu.placements))
     left = remaining.copy()
     for q in sorted(chosen, key=lambda q: -int(gpu.compute[q])):
         take = np.minimum(left, gpu.capacity_rps[:, q])
         if given is not None:
-            i = (int(given[q]) - 1) // 2
+            task = int(given[q])
+            i = (task - 1) // 2 if task > IDLE and task % 2 == 1 else -1
         else:
             i = int(np.argmax(take * accuracy)) if len(take) else 0
-        if len(take) and take[i] * accuracy[i] > 0:
+        if len(take) and i >= 0 and take[i] * accuracy[i] > 0:
             tasks[q] = 1 + 2 * i
             served[q] = take[i] * accuracy[i]
             left[i] -= take[i]

@@ -933,7 +933,8 @@ class BoundKeeper:
     def start(self) -> LpBasis | None:
         """The basis and multipliers the next bound (of the relaxation its size gives) starts
         from (settable: a benchmark replays one decision from the same start)."""
-        return self._default.start
+        with self._default.lock:  # a background solve may be writing it
+            return self._default.start
 
     @start.setter
     def start(self, basis: LpBasis | None) -> None:
@@ -949,7 +950,7 @@ class BoundKeeper:
             beside = self._unpooled.begin(problem, self._cancel, early=False)
         if self._default.busy():
             # The last solve goes on: this program gets what its multipliers give.
-            value = whole_bound(problem, time_limit_s=0.0, start=self._default.start, deadline=deadline)[0]
+            value = whole_bound(problem, time_limit_s=0.0, start=self.start, deadline=deadline)[0]
         else:
             value = self._default.begin(problem, self._cancel, early=True).wait(deadline.left())
         if beside is not None:
