@@ -11,8 +11,8 @@ import pytest
 
 import migrator
 from migrator.planning import planner
-from migrator.planning.greedy import RetrainingTable, greedy_tasks, maximal_sets, packed_tasks, window_value
-from migrator.planning.planner_problem import PlannerState
+from migrator.planning.greedy import RetrainingTable, _assign, greedy_tasks, maximal_sets, packed_tasks, window_value
+from migrator.planning.planner_problem import IDLE, PlannerState
 from scans import best_candidate_by_scanning, packed_by_scanning
 from scenarios import sized
 
@@ -322,9 +322,6 @@ def test_a_placement_given_no_inference_task_stays_idle() -> None:
     # A given task that is idle or retraining names no tenant to serve: the instance stays
     # idle rather than serving the tenant that (task - 1) // 2 would wrongly name (-1: the
     # last tenant; a retraining task: its tenant's inference).
-    from migrator.planning.greedy import _assign
-    from migrator.planning.planner_problem import IDLE
-
     problem = planner.Planner(sized(1, 4)).problem()
     gpu = problem.gpus[0]
     chosen = [int(q) for q in np.flatnonzero(gpu.current >= 0)]
