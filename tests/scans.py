@@ -35,7 +35,8 @@ def packed_by_scanning(problem):
 
 def give_way_by_scanning(problem, plan, serving, gain, end, finish, floor):
     """_GiveWay.best's answer, looking at every free placement of every GPU afresh."""
-    from migrator.planning.retraining import _inference_of, _joint_loss
+    from migrator.planning.planner_problem import inference_tenant
+    from migrator.planning.retraining import _joint_loss
 
     demand = problem.demand_rps()
     best = (-np.inf, -1, -1)
@@ -48,7 +49,7 @@ def give_way_by_scanning(problem, plan, serving, gain, end, finish, floor):
                 continue
             if not fits_beside(gpu, [r for r in occupied if r not in gone], int(q)):
                 continue
-            tenants = {_inference_of(int(row[r])) for r in gone} - {-1}
+            tenants = {inference_tenant(int(row[r])) for r in gone} - {-1}
             lost = sum(_joint_loss(problem, t, serving[t], {(g, r) for r in gone}, demand[t]) for t in tenants)
             worth = gain * (end - finish[g, q]) - lost * problem.slot_s * finish[g, q] - problem.reconfig_penalty * len(gone)
             if worth > max(floor, best[0]):

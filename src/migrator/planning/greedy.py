@@ -23,7 +23,7 @@ import numpy as np
 from .. import _core
 from .deadline import Deadline
 from .decompose import sub_gpu, task_map
-from .planner_problem import IDLE, GpuProblem, Problem, alike_gpus, core_gpu, retraining_counts
+from .planner_problem import IDLE, GpuProblem, Problem, alike_gpus, core_gpu, inference_tenant, retraining_counts
 
 __all__ = [
     "RetrainingTable",
@@ -75,8 +75,7 @@ def _assign(
     for q in sorted(chosen, key=lambda q: -int(gpu.compute[q])):
         take = np.minimum(left, gpu.capacity_rps[:, q])
         if given is not None:
-            task = int(given[q])
-            i = (task - 1) // 2 if task > IDLE and task % 2 == 1 else -1
+            i = inference_tenant(int(given[q]))
         else:
             i = int(np.argmax(take * accuracy)) if len(take) else 0
         if len(take) and i >= 0 and take[i] * accuracy[i] > 0:

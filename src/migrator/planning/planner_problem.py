@@ -39,6 +39,7 @@ __all__ = [
     "per_profile",
     "fleet_supply",
     "gpu_supply",
+    "inference_tenant",
     "parse_task",
     "planning_placements",
     "retraining_counts",
@@ -62,6 +63,11 @@ def task_name(k: int, tenants: Sequence[str]) -> str:
         return "idle"
     i, kind = divmod(k - 1, 2)
     return f"{tenants[i]}:{'retrain' if kind else 'infer'}"
+
+
+def inference_tenant(task: int) -> int:
+    """The tenant an inference task serves; -1 for idle, retraining or no instance."""
+    return (task - 1) // 2 if task > IDLE and task % 2 == 1 else -1
 
 
 def parse_task(text: str, tenants: Sequence[str] | Mapping[str, int]) -> int:

@@ -30,14 +30,9 @@ from typing import Any, Callable, Collection, Sequence
 import numpy as np
 
 from .greedy import RetrainingTable, fits_beside, layout_sets
-from .planner_problem import FLOOR_WEIGHT, IDLE, Problem, retraining_counts
+from .planner_problem import FLOOR_WEIGHT, IDLE, Problem, inference_tenant, retraining_counts
 
 __all__ = ["eligible_tenants", "fits_beside", "marginal_service", "retrain_over_window"]
-
-
-def _inference_of(task: int) -> int:
-    """The tenant an inference task serves; -1 for idle, retraining or no instance."""
-    return (task - 1) // 2 if task > IDLE and task % 2 == 1 else -1
 
 
 def eligible_tenants(problem: Problem) -> np.ndarray:
@@ -51,7 +46,7 @@ def _serving(problem: Problem, first: Sequence[np.ndarray]) -> list[list[tuple[i
     out: list[list[tuple[int, int]]] = [[] for _ in problem.tenants]
     for g, tasks in enumerate(first):
         for q, task in enumerate(tasks):
-            i = _inference_of(int(task))
+            i = inference_tenant(int(task))
             if i >= 0:
                 out[i].append((g, q))
     return out
@@ -132,7 +127,7 @@ def retrain_over_window(problem: Problem, tasks: Sequence[np.ndarray], keep: Col
     def give_up(g: int, r: int) -> None:
         """The instance at placement r of GPU g stops serving its tenant (if it serves one):
         the tenant's other instances are now worth more to it."""
-        tenant = _inference_of(int(out[g][0, r]))
+        tenant = inference_tenant(int(out[g][0, r]))
         if tenant >= 0:
             serving[tenant].remove((g, r))
             reprice(tenant)
@@ -254,7 +249,7 @@ class _GiveWay:
         """What the tenants of the instances under placement q of GPU g lose without them all."""
         gone = self.gone[g][q]
         spots = {(g, r) for r in gone}
-        tenants = {_inference_of(int(self.plan[g][0, r])) for r in gone} - {-1}
+        tenants = {inference_tenant(int(self.plan[g][0, r])) for r in gone} - {-1}
         self.lost[g, q] = sum(_joint_loss(self.problem, t, self.serving[t], spots, self.demand[t]) for t in tenants)
         for t in tenants:
             self.by_tenant.setdefault(t, set()).add((g, q))

@@ -904,7 +904,8 @@ class _Channel:
             pending.finish(value)
 
     def join(self, timeout_s: float) -> bool:
-        running = self.running
+        with self.lock:
+            running = self.running
         if running is not None:
             running.join(timeout=max(timeout_s, 0.0))
         return running is None or not running.is_alive()
